@@ -1,0 +1,88 @@
+"""Lightning callbacks that call into ``evaluation/``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+
+from .evaluation.anchors import AnchorError, load_anchor
+from .evaluation.bdrate import rate_change_at_equal_quality
+from .evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
+
+log = logging.getLogger(__name__)
+
+
+class RDEvaluationCallback(Callback):
+    """Real-bitstream evaluation on Kodak every ``every_n_epochs`` epochs (0 = never) and at the end of fit.
+
+    Writes ``rd.json`` (CompressAI result format + per-image rows + metadata) in the run directory and logs the
+    means, the real/estimated bpp ratio and the single-point rate change vs the anchor at equal PSNR.
+    """
+
+    def __init__(self, run_dir: str | Path, kodak_dir: str | Path, lmbda: float, model_cfg: dict[str, Any],
+                 config_hash: str, every_n_epochs: int = 0, max_images: int | None = None, crop: int | None = None,
+                 anchor: str | None = "kodak/vtm", enabled: bool = True):
+        self.run_dir = Path(run_dir)
+        self.kodak_dir = Path(kodak_dir)
+        self.lmbda = lmbda
+        self.model_cfg = model_cfg
+        self.config_hash = config_hash
+        self.every_n_epochs = int(every_n_epochs or 0)
+        self.max_images = max_images
+        self.crop = crop
+        self.anchor = anchor
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        list_eval_images(self.kodak_dir, self.max_images)  # fail before training, not after hours of it
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.evaluate(trainer, pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.evaluate(trainer, pl_module)
+
+    @rank_zero_only
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        model = pl_module.model
+        was_training = model.training
+        files = list_eval_images(self.kodak_dir, self.max_images)
+        device = next(model.parameters()).device
+        model.cpu()  # entropy coding runs on CPU; a fixed device also keeps the tables deterministic
+        try:
+            result = evaluate_model(model, files, crop=self.crop)
+        finally:
+            model.to(device)
+            model.train(was_training)
+        mean = result["mean"]
+        meta = {"model": self.model_cfg, "lambda": self.lmbda, "step": trainer.global_step,
+                "epoch": trainer.current_epoch, "config_hash": self.config_hash, "dataset": "kodak",
+                "images": len(files), "crop": self.crop, "run_dir": str(self.run_dir)}
+        if self.anchor:
+            try:
+                a = load_anchor(self.anchor)
+                meta["rate_change_vs_anchor"] = rate_change_at_equal_quality(*a.curve(), mean["bpp"], mean["psnr-rgb"])
+                meta["anchor"] = self.anchor
+            except AnchorError as e:
+                log.warning("anchor comparison skipped: %s", e)
+        name = f"{self.model_cfg.get('name')}"
+        doc = to_compressai_json(result, name=name, description=f"{name} lambda={self.lmbda}", meta=meta)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "rd.json").write_text(json.dumps(doc, indent=2))
+        metrics = {f"kodak/{k}": v for k, v in mean.items()}
+        if meta.get("rate_change_vs_anchor") is not None:
+            metrics["kodak/rate_change_vs_vtm_pct"] = meta["rate_change_vs_anchor"]
+        for lg in trainer.loggers:
+            lg.log_metrics(metrics, step=trainer.global_step)
+        change = meta.get("rate_change_vs_anchor")
+        change_txt = f"{change:+.1f} % rate vs {self.anchor} at equal PSNR" if change is not None else \
+            f"PSNR outside the range of {self.anchor}"
+        print(f"Kodak ({len(files)} images, real bitstreams): {mean['bpp']:.4f} bpp, {mean['psnr-rgb']:.2f} dB, "
+              f"real/estimated bpp {mean['bpp_ratio']:.4f}; {change_txt} -> {self.run_dir / 'rd.json'}")
+        return doc

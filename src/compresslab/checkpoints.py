@@ -1,0 +1,136 @@
+"""Checkpoint files: atomic writes, safe loads, and building a model back from a checkpoint.
+
+Every load goes through ``torch.load(weights_only=True)``: a checkpoint is data, never code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from compressai.models import CompressionModel
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to a temporary file in the same folder, fsync, then ``os.replace``.
+
+    A kill during a save leaves the previous checkpoint intact (Lightning's default writes in place).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a Lightning checkpoint or a plain state dict, safely; clear errors for missing/corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. The file is "
+            f"truncated, corrupt, or not a PyTorch checkpoint (only weights-only checkpoints are accepted)."
+        ) from e
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
+    return dict(obj)
+
+
+def state_dict_of(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Model weights from a Lightning checkpoint (``model.`` prefix removed) or a plain/CompressAI state dict."""
+    sd = ckpt.get("state_dict", ckpt)
+    if not isinstance(sd, Mapping) or not sd:
+        raise CheckpointError("checkpoint has no weights (no 'state_dict' and no tensors)")
+    if any(k.startswith("model.") for k in sd):
+        sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+def model_config_of(ckpt: Mapping[str, Any]) -> dict[str, Any] | None:
+    meta = ckpt.get("compresslab") or {}
+    return dict(meta["model"]) if "model" in meta else None
+
+
+def load_weights(model: CompressionModel, ckpt: Mapping[str, Any], source: str = "checkpoint") -> None:
+    """Load weights with a readable error when the architecture does not match."""
+    sd = state_dict_of(ckpt)
+    try:
+        # CompressionModel.load_state_dict resizes the CDF buffers of entropy models to the saved ones.
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        own = set(model.state_dict())
+        missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
+        detail = str(e).splitlines()
+        hint = f"missing keys {missing[:4]}, unexpected keys {unexpected[:4]}" if (missing or unexpected) \
+            else detail[1].strip() if len(detail) > 1 else detail[0]
+        saved = model_config_of(ckpt)
+        raise CheckpointError(
+            f"{source} does not fit model {getattr(model, 'registry_name', type(model).__name__)} "
+            f"({getattr(model, 'hparams_dict', {})}): {hint}"
+            + (f". The checkpoint was trained as {saved}" if saved else "")
+        ) from e
+
+
+def build_model_from_checkpoint(path: str | os.PathLike, model_cfg: Mapping[str, Any] | None = None,
+                                update: bool = True) -> tuple[CompressionModel, dict[str, Any]]:
+    """Model + checkpoint metadata. ``model_cfg`` overrides the config saved in the checkpoint (needed for
+    plain state dicts, which do not say what they are)."""
+    from . import models
+
+    ckpt = load_checkpoint(path)
+    cfg = dict(model_cfg) if model_cfg else model_config_of(ckpt)
+    if cfg is None:
+        raise CheckpointError(f"{path} is a plain state dict without CompressLab metadata; say which model it is "
+                              f"(e.g. --model factorized --N 128 --M 192)")
+    model = models.build(cfg)
+    load_weights(model, ckpt, source=str(path))
+    model.eval()
+    if update:
+        model.update(force=True)
+    meta = dict(ckpt.get("compresslab") or {})
+    meta["model"] = cfg
+    meta["global_step"] = ckpt.get("global_step")
+    return model, meta
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """A digest of the weights (and CDF tables) a decoder needs: any change in them changes the hash."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_state_dict(ckpt_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Plain state dict with updated CDF buffers, loadable by CompressAI's ``from_state_dict`` and ``eval_model``."""
+    model, _ = build_model_from_checkpoint(ckpt_path, update=True)
+    out = Path(out_path)
+    atomic_torch_save(model.state_dict(), out)
+    return out

@@ -1,0 +1,255 @@
+"""Image folders for training, validation and evaluation, with the loading rules in one place.
+
+Data root: ``data.root`` if set, else ``$COMPRESSLAB_DATA``, else ``<repo>/data``. Expected layout::
+
+    <root>/train/**.png|jpg|jpeg|webp   training images (any size; random crops)
+    <root>/val/**                        validation images (centre crops)
+    <root>/kodak/kodim01.png ...         the evaluation set (see README: compresslab download-kodak)
+
+Loading rules (``load_rgb``): every mode becomes 8-bit RGB (grayscale replicated, alpha dropped, palette expanded,
+16-bit scaled down by 257). Files that cannot be decoded are skipped and counted; a summary is reported once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENV_VAR = "COMPRESSLAB_DATA"
+
+
+class DataLayoutError(FileNotFoundError):
+    pass
+
+
+class ImageDecodeError(ValueError):
+    pass
+
+
+def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
+    """``root`` if given, else ``$COMPRESSLAB_DATA``, else ``<repo>/data``."""
+    if root:
+        return Path(root).expanduser().resolve()
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser().resolve()
+    return REPO_ROOT / "data"
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted for reproducibility; picked by extension."""
+    if not folder.is_dir():
+        raise DataLayoutError(
+            f"image folder {folder} does not exist. Expected layout: <data root>/train, <data root>/val, "
+            f"<data root>/kodak with .png/.jpg/.webp files. Set data.root=... or ${ENV_VAR}, or see README "
+            f"('Data') to download Kodak with `compresslab download-kodak`."
+        )
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise DataLayoutError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}")
+    return files
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB. 16/32-bit integer images are scaled to 8 bits, not clipped."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr, mode="L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 if arr.max() <= 1.0 else 1.0
+        img = Image.fromarray(np.clip(np.round(arr * scale), 0, 255).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        # Alpha is composited on white rather than dropped, so transparent pixels do not become arbitrary colours.
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file to 8-bit RGB or raise ImageDecodeError naming the file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb8(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageDecodeError(f"cannot decode image {path}: {e}") from e
+
+
+def image_to_tensor(img: Image.Image) -> Tensor:
+    arr = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def load_image_tensor(path: str | os.PathLike) -> Tensor:
+    """(3, H, W) float tensor in [0, 1]."""
+    return image_to_tensor(load_rgb(path))
+
+
+@dataclass
+class SkipReport:
+    """Counts files skipped by a dataset; shared across workers through the main process only."""
+
+    name: str
+    unreadable: list[str]
+    too_small: list[str]
+
+    def summary(self) -> str | None:
+        parts = []
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} unreadable (e.g. {self.unreadable[0]})")
+        if self.too_small:
+            parts.append(f"{len(self.too_small)} smaller than the patch (e.g. {self.too_small[0]})")
+        return f"{self.name}: skipped " + ", ".join(parts) if parts else None
+
+
+class ImageFolderDataset(Dataset):
+    """Images of a folder as fixed-size patches.
+
+    Files are checked once when the dataset is built (header + size): undecodable ones are skipped and, with
+    ``small_images='skip'``, so are images smaller than the patch (``'pad'`` reflect-pads them instead). A file that
+    still fails to decode later (truncated data) is replaced by the next good file, so an epoch never crashes.
+    """
+
+    def __init__(self, folder: str | os.PathLike, patch_size: int | None, train: bool,
+                 small_images: str = "pad", max_images: int | None = None, name: str | None = None):
+        if small_images not in ("pad", "skip"):
+            raise ValueError(f"data.small_images must be 'pad' or 'skip', got {small_images!r}")
+        self.folder = Path(folder)
+        self.patch_size = patch_size
+        self.train = train
+        self.small_images = small_images
+        self.report = SkipReport(name or self.folder.name, [], [])
+        files = find_images(self.folder)
+        if max_images:
+            files = files[: int(max_images)]
+        self.files: list[Path] = []
+        for f in files:
+            try:
+                with Image.open(f) as img:
+                    w, h = img.size
+                    img.verify()
+            except Exception:  # noqa: BLE001 - any failure to parse the header means the file is unusable
+                self.report.unreadable.append(f.name)
+                continue
+            if patch_size and min(w, h) < patch_size and small_images == "skip":
+                self.report.too_small.append(f.name)
+                continue
+            self.files.append(f)
+        if not self.files:
+            raise DataLayoutError(f"no usable images under {self.folder}: {self.report.summary()}")
+        msg = self.report.summary()
+        if msg:
+            log.warning(msg)
+        self._late_failures: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Tensor:
+        for attempt in range(len(self.files)):
+            path = self.files[(index + attempt) % len(self.files)]
+            try:
+                x = load_image_tensor(path)
+            except ImageDecodeError as e:
+                with self._lock:
+                    if path.name not in self._late_failures:
+                        self._late_failures.add(path.name)
+                        log.warning("%s; using the next image instead (reported once per file)", e)
+                continue
+            return self._crop(x)
+        raise DataLayoutError(f"every image under {self.folder} failed to decode")
+
+    def _crop(self, x: Tensor) -> Tensor:
+        p = self.patch_size
+        if not p:
+            return x
+        _, h, w = x.shape
+        if h < p or w < p:
+            pad_h, pad_w = max(0, p - h), max(0, p - w)
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = torch.nn.functional.pad(x[None], (0, pad_w, 0, pad_h), mode=mode)[0]
+            _, h, w = x.shape
+        if self.train:
+            top = int(torch.randint(0, h - p + 1, (1,)))
+            left = int(torch.randint(0, w - p + 1, (1,)))
+            x = x[:, top: top + p, left: left + p]
+            if torch.rand(1).item() < 0.5:
+                x = x.flip(-1)
+            return x
+        top, left = (h - p) // 2, (w - p) // 2
+        return x[:, top: top + p, left: left + p]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    def __init__(self, root: str | None = None, train_dir: str = "train", val_dir: str = "val",
+                 kodak_dir: str = "kodak", patch_size: int = 256, val_patch_size: int = 256, batch_size: int = 16,
+                 val_batch_size: int = 8, num_workers: int = 2, small_images: str = "pad",
+                 max_train_images: int | None = None, max_val_images: int | None = None, **unused: Any):
+        super().__init__()
+        if unused:
+            raise ValueError(f"unknown data config keys {sorted(unused)}")
+        self.root = resolve_data_root(root)
+        self.cfg = dict(train_dir=train_dir, val_dir=val_dir, kodak_dir=kodak_dir)
+        self.patch_size, self.val_patch_size = int(patch_size), int(val_patch_size)
+        self.batch_size, self.val_batch_size = int(batch_size), int(val_batch_size)
+        self.num_workers = int(num_workers)
+        self.small_images = small_images
+        self.max_train_images, self.max_val_images = max_train_images, max_val_images
+        self.train_set: ImageFolderDataset | None = None
+        self.val_set: ImageFolderDataset | None = None
+
+    @property
+    def kodak_dir(self) -> Path:
+        return self.root / self.cfg["kodak_dir"]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = ImageFolderDataset(self.root / self.cfg["train_dir"], self.patch_size, train=True,
+                                                small_images=self.small_images, max_images=self.max_train_images,
+                                                name="train")
+        if self.val_set is None:
+            self.val_set = ImageFolderDataset(self.root / self.cfg["val_dir"], self.val_patch_size, train=False,
+                                              small_images=self.small_images, max_images=self.max_val_images,
+                                              name="val")
+
+    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          drop_last=shuffle and len(ds) >= batch_size, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.val_batch_size, shuffle=False)
+
+
+def build_datamodule(cfg: Mapping[str, Any]) -> ImageDataModule:
+    return ImageDataModule(**dict(cfg))
+
+
+def image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out.extend(find_images(p) if p.is_dir() else [p])
+    return out

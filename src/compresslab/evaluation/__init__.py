@@ -1,0 +1,1 @@
+"""Real-bitstream evaluation, anchors, BD-rate, RD curves and the file container."""

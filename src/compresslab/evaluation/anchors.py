@@ -1,0 +1,112 @@
+"""Anchor RD curves with provenance: a registry over CompressAI's published result JSON files.
+
+Anchors are named ``<dataset>/<file stem>`` (``kodak/vtm``, ``kodak/compressai-bmshj2018-hyperprior_mse_cpu``,
+``kodak/8bit-decoded/...``). The anchor folder is ``<data root>/anchors`` (``$COMPRESSLAB_DATA``) unless given.
+Metadata (codec, version, configuration, colour space, PSNR definition, source) comes from the table below, which
+transcribes ``anchors/README.md`` of the shared data; unknown files get generic metadata from their JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import resolve_data_root
+
+SOURCE = "InterDigitalInc/CompressAI@869a9f5d4126d015b7de8f203fe60ee9e1608193 results/image/"
+
+_PSNR_CONVERTED = ("PSNR on RGB computed against the YCbCr(8-bit)->RGB converted input, float reconstruction "
+                   "(not 8-bit RGB); slightly optimistic vs strict 8-bit RGB PSNR (~0.5 dB near 0.9 bpp, more at "
+                   "higher rates; CompressAI issues #189, #210, #324)")
+_PSNR_RGB = "PSNR on RGB against the original 8-bit RGB image"
+
+KNOWN: dict[str, dict[str, str]] = {
+    "vtm": {"codec": "VVC (VTM reference software)", "version": "VTM 9.1 or 8.2 (not recorded upstream; see "
+            "CompressAI issue #166)", "configuration": "all-intra encoder_intra_vtm.cfg, QP 47..12 step 5",
+            "colour_space": "YCbCr 4:4:4 8-bit (BT.709 rgb2ycbcr)", "psnr": _PSNR_CONVERTED},
+    "hm": {"codec": "HEVC (HM reference software)", "version": "HM-16.20+SCM-8.8 (or 16.19+SCM-8.8)",
+           "configuration": "encoder_intra_main_rext.cfg, QP 47..12 step 5", "colour_space": "YCbCr 4:4:4 8-bit",
+           "psnr": _PSNR_CONVERTED},
+    "av1": {"codec": "AV1 (libaom aomenc)", "version": "reference build (not recorded)",
+            "configuration": "--i444 --cpu-used=0 --passes=2 --tune=psnr, cq-level 62..7",
+            "colour_space": "YCbCr 4:4:4", "psnr": _PSNR_CONVERTED},
+    "bpg_444_x265_ycbcr": {"codec": "BPG", "version": "0.9.8", "configuration": "x265, q 47..12 step 5",
+                           "colour_space": "YCbCr 4:4:4 8-bit", "psnr": _PSNR_RGB},
+    "jpeg": {"codec": "JPEG (Pillow)", "version": "Pillow 7.1.2", "configuration": "quality 5..95 step 5",
+             "colour_space": "YCbCr 4:2:0 (Pillow default)", "psnr": _PSNR_RGB},
+    "webp": {"codec": "WebP (Pillow)", "version": "Pillow 7.1.2", "configuration": "quality 5..95 step 5",
+             "colour_space": "YUV 4:2:0", "psnr": _PSNR_RGB},
+    "jpeg2000": {"codec": "JPEG 2000 (ffmpeg)", "version": "ffmpeg 3.4.6", "configuration": "q 5..95 step 5",
+                 "colour_space": "yuv444p", "psnr": _PSNR_RGB},
+}
+
+
+class AnchorError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+@dataclass
+class Anchor:
+    name: str
+    path: Path
+    label: str
+    results: dict[str, list[float]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def curve(self, metric: str = "psnr-rgb") -> tuple[list[float], list[float]]:
+        if metric not in self.results:
+            raise AnchorError(f"anchor {self.name} has no {metric!r} values (has {sorted(self.results)})")
+        return list(self.results["bpp"]), list(self.results[metric])
+
+
+def anchors_root(root: str | os.PathLike | None = None) -> Path:
+    return Path(root) if root else resolve_data_root() / "anchors"
+
+
+def _metadata(name: str, path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    stem = path.stem
+    meta: dict[str, Any] = {"source": SOURCE + name.replace("/", "/", 1) + ".json", "file": str(path)}
+    if stem in KNOWN:
+        meta.update(KNOWN[stem])
+    elif stem.startswith("compressai-"):
+        arch, _, rest = stem[len("compressai-"):].partition("_")
+        meta.update(codec=f"CompressAI pretrained {arch}", configuration=rest.replace("_", ", "),
+                    colour_space="RGB", psnr=_PSNR_RGB + (", 8-bit rounded reconstruction" if "8bit" in name
+                                                          else ", float reconstruction (not rounded to 8 bits)"))
+    elif stem.startswith("paper-"):
+        meta.update(codec=f"published numbers: {stem[len('paper-'):]}", colour_space="RGB",
+                    psnr="as reported in the paper")
+        meta.update({k: v for k, v in (data.get("meta") or {}).items() if isinstance(v, (str, int, float))})
+    if "/8bit-decoded/" in f"/{name}" and "ms-ssim" in stem:
+        meta["caveat"] = ("8bit-decoded ms-ssim files hold copies of the MSE numbers upstream; not usable as "
+                          "MS-SSIM anchors")
+        meta["unusable"] = True
+    return meta
+
+
+def list_anchors(root: str | os.PathLike | None = None, include_unusable: bool = False) -> list[str]:
+    base = anchors_root(root)
+    if not base.is_dir():
+        raise AnchorError(f"anchor folder {base} does not exist; set $COMPRESSLAB_DATA to a folder with anchors/")
+    names = [str(p.relative_to(base).with_suffix("")) for p in sorted(base.rglob("*.json"))]
+    if not include_unusable:
+        names = [n for n in names if not ("8bit-decoded/" in n and "ms-ssim" in n.rsplit("/", 1)[-1])]
+    return names
+
+
+def load_anchor(name: str, root: str | os.PathLike | None = None) -> Anchor:
+    base = anchors_root(root)
+    path = base / f"{name}.json"
+    if not path.is_file():
+        available = ", ".join(n for n in list_anchors(root) if n.startswith(name.split("/")[0]))[:400]
+        raise AnchorError(f"unknown anchor {name!r} (no {path}); available: {available}")
+    data = json.loads(path.read_text())
+    meta = _metadata(name, path, data)
+    if meta.get("unusable"):
+        raise AnchorError(f"anchor {name} is not usable: {meta['caveat']}")
+    results = {k: [float(v) for v in vals] for k, vals in data["results"].items() if isinstance(vals, list)}
+    return Anchor(name=name, path=path, label=data.get("name") or path.stem, results=results, meta=meta)

@@ -1,0 +1,36 @@
+"""bmshj2018-factorized (Ballé et al. 2018, fully factorized prior).
+
+A thin subclass of CompressAI's ``FactorizedPrior``: same modules, same state-dict keys, so weights trained here
+load into ``compressai.models.FactorizedPrior`` and CompressAI's ``eval_model``. ``compress``/``decompress`` produce
+the same strings as CompressAI's and additionally return the quantised latents on both sides, so the evaluator can
+prove the decoder rebuilt exactly what the encoder coded.
+"""
+
+from __future__ import annotations
+
+from compressai.models import FactorizedPrior
+
+from .registry import register_model
+
+
+@register_model("factorized")
+class Factorized(FactorizedPrior):
+    #: name CompressAI's zoo / eval_model uses for this architecture
+    compressai_arch = "bmshj2018-factorized"
+    #: inputs must be padded to a multiple of this for compress/decompress
+    pad_multiple = 64
+
+    def __init__(self, N: int = 128, M: int = 192):
+        super().__init__(N=N, M=M)
+        self.hparams_dict = {"N": N, "M": M}
+
+    def compress(self, x):
+        y = self.g_a(x)
+        eb = self.entropy_bottleneck
+        strings = eb.compress(y)
+        y_hat = eb.quantize(y, "dequantize", eb._get_medians())
+        return {"strings": [strings], "shape": y.size()[-2:], "latents": {"y": y_hat}}
+
+    def decompress(self, strings, shape):
+        y_hat = self.entropy_bottleneck.decompress(strings[0], shape)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "latents": {"y": y_hat}}

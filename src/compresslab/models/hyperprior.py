@@ -1,0 +1,40 @@
+"""bmshj2018-hyperprior (Ballé et al. 2018, scale hyperprior).
+
+A thin subclass of CompressAI's ``ScaleHyperprior``: same modules and state-dict keys, same strings; compress and
+decompress also return the quantised latents (y, z) for the evaluator's encoder/decoder equality check.
+"""
+
+from __future__ import annotations
+
+from compressai.models import ScaleHyperprior
+
+from .registry import register_model
+
+
+@register_model("hyperprior")
+class Hyperprior(ScaleHyperprior):
+    compressai_arch = "bmshj2018-hyperprior"
+    pad_multiple = 64
+
+    def __init__(self, N: int = 128, M: int = 192):
+        super().__init__(N=N, M=M)
+        self.hparams_dict = {"N": N, "M": M}
+
+    def compress(self, x):
+        y = self.g_a(x)
+        z = self.h_a(y.abs())
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        indexes = self.gaussian_conditional.build_indexes(self.h_s(z_hat))
+        y_strings = self.gaussian_conditional.compress(y, indexes)
+        latents = {
+            "y": self.gaussian_conditional.quantize(y, "dequantize"),
+            "z": self.entropy_bottleneck.quantize(z, "dequantize", self.entropy_bottleneck._get_medians()),
+        }
+        return {"strings": [y_strings, z_strings], "shape": z.size()[-2:], "latents": latents}
+
+    def decompress(self, strings, shape):
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        indexes = self.gaussian_conditional.build_indexes(self.h_s(z_hat))
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "latents": {"y": y_hat, "z": z_hat}}

@@ -1,0 +1,70 @@
+"""What makes a run reproducible, written into its run directory: resolved config, git state, packages, machine."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_state() -> dict[str, Any]:
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain")
+    return {
+        "commit": commit.strip() if commit else None,
+        "dirty": bool(status and status.strip()),
+        "status": status or "",
+        "diff": _git("diff", "HEAD") or "",
+    }
+
+
+def pip_freeze() -> str:
+    dists = sorted({(d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()},
+                   key=lambda t: t[0].lower())
+    return "\n".join(f"{n}=={v}" for n, v in dists) + "\n"
+
+
+def config_hash(cfg: DictConfig | dict) -> str:
+    """Hash of the resolved config without run-specific paths: equal configs give equal hashes."""
+    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    for k in ("paths", "hydra", "ckpt_path"):
+        c.pop(k, None)
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def write_run_provenance(run_dir: Path, cfg: DictConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    git = git_state()
+    (run_dir / "git.json").write_text(json.dumps({k: git[k] for k in ("commit", "dirty", "status")}, indent=2))
+    (run_dir / "git.diff").write_text(git["diff"])
+    (run_dir / "pip-freeze.txt").write_text(pip_freeze())
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor(),
+        "threads": torch.get_num_threads(),
+        "seed": cfg.get("seed"),
+        "config_hash": config_hash(cfg),
+    }
+    (run_dir / "environment.json").write_text(json.dumps(env, indent=2))

@@ -1,0 +1,135 @@
+"""``run(cfg)``: build everything from the composed config and train. Nothing here reads anything but ``cfg``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.strategies import DDPStrategy
+from omegaconf import DictConfig, OmegaConf
+
+from . import models
+from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights
+from .data import build_datamodule
+from .provenance import config_hash, write_run_provenance
+from .training import RateDistortionModule
+
+log = logging.getLogger(__name__)
+
+
+def hydra_run_info() -> tuple[Path | None, str | None]:
+    """(run dir, sweep group) from Hydra when running under it, else (None, None)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+    except (ImportError, ValueError):
+        return None, None
+    group = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+    return Path(hc.runtime.output_dir), group
+
+
+def plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, group: str | None) -> list[Logger]:
+    lcfg = plain(cfg.get("logger")) or {}
+    loggers: list[Logger] = []
+    if lcfg.get("csv"):
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))
+    wb = lcfg.get("wandb")
+    if wb:
+        wb = dict(wb)
+        offline = bool(wb.pop("offline", True))
+        if offline:
+            os.environ.setdefault("WANDB_MODE", "offline")
+        # Reuse the W&B run id when a run directory is resumed, so the curves continue in one W&B run.
+        id_file = run_dir / "wandb_id.txt"
+        run_id = id_file.read_text().strip() if id_file.exists() else None
+        wandb_logger = WandbLogger(
+            save_dir=str(run_dir), offline=offline, id=run_id, resume="allow" if run_id else None,
+            name=wb.pop("name", None) or cfg.get("name"), group=wb.pop("group", None) or group,
+            project=wb.pop("project", "compresslab"), config=plain(cfg), **wb,
+        )
+        if pl.utilities.rank_zero_only.rank == 0:
+            try:
+                id_file.write_text(wandb_logger.experiment.id)
+            except Exception as e:  # noqa: BLE001 - logging must never stop training
+                log.warning("could not start W&B: %s", e)
+        loggers.append(wandb_logger)
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback]:
+    ccfg = plain(cfg.get("callbacks")) or {}
+    cbs: list[Callback] = []
+    ck = ccfg.get("checkpoint")
+    if ck:
+        cbs.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), **ck))
+    if ccfg.get("rich_progress", False):
+        cbs.append(RichProgressBar())
+    rd = ccfg.get("rd_eval")
+    if rd and rd.get("enabled", True):
+        from .callbacks import RDEvaluationCallback
+
+        cbs.append(RDEvaluationCallback(run_dir=run_dir, kodak_dir=datamodule.kodak_dir, lmbda=float(cfg["lambda"]),
+                                        model_cfg=plain(cfg.model), config_hash=config_hash(cfg), **rd))
+    return cbs
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers, callbacks) -> pl.Trainer:
+    tcfg = dict(plain(cfg.trainer))
+    strategy = tcfg.pop("strategy", "auto")
+    if strategy == "ddp":
+        # find_unused_parameters: the quantiles get gradients only from the aux loss, not from the RD loss.
+        backend = "gloo" if tcfg.get("accelerator") == "cpu" else None
+        strategy = DDPStrategy(find_unused_parameters=True, process_group_backend=backend)
+    return pl.Trainer(**tcfg, strategy=strategy, default_root_dir=str(run_dir), logger=loggers or False,
+                      callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_progress_bar=True)
+
+
+def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train one model. Returns paths and final metrics."""
+    hydra_dir, group = hydra_run_info()
+    run_dir = Path(run_dir or hydra_dir or Path(cfg.paths.output_dir) / "runs" / str(cfg.name)).resolve()
+    threads = cfg.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    pl.seed_everything(int(cfg.seed), workers=True)
+    if pl.utilities.rank_zero_only.rank == 0:
+        write_run_provenance(run_dir, cfg)
+
+    model_cfg = plain(cfg.model)
+    model = models.build(model_cfg)
+    if cfg.get("init_from"):
+        # Weights only: a fine-tune from another lambda starts a fresh schedule, optimizer and step count.
+        load_weights(model, load_checkpoint(cfg.init_from), source=str(cfg.init_from))
+        log.info("initialised weights from %s", cfg.init_from)
+    datamodule = build_datamodule(plain(cfg.data))
+    module = RateDistortionModule(model, lmbda=float(cfg["lambda"]), loss=plain(cfg.loss), optim=plain(cfg.optim),
+                                  model_cfg=model_cfg)
+    loggers = build_loggers(cfg, run_dir, group)
+    callbacks = build_callbacks(cfg, run_dir, datamodule)
+    trainer = build_trainer(cfg, run_dir, loggers, callbacks)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+
+    ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    result = {
+        "run_dir": str(run_dir),
+        "global_step": trainer.global_step,
+        "last_ckpt": str(run_dir / "checkpoints" / "last.ckpt") if ckpt_cb else None,
+        "best_ckpt": ckpt_cb.best_model_path if ckpt_cb else None,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
+    }
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.experiment.finish() if pl.utilities.rank_zero_only.rank == 0 else None
+    return result

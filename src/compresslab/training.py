@@ -1,0 +1,195 @@
+"""The LightningModule that optimises R + lambda * D for any registered CompressionModel.
+
+Manual optimisation: the network optimizer steps on the RD loss (gradient-clipped), then the auxiliary optimizer
+steps on ``model.aux_loss()`` (the entropy bottlenecks' quantiles). Two backward passes per step are how
+CompressAI's examples/train.py trains; Lightning's ``manual_backward`` prepares DDP's reducer for each one, so
+under DDP the main pass syncs the network gradients and the aux pass syncs the quantile gradients.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Mapping
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from compressai.models import CompressionModel
+from torch import Tensor, nn
+
+from .losses import RateDistortionLoss, psnr_from_mse
+from .optim import build_optimizers, build_scheduler, step_scheduler
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The RD loss became NaN/inf; the step was not applied and nothing was saved from it."""
+
+
+def aux_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Entropy-bottleneck quantiles: trained only by the aux loss (CompressAI's convention: names end in 'quantiles')."""
+    return [p for n, p in model.named_parameters() if n.endswith("quantiles") and p.requires_grad]
+
+
+def net_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for n, p in model.named_parameters() if not n.endswith("quantiles") and p.requires_grad]
+
+
+class RateDistortionModule(pl.LightningModule):
+    def __init__(
+        self,
+        model: CompressionModel,
+        lmbda: float,
+        loss: Mapping[str, Any],
+        optim: Mapping[str, Any],
+        model_cfg: Mapping[str, Any] | None = None,
+        num_logged_images: int = 4,
+    ):
+        super().__init__()
+        self.model = model
+        self.lmbda = float(lmbda)
+        self.criterion = RateDistortionLoss(self.lmbda, **dict(loss))
+        self.optim_cfg = dict(optim)
+        # Plain containers only, so checkpoints stay loadable with torch.load(weights_only=True).
+        self.model_cfg = dict(model_cfg or {"name": getattr(model, "registry_name", type(model).__name__)})
+        self.num_logged_images = num_logged_images
+        self.automatic_optimization = False
+        self.save_hyperparameters(
+            {"model": self.model_cfg, "lambda": self.lmbda, "loss": dict(loss), "optim": self.optim_cfg}
+        )
+
+    # -- optimisation -------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        net_opt, aux_opt = build_optimizers(net_parameters(self.model), aux_parameters(self.model), self.optim_cfg)
+        scheduler = build_scheduler(net_opt, self.optim_cfg.get("scheduler"))
+        if scheduler is None:
+            return [net_opt, aux_opt]
+        return [net_opt, aux_opt], [scheduler]
+
+    def forward(self, x: Tensor) -> dict[str, Any]:
+        return self.model(x)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        net_opt, aux_opt = self.optimizers()
+        out = self.model(batch)
+        losses = self.criterion(out, batch)
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); the step was not applied and no checkpoint was "
+                f"written from it. Resume from the last checkpoint with a lower optim.lr or check the input data "
+                f"(bpp={losses['bpp_loss'].item():.4g}, mse={losses['mse_loss'].item():.4g})."
+            )
+        net_opt.zero_grad()
+        self.manual_backward(loss)
+        clip = self.optim_cfg.get("grad_clip")
+        if clip:
+            self.clip_gradients(net_opt, gradient_clip_val=float(clip), gradient_clip_algorithm="norm")
+        net_opt.step()
+
+        aux_loss = self.model.aux_loss()
+        if aux_opt is not None and aux_loss.requires_grad:
+            aux_opt.zero_grad()
+            self.manual_backward(aux_loss)
+            # The raw optimizer: Lightning counts every LightningOptimizer.step() as a global step, and one
+            # training step must be one step of trainer.max_steps.
+            aux_opt.optimizer.step()
+
+        sched = self.lr_schedulers()
+        if sched is not None:
+            step_scheduler(sched, self.optim_cfg.get("scheduler"), when="step")
+
+        self._log_losses("train", losses, batch.shape[0], on_step=True)
+        self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=False, batch_size=batch.shape[0])
+        self.log("lr", net_opt.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
+        return loss.detach()
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        out = self.model(batch)
+        losses = self.criterion(out, batch)
+        self._log_losses("val", losses, batch.shape[0], on_step=False)
+        if batch_idx == 0 and self.num_logged_images:
+            self._log_reconstructions(batch, out["x_hat"])
+
+    def on_validation_epoch_end(self) -> None:
+        sched = self.lr_schedulers()
+        if sched is not None and not self.trainer.sanity_checking:
+            step_scheduler(sched, self.optim_cfg.get("scheduler"), when="val", metrics=self.trainer.callback_metrics)
+
+    def _log_losses(self, stage: str, losses: Mapping[str, Tensor], batch_size: int, on_step: bool) -> None:
+        metrics = {f"{stage}/{k.removesuffix('_loss')}": v.detach() for k, v in losses.items() if k != "loss"}
+        metrics[f"{stage}/psnr"] = psnr_from_mse(losses["mse_loss"].detach())
+        sync = stage == "val"
+        self.log_dict(metrics, on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=sync)
+        self.log(f"{stage}/loss", losses["loss"].detach(), on_step=on_step, on_epoch=not on_step,
+                 prog_bar=True, batch_size=batch_size, sync_dist=sync)
+
+    def _log_reconstructions(self, x: Tensor, x_hat: Tensor) -> None:
+        log_image = getattr(self.logger, "log_image", None) if self.logger is not None else None
+        if log_image is None or self.trainer.sanity_checking:
+            return
+        k = min(self.num_logged_images, x.shape[0])
+        pairs = [torch.cat([x[i], x_hat[i].clamp(0, 1)], dim=-1).cpu() for i in range(k)]
+        log_image("val/reconstructions", images=pairs, step=self.global_step,
+                  caption=["original | reconstruction"] * k)
+
+    # -- checkpoint contents -----------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # RNG state as tensors/ints only, so torch.load(weights_only=True) can read the checkpoint back.
+        np_state = np.random.get_state()
+        checkpoint["compresslab"] = {
+            "format": 1,
+            "model": self.model_cfg,
+            "lambda": self.lmbda,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(int, np_state[2:4]),
+                          float(np_state[4])),
+                "python": _py_state_to_plain(random.getstate()),
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("compresslab")
+        if not meta:
+            return
+        saved = meta.get("model", {}).get("name")
+        mine = self.model_cfg.get("name")
+        if saved and mine and saved != mine:
+            raise ValueError(f"checkpoint holds model {saved!r} but this run builds {mine!r}; "
+                             f"pass model={saved} or a checkpoint of {mine!r}")
+        rng = meta.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            name, keys, pos, has_gauss, cached = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+            random.setstate(_py_state_from_plain(rng["python"]))
+
+    def on_train_end(self) -> None:
+        _assert_replicas_in_sync(self)
+
+
+def _py_state_to_plain(state: tuple) -> tuple:
+    version, internal, gauss = state
+    return (version, torch.tensor(internal, dtype=torch.int64), gauss)
+
+
+def _py_state_from_plain(state: tuple) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(int(v) for v in internal.tolist()), gauss)
+
+
+def _assert_replicas_in_sync(module: pl.LightningModule) -> None:
+    """Under DDP, check every rank ends with identical weights (quantiles included); divergence is a silent bug."""
+    if module.trainer.world_size <= 1:
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in module.model.parameters()]).sum().reshape(1)
+    gathered = module.all_gather(checksum.to(module.device)).flatten()
+    if not torch.allclose(gathered, gathered[0].expand_as(gathered), rtol=0, atol=1e-6):
+        raise RuntimeError(f"DDP replicas diverged: parameter checksums per rank {gathered.tolist()}")
+    module.print(f"DDP: parameters identical on {module.trainer.world_size} ranks (checksum {gathered[0].item():.6f})")
+
+
+def is_finite_number(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
