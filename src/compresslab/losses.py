@@ -16,6 +16,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from pytorch_msssim import ms_ssim
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 METRICS = ("mse", "msssim")
@@ -52,20 +53,26 @@ class RateDistortionLoss(nn.Module):
         if self.metric == "mse":
             distortion = 255**2 * out["mse_loss"]
         else:
-            out["ms_ssim_loss"] = multiscale_structural_similarity_index_measure(
-                x_hat, target, data_range=1.0, betas=_msssim_betas(h, w)
-            )
+            out["ms_ssim_loss"] = msssim(x_hat, target, data_range=1.0)
             distortion = 1 - out["ms_ssim_loss"]
         out["loss"] = self.lmbda * distortion + out["bpp_loss"]
         return out
 
 
-def _msssim_betas(h: int, w: int) -> tuple[float, ...]:
-    """MS-SSIM's five scales need min(H, W) > 160; small training crops use fewer scales.
+def msssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
+    """MS-SSIM as CompressAI computes it (pytorch_msssim, 5 scales) whenever min(H, W) > 160.
 
-    The standard 5-scale weights are used whenever the image is large enough (so the loss equals CompressAI's);
-    for smaller crops the first k weights are kept (renormalised), which is what pytorch-msssim users do by hand.
+    Smaller training crops cannot hold five scales; for them torchmetrics' MS-SSIM with the first k standard weights
+    (renormalised) is used. torchmetrics and pytorch_msssim differ by ~5e-4 on the same images, so the 5-scale path
+    keeps pytorch_msssim to match CompressAI's loss and eval_model exactly.
     """
+    h, w = x.shape[-2:]
+    if min(h, w) > 160:
+        return ms_ssim(x, y, data_range=data_range)
+    return multiscale_structural_similarity_index_measure(x, y, data_range=data_range, betas=_msssim_betas(h, w))
+
+
+def _msssim_betas(h: int, w: int) -> tuple[float, ...]:
     betas = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
     k = 5
     while k > 1 and min(h, w) <= (11 - 1) * 2 ** (k - 1):

@@ -44,6 +44,13 @@ def build_loggers(cfg: DictConfig, run_dir: Path, group: str | None) -> list[Log
     lcfg = plain(cfg.get("logger")) or {}
     loggers: list[Logger] = []
     if lcfg.get("csv"):
+        # Lightning's CSVLogger deletes an existing metrics.csv; a resumed run keeps its history beside it.
+        old = run_dir / "metrics.csv"
+        if old.exists() and pl.utilities.rank_zero_only.rank == 0:
+            k = 1
+            while (run_dir / f"metrics.part{k}.csv").exists():
+                k += 1
+            old.rename(run_dir / f"metrics.part{k}.csv")
         loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))
     wb = lcfg.get("wandb")
     if wb:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from compressai.ops import compute_padding
 from torch import Tensor
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+from pytorch_msssim import ms_ssim
 
 from ..data import DataLayoutError, find_images, load_image_tensor
 
@@ -50,7 +50,7 @@ def msssim_8bit(x: Tensor, x_hat: Tensor) -> float:
     rec = (x_hat * 255).clamp(0, 255).round()
     if min(org.shape[-2:]) <= 160:  # the 5-scale MS-SSIM is undefined below 161 px
         return float("nan")
-    return multiscale_structural_similarity_index_measure(rec, org, data_range=255.0).item()
+    return ms_ssim(org, rec, data_range=255.0).item()  # as compressai.utils.eval_model
 
 
 def msssim_db(v: float) -> float:

@@ -1,0 +1,230 @@
+"""``compresslab`` console entry point: evaluate, export, anchors, bd-rate, rd, compress, decompress, download-kodak.
+
+Errors the user can fix (missing files, corrupt checkpoints, bad containers) exit with status 2 and one line that
+names the problem, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+KODAK_URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
+
+
+def _model_override(args) -> dict | None:
+    if not getattr(args, "model", None):
+        return None
+    cfg = {"name": args.model}
+    if args.N:
+        cfg["N"] = args.N
+    if args.M:
+        cfg["M"] = args.M
+    return cfg
+
+
+def cmd_evaluate(args) -> int:
+    import torch
+
+    from .checkpoints import build_model_from_checkpoint
+    from .data import resolve_data_root
+    from .evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    model, meta = build_model_from_checkpoint(args.ckpt, _model_override(args))
+    images = args.images or str(resolve_data_root(args.data_root) / "kodak")
+    files = list_eval_images(images, args.max_images)
+    encode_factory = None
+    if args.lof:
+        from .lof import LOFConfig, lof_encoder_factory
+
+        encode_factory = lof_encoder_factory(model, LOFConfig(steps=args.lof_steps), float(meta.get("lambda") or
+                                                                                              args.lmbda))
+    result = evaluate_model(model, files, crop=args.crop, encode_factory=encode_factory, progress=True)
+    name = meta["model"]["name"]
+    doc = to_compressai_json(result, name=name + (" +LOF" if args.lof else ""),
+                             description=f"{args.ckpt} on {images}",
+                             meta={"model": meta["model"], "lambda": meta.get("lambda"), "step": meta.get("global_step"),
+                                   "checkpoint": str(args.ckpt), "images": str(images), "lof": bool(args.lof)})
+    m = result["mean"]
+    print(f"mean over {len(files)} images: bpp {m['bpp']:.4f} | PSNR {m['psnr-rgb']:.3f} dB | MS-SSIM "
+          f"{m['ms-ssim-rgb']:.4f} | real/est bpp {m['bpp_ratio']:.4f} | enc {m['encoding_time']:.3f}s "
+          f"dec {m['decoding_time']:.3f}s")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(doc, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .checkpoints import export_state_dict
+
+    out = export_state_dict(args.ckpt, args.out)
+    print(f"wrote {out} (plain state dict with updated CDF tables; load with compressai.models.*.from_state_dict)")
+    return 0
+
+
+def cmd_anchors(args) -> int:
+    from .evaluation.anchors import list_anchors, load_anchor
+
+    for name in list_anchors(args.root):
+        if args.dataset and not name.startswith(args.dataset):
+            continue
+        a = load_anchor(name, args.root)
+        pts = len(a.results.get("bpp", []))
+        extra = f"  [{a.meta.get('codec', '')}; {a.meta.get('version', '')}]" if args.verbose else ""
+        print(f"{name:60s} {pts:2d} points{extra}")
+    return 0
+
+
+def _load_curve(path: str, metric: str):
+    doc = json.loads(Path(path).read_text())
+    res = doc.get("results", doc)
+    if "bpp" not in res or metric not in res:
+        raise ValueError(f"{path} is not a CompressAI-format result with 'bpp' and {metric!r} lists")
+    return res["bpp"], res[metric]
+
+
+def cmd_bd_rate(args) -> int:
+    from .evaluation.anchors import load_anchor
+    from .evaluation.bdrate import bd_rate
+
+    anchor = load_anchor(args.anchor, args.root)
+    res = bd_rate(*anchor.curve(args.metric), *_load_curve(args.curve, args.metric), method=args.method,
+                  min_overlap=args.min_overlap)
+    print(f"{Path(args.curve).name} vs {args.anchor}: {res.line(args.metric)}")
+    return 0 if res.available else 1
+
+
+def cmd_rd(args) -> int:
+    from .evaluation.curves import summarize_runs
+
+    out = args.out or "outputs/rd"
+    summarize_runs(args.paths, out_dir=out, anchor=args.anchor, reference=args.reference, method=args.method,
+                   group_by=args.group_by or (), log_wandb=args.wandb)
+    print(f"wrote {out}/rd_table.md, rd_table.csv, rd.png")
+    return 0
+
+
+def cmd_compress(args) -> int:
+    from .evaluation.codec import compress_file
+
+    info = compress_file(args.ckpt, args.image, args.output)
+    print(f"wrote {args.output}: {info['bytes']} bytes ({info['bpp']:.4f} bpp incl. header)")
+    return 0
+
+
+def cmd_decompress(args) -> int:
+    from .evaluation.codec import decompress_file
+
+    decompress_file(args.file, args.ckpt, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_download_kodak(args) -> int:
+    """Download the 24 Kodak PNGs (needs network; not available on the CI machines)."""
+    import urllib.request
+
+    out = Path(args.dest)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 25):
+        target = out / f"kodim{i:02d}.png"
+        if target.exists():
+            continue
+        with urllib.request.urlopen(KODAK_URL.format(i), timeout=60) as r:
+            target.write_bytes(r.read())
+        print(f"downloaded {target}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="compresslab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    e = sub.add_parser("evaluate", help="real-bitstream evaluation of a checkpoint (Kodak by default)")
+    e.add_argument("ckpt")
+    e.add_argument("--images", help="folder or file (default: <data root>/kodak)")
+    e.add_argument("--data", choices=["kodak"], default="kodak")
+    e.add_argument("--data-root", default=None)
+    e.add_argument("--out", help="write CompressAI-format JSON here")
+    e.add_argument("--max-images", type=int)
+    e.add_argument("--crop", type=int, help="centre-crop each image (quick runs)")
+    e.add_argument("--threads", type=int)
+    e.add_argument("--lof", action="store_true", help="latent overfitting at encode time")
+    e.add_argument("--lof-steps", type=int, default=500)
+    e.add_argument("--lmbda", type=float, default=0.0067, help="lambda for LOF if the checkpoint has none")
+    for q in (e,):
+        q.add_argument("--model", help="model name for plain state dicts (e.g. factorized)")
+        q.add_argument("--N", type=int)
+        q.add_argument("--M", type=int)
+    e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="write a plain state dict CompressAI's eval_model can load")
+    x.add_argument("ckpt")
+    x.add_argument("out")
+    x.set_defaults(func=cmd_export)
+
+    a = sub.add_parser("anchors", help="list anchor curves")
+    a.add_argument("--root", help="anchor folder (default <data root>/anchors)")
+    a.add_argument("--dataset", help="e.g. kodak")
+    a.add_argument("-v", "--verbose", action="store_true")
+    a.set_defaults(func=cmd_anchors)
+
+    b = sub.add_parser("bd-rate", help="BD-rate of a CompressAI-format curve vs an anchor")
+    b.add_argument("anchor", help="registry name, e.g. kodak/vtm")
+    b.add_argument("curve", help="CompressAI-format JSON")
+    b.add_argument("--method", default="akima", choices=["akima", "pchip", "cubic"])
+    b.add_argument("--metric", default="psnr-rgb")
+    b.add_argument("--min-overlap", type=float, default=0.05)
+    b.add_argument("--root")
+    b.set_defaults(func=cmd_bd_rate)
+
+    r = sub.add_parser("rd", help="RD curves, BD-rate table and plot from run directories")
+    r.add_argument("paths", nargs="+", help="run dirs, sweep dirs, rd.json files or globs")
+    r.add_argument("--anchor", default="kodak/vtm")
+    r.add_argument("--reference", help="a curve label (e.g. factorized) or an anchor name")
+    r.add_argument("--method", default="akima", choices=["akima", "pchip", "cubic"])
+    r.add_argument("--group-by", nargs="*", help="meta keys that split curves, e.g. model.N")
+    r.add_argument("--out")
+    r.add_argument("--wandb", action="store_true", help="also log a W&B report run (offline unless configured)")
+    r.set_defaults(func=cmd_rd)
+
+    c = sub.add_parser("compress", help="image -> .clab file")
+    c.add_argument("ckpt")
+    c.add_argument("image")
+    c.add_argument("-o", "--output", required=True)
+    c.set_defaults(func=cmd_compress)
+
+    d = sub.add_parser("decompress", help=".clab file -> PNG")
+    d.add_argument("file")
+    d.add_argument("--ckpt", required=True, help="the checkpoint that encoded the file")
+    d.add_argument("-o", "--output", required=True)
+    d.set_defaults(func=cmd_decompress)
+
+    k = sub.add_parser("download-kodak", help="download the Kodak test set (needs network)")
+    k.add_argument("dest", nargs="?", default="data/kodak")
+    k.set_defaults(func=cmd_download_kodak)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .checkpoints import CheckpointError
+    from .data import DataLayoutError, ImageDecodeError
+    from .evaluation.anchors import AnchorError
+    from .evaluation.container import ContainerError
+
+    try:
+        return args.func(args)
+    except (CheckpointError, ContainerError, DataLayoutError, ImageDecodeError, AnchorError, FileNotFoundError,
+            ValueError) as e:
+        print(f"compresslab {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""RD curves from run directories: group rd.json points, BD-rate vs an anchor and a reference, table, plot, W&B."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .anchors import AnchorError, load_anchor
+from .bdrate import DEFAULT_METHOD, bd_rate
+
+log = logging.getLogger(__name__)
+
+CONTEXT_ANCHORS = ("kodak/vtm", "kodak/hm", "kodak/jpeg", "kodak/compressai-bmshj2018-factorized_mse_cpu",
+                   "kodak/compressai-bmshj2018-hyperprior_mse_cpu")
+
+
+def find_rd_files(paths: Iterable[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        matches = [Path(m) for m in glob.glob(p)] or [Path(p)]
+        for m in matches:
+            if m.is_file() and m.suffix == ".json":
+                out.append(m)
+            elif m.is_dir():
+                out.extend(sorted(m.rglob("rd.json")))
+    return sorted(set(out))
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str, list[dict[str, Any]]]:
+    """curve label -> points (one per rd.json). Curves are grouped by model name (+ config keys in group_by,
+    read from the run's meta, e.g. ``model.N``); LOF results (rd_lof.json) form their own curves."""
+    curves: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for f in find_rd_files(paths):
+        doc = json.loads(f.read_text())
+        meta = doc.get("meta", {})
+        label = str(_get(meta, "model.name") or doc.get("name") or f.parent.name)
+        for key in group_by:
+            label += f" {key}={_get(meta, key)}"
+        if meta.get("lof"):
+            label += " +LOF"
+        point = {k: v[0] for k, v in doc["results"].items() if isinstance(v, list) and v}
+        point.update(lmbda=meta.get("lambda"), step=meta.get("step"), file=str(f))
+        curves[label].append(point)
+    for pts in curves.values():
+        pts.sort(key=lambda p: p["bpp"])
+    return dict(curves)
+
+
+def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str = "kodak/vtm",
+                   reference: str | None = None, method: str = DEFAULT_METHOD, group_by: Sequence[str] = (),
+                   group: str | None = None, log_wandb: bool = False, metric: str = "psnr-rgb") -> dict[str, Any]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    curves = load_points(paths, group_by)
+    if not curves:
+        raise FileNotFoundError(f"no rd.json files found under {list(paths)}")
+    anc = load_anchor(anchor)
+    ref_pts = curves.get(reference) if reference else None
+    if reference and ref_pts is None:
+        try:
+            ra = load_anchor(reference)
+            ref_pts = [{"bpp": b, metric: q} for b, q in zip(*ra.curve(metric))]
+        except AnchorError:
+            raise KeyError(f"reference {reference!r} is neither a curve ({sorted(curves)}) nor an anchor") from None
+    rows = []
+    for label, pts in sorted(curves.items()):
+        rates, quals = [p["bpp"] for p in pts], [p[metric] for p in pts]
+        vs_anchor = bd_rate(*anc.curve(metric), rates, quals, method=method)
+        row = {"curve": label, "points": len(pts), "bpp_range": f"{min(rates):.3f}-{max(rates):.3f}",
+               "psnr_range": f"{min(quals):.2f}-{max(quals):.2f}",
+               "bpp_ratio_real_est": sum(p.get("bpp_ratio", float("nan")) for p in pts) / len(pts),
+               f"bd_rate_vs_{anchor}": vs_anchor.bd_rate, f"bd_psnr_vs_{anchor}": vs_anchor.bd_psnr,
+               "overlap_vs_anchor": vs_anchor.overlap, "anchor_note": vs_anchor.reason, "method": method}
+        if ref_pts is not None and label != reference:
+            vs_ref = bd_rate([p["bpp"] for p in ref_pts], [p[metric] for p in ref_pts], rates, quals, method=method)
+            row.update({f"bd_rate_vs_{reference}": vs_ref.bd_rate, "reference_note": vs_ref.reason})
+        row["line"] = f"{label}: {vs_anchor.line(metric)} vs {anchor}"
+        rows.append(row)
+        print(row["line"])
+
+    _write_table(rows, out)
+    png = plot_curves(curves, out / "rd.png", metric=metric, title=f"Kodak RD ({metric}); BD-rate vs {anchor}, "
+                      f"{method}")
+    summary = {"anchor": anchor, "anchor_meta": anc.meta, "method": method, "metric": metric, "rows": rows,
+               "curves": curves, "plot": str(png)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if log_wandb:
+        _log_wandb(summary, out, group)
+    return summary
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:+.2f}" if abs(v) < 1e4 else f"{v:.3g}"
+    return "" if v is None else str(v)
+
+
+def _write_table(rows: list[dict[str, Any]], out: Path) -> None:
+    keys = [k for k in rows[0] if k != "line"]
+    for r in rows[1:]:
+        keys += [k for k in r if k not in keys and k != "line"]
+    with (out / "rd_table.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |" for r in rows]
+    (out / "rd_table.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, metric: str = "psnr-rgb",
+                context: Sequence[str] = CONTEXT_ANCHORS, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    max_bpp = max(p["bpp"] for pts in curves.values() for p in pts)
+    for name in context:
+        try:
+            a = load_anchor(name)
+            r, q = a.curve(metric)
+        except AnchorError:
+            continue
+        keep = [(b, v) for b, v in zip(r, q) if b <= max(1.5 * max_bpp, 0.3)]
+        if keep:
+            ax.plot(*zip(*sorted(keep)), "--", lw=1, alpha=0.7, label=a.label if "compressai" not in name else
+                    name.split("/")[-1].replace("compressai-", "zoo ").replace("_mse_cpu", ""))
+    for label, pts in sorted(curves.items()):
+        ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], "o-", lw=2, label=label)
+    ax.set_xlabel("bpp (real bitstream)")
+    ax.set_ylabel({"psnr-rgb": "PSNR RGB [dB]", "ms-ssim-db-rgb": "MS-SSIM [dB]"}.get(metric, metric))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _log_wandb(summary: dict[str, Any], out: Path, group: str | None) -> None:
+    try:
+        import wandb
+
+        os.environ.setdefault("WANDB_MODE", "offline")
+        run = wandb.init(project="compresslab", group=group, job_type="rd-report", name=f"rd-{group or out.name}",
+                         dir=str(out), config={"anchor": summary["anchor"], "method": summary["method"]})
+        cols = [k for k in summary["rows"][0] if k != "line"]
+        table = wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in summary["rows"]])
+        points = wandb.Table(columns=["curve", "bpp", summary["metric"], "lambda"],
+                             data=[[c, p["bpp"], p[summary["metric"]], p.get("lmbda")]
+                                   for c, pts in summary["curves"].items() for p in pts])
+        run.log({"rd/table": table, "rd/points": points, "rd/plot": wandb.Image(summary["plot"])})
+        for r in summary["rows"]:
+            run.summary[f"bd_rate/{r['curve']}"] = r[f"bd_rate_vs_{summary['anchor']}"]
+        run.finish()
+    except Exception as e:  # noqa: BLE001 - the files are written already; W&B is a mirror
+        log.warning("W&B report failed: %s", e)

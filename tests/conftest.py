@@ -1,0 +1,69 @@
+"""Shared fixtures. Tests run on CPU with the data in ../shared/data (override with $COMPRESSLAB_DATA)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("COMPRESSLAB_DATA", str((REPO.parent / "shared" / "data").resolve()))
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+DATA = Path(os.environ["COMPRESSLAB_DATA"])
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+SMOKE = ["trainer=smoke", "logger=csv", "callbacks.rich_progress=false"]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return hcompose(config_name="train", overrides=overrides)
+
+
+def train(tmp: Path, overrides: list[str]) -> dict:
+    from compresslab.train import run
+
+    return run(compose(SMOKE + overrides), run_dir=tmp)
+
+
+def run_py(args: list[str], timeout: int = 300, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=env, **kw)
+
+
+@pytest.fixture(scope="session")
+def factorized_ckpt(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("factorized")
+    res = train(d, ["model=factorized", "callbacks.rd_eval.enabled=false"])
+    return Path(res["last_ckpt"])
+
+
+@pytest.fixture(scope="session")
+def hyperprior_ckpt(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("hyperprior")
+    res = train(d, ["model=hyperprior", "callbacks.rd_eval.enabled=false"])
+    return Path(res["last_ckpt"])
+
+
+@pytest.fixture(scope="session")
+def kodak_crops(tmp_path_factory) -> Path:
+    """Two Kodak images centre-cropped to 256x192 (odd multiple of 64 in one axis: exercises padding)."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("kodak_crops")
+    for name in ("kodim01.png", "kodim04.png"):
+        img = Image.open(DATA / "kodak" / name).convert("RGB")
+        w, h = img.size
+        img.crop(((w - 256) // 2, (h - 200) // 2, (w - 256) // 2 + 256, (h - 200) // 2 + 200)).save(d / name)
+    return d

@@ -1,0 +1,155 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from compresslab.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
+from compresslab.training import NonFiniteLossError
+from conftest import SMOKE, compose, run_py, train
+
+
+def test_compose_top_level_lambda_and_model_sizes():
+    cfg = compose(["model=hyperprior", "lambda=0.01", "model.N=64", "seed=3"])
+    assert cfg["lambda"] == 0.01 and cfg.seed == 3
+    assert cfg.model.name == "hyperprior" and cfg.model.N == 64 and cfg.model.M == 192
+    assert cfg.name == "hyperprior-lambda0.01"
+    smoke = compose(["trainer=smoke"])
+    assert smoke.trainer.max_steps <= 20 and smoke.data.patch_size == 64 and smoke.trainer.accelerator == "cpu"
+    assert smoke.callbacks.rd_eval.max_images == 2  # trainer=smoke shrinks the callback too (ordering matters)
+
+
+@pytest.mark.parametrize("overrides", [["trainer=ddp"], ["trainer=gpu"], ["logger=none"], ["loss=msssim"],
+                                       ["experiment=quickstart"], ["hydra/launcher=slurm"]])
+def test_groups_compose(overrides):
+    from hydra import compose as hcompose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(Path(__file__).parents[1] / "conf")):
+        cfg = hcompose(config_name="train", overrides=overrides, return_hydra_config=True)
+    if overrides == ["hydra/launcher=slurm"]:
+        assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
+    if overrides == ["trainer=ddp"]:
+        assert cfg.trainer.strategy == "ddp"
+
+
+def test_bad_keys_fail_in_compose():
+    with pytest.raises(ConfigCompositionException, match="nosuchkey"):
+        compose(["nosuchkey=1"])
+    with pytest.raises(ConfigCompositionException, match="nope"):
+        compose(["model=nope"])
+
+
+def test_bad_key_fails_fast_from_the_command_line(tmp_path):
+    r = run_py(["train.py", "model.nosuch=3", f"hydra.run.dir={tmp_path}/r"], timeout=60)
+    assert r.returncode != 0
+    assert "nosuch" in r.stderr and "not in struct" in r.stderr.lower()
+    assert not (tmp_path / "r" / "checkpoints").exists()  # no work started
+
+
+def test_smoke_run_writes_provenance_and_checkpoints(tmp_path):
+    res = train(tmp_path, ["model=factorized", "callbacks.rd_eval.enabled=false", "seed=7"])
+    assert res["global_step"] == compose(SMOKE).trainer.max_steps
+    for f in ("config.yaml", "git.json", "git.diff", "pip-freeze.txt", "environment.json", "metrics.csv",
+              "checkpoints/last.ckpt"):
+        assert (tmp_path / f).is_file(), f
+    cfg = OmegaConf.load(tmp_path / "config.yaml")
+    assert cfg.seed == 7 and cfg.model.name == "factorized"
+    assert "compressai==1.2.8" in (tmp_path / "pip-freeze.txt").read_text()
+    assert len(json.loads((tmp_path / "git.json").read_text())["commit"] or "x" * 40) == 40
+    ck = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # weights_only=True works on our checkpoints
+    assert ck["compresslab"]["model"]["name"] == "factorized" and ck["global_step"] == res["global_step"]
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    for col in ("train/loss", "train/bpp", "train/mse", "train/psnr", "train/aux_loss", "lr", "val/loss"):
+        assert col in header
+
+
+def test_resume_continues_at_the_right_step(tmp_path):
+    first = train(tmp_path / "a", ["callbacks.rd_eval.enabled=false", "trainer.max_steps=4",
+                                   "trainer.val_check_interval=2"])
+    assert first["global_step"] == 4
+    ck = load_checkpoint(first["last_ckpt"])
+    adam_steps = ck["optimizer_states"][0]["state"][0]["step"]
+    assert int(adam_steps) == 4
+    res = train(tmp_path / "a", ["callbacks.rd_eval.enabled=false", "trainer.max_steps=6",
+                                 "trainer.val_check_interval=2", f"ckpt_path={first['last_ckpt']}"])
+    assert res["global_step"] == 6
+    ck2 = load_checkpoint(res["last_ckpt"])
+    assert int(ck2["optimizer_states"][0]["state"][0]["step"]) == 6  # optimizer state continued, not restarted
+    assert ck2["lr_schedulers"][0]["last_epoch"] >= 1  # plateau scheduler state carried over
+    assert (tmp_path / "a" / "metrics.part1.csv").is_file()  # the first part's metrics survive the resume
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, factorized_ckpt):
+    with pytest.raises(Exception, match="factorized|size mismatch|Missing"):
+        train(tmp_path, ["model=hyperprior", "callbacks.rd_eval.enabled=false", f"ckpt_path={factorized_ckpt}"])
+
+
+def test_init_from_loads_weights_only(tmp_path, factorized_ckpt):
+    res = train(tmp_path, ["callbacks.rd_eval.enabled=false", "trainer.max_steps=2", "lambda=0.0018",
+                           f"init_from={factorized_ckpt}", "trainer.val_check_interval=2"])
+    assert res["global_step"] == 2  # fresh schedule: counted from 0, not from the source's step
+    with pytest.raises(CheckpointError, match="does not fit model hyperprior"):
+        train(tmp_path / "b", ["model=hyperprior", "callbacks.rd_eval.enabled=false", f"init_from={factorized_ckpt}"])
+
+
+def test_nan_loss_stops_with_the_step_and_saves_nothing_corrupt(tmp_path, monkeypatch):
+    from compresslab import losses
+
+    real = losses.RateDistortionLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, output, target):
+        out = real(self, output, target)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 6:
+                out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(losses.RateDistortionLoss, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match="global step 5"):
+        train(tmp_path, ["callbacks.rd_eval.enabled=false", "trainer.val_check_interval=4"])
+    ck = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # the step-4 checkpoint is intact and finite
+    assert ck["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+
+
+def test_atomic_checkpoint_survives_a_crash_during_save(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def dies(obj, f, *a, **k):
+        f.write(b"partial garbage")
+        raise KeyboardInterrupt("killed during save")
+
+    monkeypatch.setattr(torch, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp files left behind
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, factorized_ckpt):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(factorized_ckpt.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+        load_checkpoint(bad)
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    r = run_py(["train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=4",
+                "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "data.patch_size=64",
+                "data.val_patch_size=64", "data.batch_size=2", "data.val_batch_size=2", "data.num_workers=0",
+                "data.max_train_images=16", "data.max_val_images=2", "model.N=32", "model.M=48", "logger=csv",
+                "callbacks.rich_progress=false", "callbacks.rd_eval.max_images=1", "callbacks.rd_eval.crop=128",
+                "threads=1", f"hydra.run.dir={tmp_path}/ddp"], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert "parameters identical on 2 ranks" in out  # net weights AND quantiles stayed in sync
+    ck = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
+    assert ck["global_step"] == 4
+    assert (tmp_path / "ddp" / "rd.json").is_file()

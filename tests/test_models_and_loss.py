@@ -1,0 +1,62 @@
+import pytest
+import torch
+from compressai.losses import RateDistortionLoss as CompressAIRDLoss
+from compressai.models import FactorizedPrior, ScaleHyperprior
+
+from compresslab import models
+from compresslab.losses import RateDistortionLoss
+
+
+def test_registry_builds_and_rejects_unknown():
+    assert {"factorized", "hyperprior"} <= set(models.model_names())
+    m = models.build({"name": "hyperprior", "N": 32, "M": 48})
+    assert isinstance(m, ScaleHyperprior) and m.g_a[0].out_channels == 32
+    with pytest.raises(KeyError, match="unknown model 'nope'.*factorized"):
+        models.build({"name": "nope"})
+
+
+@pytest.mark.parametrize("name,ref", [("factorized", FactorizedPrior), ("hyperprior", ScaleHyperprior)])
+def test_weights_load_into_compressai_classes(name, ref):
+    torch.manual_seed(0)
+    ours = models.build({"name": name, "N": 32, "M": 48}).eval()
+    ours.update(force=True)
+    theirs = ref.from_state_dict(ours.state_dict()).eval()
+    assert set(theirs.state_dict()) == set(ours.state_dict())
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        a, b = ours(x), theirs(x)
+        assert torch.equal(a["x_hat"], b["x_hat"])
+        theirs.update(force=True)
+        # same strings as CompressAI's own compress
+        assert ours.compress(x)["strings"] == theirs.compress(x)["strings"]
+
+
+@pytest.mark.parametrize("name", ["factorized", "hyperprior"])
+def test_mse_loss_equals_compressai(name):
+    torch.manual_seed(1)
+    m = models.build({"name": name, "N": 32, "M": 48}).train()
+    x = torch.rand(2, 3, 64, 64)
+    out = m(x)
+    ours = RateDistortionLoss(0.0067)(out, x)
+    ref = CompressAIRDLoss(lmbda=0.0067)(out, x)
+    for k in ("bpp_loss", "mse_loss", "loss"):
+        torch.testing.assert_close(ours[k], ref[k], rtol=1e-6, atol=1e-7)
+
+
+def test_msssim_loss_equals_compressai():
+    torch.manual_seed(2)
+    m = models.build({"name": "factorized", "N": 32, "M": 48}).train()
+    x = torch.rand(1, 3, 192, 192)
+    out = m(x)
+    ours = RateDistortionLoss(8.73, metric="msssim")(out, x)
+    ref = CompressAIRDLoss(lmbda=8.73, metric="ms-ssim")(out, x)
+    torch.testing.assert_close(ours["bpp_loss"], ref["bpp_loss"])
+    torch.testing.assert_close(ours["ms_ssim_loss"], ref["ms_ssim_loss"], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours["loss"], ref["loss"])
+
+
+def test_loss_rejects_bad_settings():
+    with pytest.raises(ValueError, match="unknown distortion metric"):
+        RateDistortionLoss(0.01, metric="lpips")
+    with pytest.raises(ValueError, match="lambda must be"):
+        RateDistortionLoss(float("nan"))
