@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("COMPRESSLAB_DATA", str((REPO.parent / "shared" / "data").resolve()))
+if "COMPRESSLAB_DATA" not in os.environ:
+    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
+        if candidate.is_dir():
+            os.environ["COMPRESSLAB_DATA"] = str(candidate.resolve())
+            break
+    else:
+        raise RuntimeError("tests need the shared data: set COMPRESSLAB_DATA=<folder with kodak/ train/ val/ anchors/>")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 DATA = Path(os.environ["COMPRESSLAB_DATA"])

@@ -1,0 +1,102 @@
+"""Training step time: our Lightning module vs a plain PyTorch loop (CompressAI examples/train.py style).
+
+Same model class and initial weights, same batches (in memory, so data loading is not measured), same thread count,
+same work per step (forward, RD loss, backward, clip 1.0, Adam step, aux loss backward + Adam step). The two are run
+in alternating rounds in one process and the ratio of medians is reported. Usage:
+
+    python benchmarks/train_step.py --model factorized --N 128 --M 192 --batch 8 --patch 256 --steps 10 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import lightning.pytorch as pl
+import torch
+from compressai.losses import RateDistortionLoss
+from torch.utils.data import DataLoader, TensorDataset
+
+from compresslab import models
+from compresslab.training import RateDistortionModule, aux_parameters, net_parameters
+
+
+def plain_loop(model, batches, lmbda):
+    opt = torch.optim.Adam(net_parameters(model), lr=1e-4)
+    aux = torch.optim.Adam(aux_parameters(model), lr=1e-3)
+    crit = RateDistortionLoss(lmbda=lmbda)
+    model.train()
+    t0 = time.perf_counter()
+    for x in batches:
+        opt.zero_grad()
+        aux.zero_grad()
+        out = crit(model(x), x)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        a = model.aux_loss()
+        a.backward()
+        aux.step()
+    return (time.perf_counter() - t0) / len(batches)
+
+
+class _Timer(pl.Callback):
+    def on_train_batch_start(self, *a):
+        if not hasattr(self, "t0"):
+            self.t0 = time.perf_counter()
+
+    def on_train_end(self, *a):
+        self.t1 = time.perf_counter()
+
+
+def lightning_loop(model, batches, lmbda):
+    module = RateDistortionModule(model, lmbda, loss={"metric": "mse"},
+                                  optim={"lr": 1e-4, "aux_lr": 1e-3, "grad_clip": 1.0, "scheduler": None})
+    timer = _Timer()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=len(batches), logger=False, callbacks=[timer],
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, num_sanity_val_steps=0)
+    loader = DataLoader(TensorDataset(torch.stack(batches)), batch_size=None,
+                        collate_fn=lambda t: t[0])
+    trainer.fit(module, train_dataloaders=loader)
+    # Time from the first batch to the end of training (excludes Trainer set-up, which happens once per run).
+    return (timer.t1 - timer.t0) / len(batches)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="factorized")
+    p.add_argument("--N", type=int, default=128)
+    p.add_argument("--M", type=int, default=192)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--patch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    init = models.build({"name": a.model, "N": a.N, "M": a.M}).state_dict()
+    batches = [torch.rand(a.batch, 3, a.patch, a.patch) for _ in range(a.steps)]
+
+    def fresh():
+        m = models.build({"name": a.model, "N": a.N, "M": a.M})
+        m.load_state_dict(init)
+        return m
+
+    plain_loop(fresh(), batches[:2], 0.0067)  # warm-up (allocator, kernels)
+    plain, ours = [], []
+    for _ in range(a.rounds):
+        plain.append(plain_loop(fresh(), batches, 0.0067))
+        ours.append(lightning_loop(fresh(), batches, 0.0067))
+    mp, mo = statistics.median(plain), statistics.median(ours)
+    print(f"model={a.model}({a.N},{a.M}) batch={a.batch} patch={a.patch} threads={a.threads} "
+          f"steps={a.steps} rounds={a.rounds}")
+    print(f"plain PyTorch loop : {mp:.3f} s/step  (rounds: {', '.join(f'{v:.3f}' for v in plain)})")
+    print(f"CompressLab module : {mo:.3f} s/step  (rounds: {', '.join(f'{v:.3f}' for v in ours)})")
+    print(f"ratio ours/plain   : {mo / mp:.3f}")
+
+
+if __name__ == "__main__":
+    main()

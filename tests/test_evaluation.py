@@ -1,0 +1,180 @@
+import json
+import random
+
+import pytest
+import torch
+from PIL import Image
+
+from compresslab.checkpoints import CheckpointError, build_model_from_checkpoint
+from compresslab.data import DataLayoutError
+from compresslab.evaluation.anchors import AnchorError, list_anchors, load_anchor
+from compresslab.evaluation.bdrate import bd_rate, monotone_points, rate_change_at_equal_quality
+from compresslab.evaluation.codec import compress_file, decompress_file
+from compresslab.evaluation.container import ContainerError
+from compresslab.evaluation.evaluator import CodecMismatchError, evaluate_model, list_eval_images
+from conftest import DATA, run_py
+
+GOLDEN = {  # CompressAI's Kodak result files vs vtm.json: cubic / pchip / akima (issue #3)
+    "compressai-bmshj2018-factorized_mse_cpu": (67.81, 68.10, 68.01),
+    "compressai-bmshj2018-hyperprior_mse_cpu": (30.14, 30.49, 30.47),
+    "compressai-mbt2018-mean_mse_cpu": (21.03, 21.28, 21.28),
+    "hm": (23.39, 23.31, 23.30),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_bd_rates_vs_vtm(name):
+    vtm = load_anchor("kodak/vtm")
+    test = load_anchor(f"kodak/{name}")
+    for method, expected in zip(("cubic", "pchip", "akima"), GOLDEN[name]):
+        res = bd_rate(*vtm.curve(), *test.curve(), method=method)
+        assert res.available and abs(res.bd_rate - expected) <= 0.05, (method, res)
+
+
+def test_bd_rate_sanity_and_unavailable_cases():
+    vtm = load_anchor("kodak/vtm")
+    r, q = vtm.curve()
+    assert abs(bd_rate(r, q, r, q).bd_rate) < 1e-9
+    assert abs(bd_rate(r, q, [0.9 * v for v in r], q).bd_rate - (-10.0)) < 1e-6
+    few = bd_rate(r, q, r[:3], q[:3])
+    assert not few.available and "at least 4" in few.reason and "unavailable" in few.line()
+    apart = bd_rate(r, q, [0.01, 0.02, 0.03, 0.04], [10, 11, 12, 13])
+    assert not apart.available and "overlap" in apart.reason
+    rates, quals, dropped = monotone_points([0.4, 0.1, 0.2, 0.3], [30, 25, 24, 29])
+    assert list(rates) == [0.1, 0.3, 0.4] and dropped == 1
+    with pytest.raises(ValueError, match="unknown BD method"):
+        bd_rate(r, q, r, q, method="linear")
+
+
+def test_single_point_rate_change_vs_vtm():
+    vtm = load_anchor("kodak/vtm")
+    r, q = vtm.curve()
+    assert abs(rate_change_at_equal_quality(r, q, r[3], q[3])) < 1e-9
+    assert abs(rate_change_at_equal_quality(r, q, 1.5 * r[3], q[3]) - 50) < 1e-6
+    assert rate_change_at_equal_quality(r, q, 0.1, 5.0) is None
+
+
+def test_anchor_registry_metadata_and_refusals():
+    names = list_anchors()
+    assert "kodak/vtm" in names and "kodak/hm" in names
+    assert not any("8bit-decoded" in n and "ms-ssim" in n.split("/")[-1] for n in names)
+    vtm = load_anchor("kodak/vtm")
+    assert "VTM 9.1 or 8.2" in vtm.meta["version"] and "4:4:4" in vtm.meta["colour_space"]
+    assert "converted input" in vtm.meta["psnr"] and "869a9f5d" in vtm.meta["source"]
+    bad = [n for n in list_anchors(include_unusable=True) if "8bit-decoded" in n and "ms-ssim" in n][0]
+    with pytest.raises(AnchorError, match="not usable"):
+        load_anchor(bad)
+    with pytest.raises(AnchorError, match="unknown anchor"):
+        load_anchor("kodak/vvc-nope")
+
+
+def test_cli_bd_rate_line():
+    r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(DATA / "anchors/kodak/hm.json"),
+                "--method", "pchip"], timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "BD-rate +23.31 %" in r.stdout and "pchip" in r.stdout and "overlap" in r.stdout
+
+
+@pytest.mark.parametrize("fixture,arch", [("factorized_ckpt", "bmshj2018-factorized"),
+                                          ("hyperprior_ckpt", "bmshj2018-hyperprior")])
+def test_evaluator_agrees_with_compressai_eval_model(request, tmp_path, kodak_crops, fixture, arch):
+    ckpt = request.getfixturevalue(fixture)
+    exported = tmp_path / "model.pth.tar"
+    r = run_py(["-m", "compresslab.cli", "export", str(ckpt), str(exported)], timeout=120)
+    assert r.returncode == 0, r.stderr
+    ref = run_py(["-m", "compressai.utils.eval_model", "checkpoint", str(kodak_crops), "-a", arch, "-p",
+                  str(exported)], timeout=300)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    theirs = {k: v[0] if isinstance(v, list) else v
+              for k, v in json.loads(ref.stdout[ref.stdout.index("{"):])["results"].items()}
+    model, _ = build_model_from_checkpoint(ckpt)
+    ours = evaluate_model(model, list_eval_images(kodak_crops))["mean"]
+    assert abs(ours["bpp"] - theirs["bpp"]) < 1e-3
+    assert abs(ours["psnr-rgb"] - theirs["psnr-rgb"]) < 1e-2
+    assert abs(ours["ms-ssim-rgb"] - theirs["ms-ssim-rgb"]) < 1e-4
+    assert 0.95 < ours["bpp_ratio"] < 1.2  # real bitstream close to the likelihood estimate
+
+
+def test_decoder_latent_mismatch_fails_loudly(factorized_ckpt, kodak_crops, monkeypatch):
+    model, _ = build_model_from_checkpoint(factorized_ckpt)
+    real = type(model).decompress
+
+    def off_by_one(self, strings, shape):
+        out = real(self, strings, shape)
+        out["latents"]["y"] = out["latents"]["y"].clone()
+        out["latents"]["y"][0, 0, 0, 0] += 1
+        return out
+
+    monkeypatch.setattr(type(model), "decompress", off_by_one)
+    with pytest.raises(CodecMismatchError, match="differs from the encoder"):
+        evaluate_model(model, list_eval_images(kodak_crops, 1))
+
+
+def test_missing_kodak_names_the_path_and_the_fix(tmp_path):
+    with pytest.raises(DataLayoutError, match="download-kodak"):
+        list_eval_images(tmp_path / "kodak")
+
+
+@pytest.mark.parametrize("fixture", ["factorized_ckpt", "hyperprior_ckpt"])
+def test_compress_then_decode_in_another_process_is_exact(request, tmp_path, fixture):
+    ckpt = request.getfixturevalue(fixture)
+    img = Image.open(DATA / "kodak" / "kodim23.png").convert("RGB").crop((0, 0, 200, 136))  # not multiples of 64
+    src = tmp_path / "in.png"
+    img.save(src)
+    compress_file(ckpt, src, tmp_path / "x.clab")
+    here = decompress_file(tmp_path / "x.clab", ckpt)
+    r = run_py(["-m", "compresslab.cli", "decompress", str(tmp_path / "x.clab"), "--ckpt", str(ckpt), "-o",
+                str(tmp_path / "there.png")], timeout=120)
+    assert r.returncode == 0, r.stderr
+    there = Image.open(tmp_path / "there.png")
+    assert there.size == (200, 136)
+    assert list(there.getdata()) == list(here.getdata())
+
+
+def test_mutated_files_are_refused_never_crash(tmp_path, factorized_ckpt, hyperprior_ckpt):
+    src = tmp_path / "in.png"
+    Image.open(DATA / "kodak" / "kodim05.png").convert("RGB").crop((0, 0, 128, 128)).save(src)
+    compress_file(factorized_ckpt, src, tmp_path / "ok.clab")
+    good = (tmp_path / "ok.clab").read_bytes()
+    rng = random.Random(0)
+    variants = [good[:n] for n in sorted(rng.sample(range(len(good)), 40))]            # truncations
+    for _ in range(80):                                                                 # bit flips
+        b = bytearray(good)
+        for _ in range(rng.randint(1, 3)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        variants.append(bytes(b))
+    variants += [b"", b"\x89PNG\r\n\x1a\n" + good[8:], src.read_bytes(), good + b"extra", bytes(len(good))]
+    for i, data in enumerate(variants):
+        f = tmp_path / f"bad{i}.clab"
+        f.write_bytes(data)
+        with pytest.raises(ContainerError):
+            decompress_file(f, factorized_ckpt)
+    # the right architecture with other weights, and another architecture, are refused by name/hash
+    other = tmp_path / "other.ckpt"
+    ck = torch.load(factorized_ckpt, weights_only=True)
+    ck["state_dict"]["model.g_s.0.weight"] = ck["state_dict"]["model.g_s.0.weight"] * 1.01
+    torch.save(ck, other)
+    with pytest.raises(CheckpointError, match="needs weights"):
+        decompress_file(tmp_path / "ok.clab", other)
+    with pytest.raises(CheckpointError, match="encoded with model 'factorized'"):
+        decompress_file(tmp_path / "ok.clab", hyperprior_ckpt)
+    assert decompress_file(tmp_path / "ok.clab", factorized_ckpt).size == (128, 128)
+
+
+def test_smoke_multirun_ends_with_curve_table_plot_and_wandb_report(tmp_path):
+    r = run_py(["train.py", "-m", "model=hyperprior", "lambda=0.0018,0.0035,0.0067,0.013", "trainer=smoke",
+                "trainer.max_steps=2", "trainer.val_check_interval=2", "callbacks.rd_eval.max_images=1",
+                "callbacks.rich_progress=false", f"hydra.sweep.dir={tmp_path}/sweep"], timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    rd_files = sorted(sweep.glob("*/rd.json"))
+    assert len(rd_files) == 4
+    meta = json.loads(rd_files[0].read_text())["meta"]
+    assert meta["model"]["name"] == "hyperprior" and meta["lambda"] == 0.0018 and len(meta["config_hash"]) == 12
+    out = sweep / "rd_summary"
+    for f in ("rd_table.md", "rd_table.csv", "rd.png", "summary.json"):
+        assert (out / f).is_file()
+    assert "BD-rate" in r.stdout + r.stderr
+    assert list((out / "wandb").glob("offline-run-*")), "no W&B report run"
+    table = (out / "rd_table.md").read_text()
+    assert "hyperprior" in table and "akima" in table
