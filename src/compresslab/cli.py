@@ -36,18 +36,12 @@ def cmd_evaluate(args) -> int:
     model, meta = build_model_from_checkpoint(args.ckpt, _model_override(args))
     images = args.images or str(resolve_data_root(args.data_root) / "kodak")
     files = list_eval_images(images, args.max_images)
-    encode_factory = None
-    if args.lof:
-        from .lof import LOFConfig, lof_encoder_factory
-
-        encode_factory = lof_encoder_factory(model, LOFConfig(steps=args.lof_steps), float(meta.get("lambda") or
-                                                                                              args.lmbda))
-    result = evaluate_model(model, files, crop=args.crop, encode_factory=encode_factory, progress=True)
+    result = evaluate_model(model, files, crop=args.crop, progress=True)
     name = meta["model"]["name"]
-    doc = to_compressai_json(result, name=name + (" +LOF" if args.lof else ""),
+    doc = to_compressai_json(result, name=name,
                              description=f"{args.ckpt} on {images}",
                              meta={"model": meta["model"], "lambda": meta.get("lambda"), "step": meta.get("global_step"),
-                                   "checkpoint": str(args.ckpt), "images": str(images), "lof": bool(args.lof)})
+                                   "checkpoint": str(args.ckpt), "images": str(images)})
     m = result["mean"]
     print(f"mean over {len(files)} images: bpp {m['bpp']:.4f} | PSNR {m['psnr-rgb']:.3f} dB | MS-SSIM "
           f"{m['ms-ssim-rgb']:.4f} | real/est bpp {m['bpp_ratio']:.4f} | enc {m['encoding_time']:.3f}s "
@@ -154,9 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-images", type=int)
     e.add_argument("--crop", type=int, help="centre-crop each image (quick runs)")
     e.add_argument("--threads", type=int)
-    e.add_argument("--lof", action="store_true", help="latent overfitting at encode time")
-    e.add_argument("--lof-steps", type=int, default=500)
-    e.add_argument("--lmbda", type=float, default=0.0067, help="lambda for LOF if the checkpoint has none")
     for q in (e,):
         q.add_argument("--model", help="model name for plain state dicts (e.g. factorized)")
         q.add_argument("--N", type=int)
