@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import lightning.pytorch as pl
 import numpy as np
@@ -106,7 +106,7 @@ def load_image_tensor(path: str | os.PathLike) -> Tensor:
 
 @dataclass
 class SkipReport:
-    """Counts files skipped by a dataset; shared across workers through the main process only."""
+    """Files a dataset skipped when it was built, by reason (reported once, as one warning)."""
 
     name: str
     unreadable: list[str]
@@ -247,9 +247,3 @@ class ImageDataModule(pl.LightningDataModule):
 def build_datamodule(cfg: Mapping[str, Any]) -> ImageDataModule:
     return ImageDataModule(**dict(cfg))
 
-
-def image_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, paths):
-        out.extend(find_images(p) if p.is_dir() else [p])
-    return out

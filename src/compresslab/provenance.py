@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .data import REPO_ROOT
 
 
 def _git(*args: str) -> str | None:

@@ -136,7 +136,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         "best_ckpt": ckpt_cb.best_model_path if ckpt_cb else None,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
     }
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            lg.experiment.finish() if pl.utilities.rank_zero_only.rank == 0 else None
+    if pl.utilities.rank_zero_only.rank == 0:
+        for lg in loggers:
+            if isinstance(lg, WandbLogger):
+                lg.experiment.finish()  # flush now: a multirun starts the next W&B run in this process
     return result

@@ -8,7 +8,6 @@ under DDP the main pass syncs the network gradients and the aux pass syncs the q
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any, Mapping
 
@@ -190,6 +189,3 @@ def _assert_replicas_in_sync(module: pl.LightningModule) -> None:
         raise RuntimeError(f"DDP replicas diverged: parameter checksums per rank {gathered.tolist()}")
     module.print(f"DDP: parameters identical on {module.trainer.world_size} ranks (checksum {gathered[0].item():.6f})")
 
-
-def is_finite_number(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
