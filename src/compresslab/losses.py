@@ -45,9 +45,7 @@ class RateDistortionLoss(nn.Module):
     def forward(self, output: Mapping[str, object], target: Tensor) -> dict[str, Tensor]:
         n, _, h, w = target.shape
         num_pixels = n * h * w
-        rates = bpp_per_key(output["likelihoods"], num_pixels)
-        out: dict[str, Tensor] = {f"bpp_{k}": v for k, v in rates.items()}
-        out["bpp_loss"] = sum(self.rate_weights.get(k, 1.0) * v for k, v in rates.items())
+        out = self.rate(output, num_pixels)
         x_hat = output["x_hat"]
         out["mse_loss"] = F.mse_loss(x_hat, target)
         if self.metric == "mse":
@@ -56,6 +54,15 @@ class RateDistortionLoss(nn.Module):
             out["ms_ssim_loss"] = msssim(x_hat, target, data_range=1.0)
             distortion = 1 - out["ms_ssim_loss"]
         out["loss"] = self.lmbda * distortion + out["bpp_loss"]
+        return out
+
+    def rate(self, output: Mapping[str, object], num_pixels: int) -> dict[str, Tensor]:
+        """bpp per likelihood key and their weighted sum. A model may return ``rate_weights`` (the adaptive model's
+        lambda_q depends on the image size); configured weights take precedence."""
+        rates = bpp_per_key(output["likelihoods"], num_pixels)
+        weights = {**dict(output.get("rate_weights") or {}), **self.rate_weights}
+        out: dict[str, Tensor] = {f"bpp_{k}": v for k, v in rates.items()}
+        out["bpp_loss"] = sum(weights.get(k, 1.0) * v for k, v in rates.items())
         return out
 
 

@@ -103,6 +103,19 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers, callbacks) -> pl.Trai
                       callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_progress_bar=True)
 
 
+def prepare_model_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Models built on a trained base (adaptive) need its checkpoint; their N/M are read from it."""
+    cls = models.get_model_class(model_cfg["name"])
+    if getattr(cls, "requires_base_ckpt", False):
+        base = model_cfg.get("base_ckpt")
+        if not base or base == "???":
+            raise ValueError(f"model={model_cfg['name']} needs model.base_ckpt=<trained factorized checkpoint>")
+        from .models.adaptive import base_size_from_checkpoint
+
+        model_cfg = {**model_cfg, **base_size_from_checkpoint(base)}
+    return model_cfg
+
+
 def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train one model. Returns paths and final metrics."""
     hydra_dir, group = hydra_run_info()
@@ -114,13 +127,18 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     if pl.utilities.rank_zero_only.rank == 0:
         write_run_provenance(run_dir, cfg)
 
-    model_cfg = plain(cfg.model)
+    model_cfg = prepare_model_config(plain(cfg.model))
     model = models.build(model_cfg)
     if cfg.get("init_from"):
         # Weights only: a fine-tune from another lambda starts a fresh schedule, optimizer and step count.
         load_weights(model, load_checkpoint(cfg.init_from), source=str(cfg.init_from))
         log.info("initialised weights from %s", cfg.init_from)
-    datamodule = build_datamodule(plain(cfg.data))
+    if getattr(model, "cache_latents", False):
+        from .latent_cache import LatentCacheDataModule
+
+        datamodule = LatentCacheDataModule(model.g_a, model.cache_crops_per_image, **plain(cfg.data))
+    else:
+        datamodule = build_datamodule(plain(cfg.data))
     module = RateDistortionModule(model, lmbda=float(cfg["lambda"]), loss=plain(cfg.loss), optim=plain(cfg.optim),
                                   model_cfg=model_cfg)
     loggers = build_loggers(cfg, run_dir, group)

@@ -68,10 +68,19 @@ class RateDistortionModule(pl.LightningModule):
     def forward(self, x: Tensor) -> dict[str, Any]:
         return self.model(x)
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Tensor | dict, batch_idx: int) -> Tensor:
         net_opt, aux_opt = self.optimizers()
-        out = self.model(batch)
-        losses = self.criterion(out, batch)
+        if isinstance(batch, dict):
+            # Cached latents (frozen g_a/g_s, see latent_cache.py): only rates change, D is a constant and omitted.
+            y = batch["y"]
+            h, w = (int(v) for v in batch["image_hw"][0])
+            out = self.model.forward_latent(y, (h, w))
+            losses = self.criterion.rate(out, y.shape[0] * h * w)
+            losses["loss"] = losses["bpp_loss"]
+            batch = y
+        else:
+            out = self.model(batch)
+            losses = self.criterion(out, batch)
         loss = losses["loss"]
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -118,7 +127,8 @@ class RateDistortionModule(pl.LightningModule):
 
     def _log_losses(self, stage: str, losses: Mapping[str, Tensor], batch_size: int, on_step: bool) -> None:
         metrics = {f"{stage}/{k.removesuffix('_loss')}": v.detach() for k, v in losses.items() if k != "loss"}
-        metrics[f"{stage}/psnr"] = psnr_from_mse(losses["mse_loss"].detach())
+        if "mse_loss" in losses:
+            metrics[f"{stage}/psnr"] = psnr_from_mse(losses["mse_loss"].detach())
         sync = stage == "val"
         self.log_dict(metrics, on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=sync)
         self.log(f"{stage}/loss", losses["loss"].detach(), on_step=on_step, on_epoch=not on_step,

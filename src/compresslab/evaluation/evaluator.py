@@ -110,7 +110,9 @@ def evaluate_image(model, x: Tensor, name: str = "image", check: bool = True,
 
     x_hat = F.pad(dec["x_hat"], unpad)
     num_pixels = h * w
-    nbytes = payload_bytes(enc["strings"])
+    # A model's "free" string groups carry oracle data for bounds (the adaptive model's ideal mode), not bits.
+    free = getattr(model, "free_string_groups", ())
+    nbytes = payload_bytes([s for i, s in enumerate(enc["strings"]) if i not in free])
     bpp = nbytes * 8.0 / num_pixels
     bpp_est = estimate_bpp(model, x_padded, num_pixels)
     ms = msssim_8bit(x, x_hat)

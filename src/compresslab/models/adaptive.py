@@ -1,0 +1,211 @@
+"""Adaptive encoding distributions (Ulhaq & Bajić, ICIP 2024, arXiv 2406.13059) on a frozen factorized model.
+
+Per image the encoder histograms each latent channel (p), compresses the histograms into a small side-information
+tensor q (``PdfCodec``), and codes y with the decoded estimate p_hat instead of the static entropy bottleneck's
+density. The base factorized model (g_a, g_s, its EntropyBottleneck) comes from a trained checkpoint and is frozen by
+default; only the base EB's medians (histogram centring) and quantile support (coding support) are used.
+
+Coding (spec §1.5): the encoder decodes q itself, so both sides build the per-image CDF tables from the same p_hat.
+Bit-exactness across processes: p_hat is computed by a float64 copy of h_{s,q} on CPU and rounded to a 2^-24 grid
+before CompressAI's ``pmf_to_quantized_cdf`` (deterministic C++), so the two sides feed identical numbers to it.
+Symbols outside the base EB's support use CompressAI's escape symbol + bypass coding.
+
+``ideal=True``: p_hat = p and the side information costs nothing: the upper bound the paper plots. Its real
+bitstream codes y with tables built from p; p itself travels in a string group the evaluator does not count
+(``free_string_groups``), so the number is "y bits under the true histogram", as in the paper's ideal curve.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import struct
+from typing import Any
+
+import torch
+from compressai.models import CompressionModel
+from torch import Tensor
+
+from ..entropy.histogram import clip_range, histogram, range_bound
+from ..entropy.pdf_codec import PdfCodec
+from .factorized import Factorized
+from .registry import register_model
+
+KODAK_PIXELS = 768 * 512
+_PMF_GRID = 2.0**24
+_MIN_LOG2_LIK = -100.0  # keeps 2^-CE representable in float32
+
+
+@register_model("adaptive")
+class AdaptiveFactorized(CompressionModel):
+    pad_multiple = 64
+    requires_base_ckpt = True
+
+    def __init__(self, N: int = 128, M: int = 192, base_ckpt: str | None = None, freeze_base: bool = True,
+                 bins: int = 256, Nq: int = 32, Mq: int = 16, kernel: int = 15, groups: int = 8,
+                 bound_factor: float = 0.75, ideal: bool = False, lambda_q: float | None = None,
+                 target_pixels: int = KODAK_PIXELS, cache_latents: bool = True, cache_crops_per_image: int = 4):
+        super().__init__()
+        base = Factorized(N, M)
+        if base_ckpt:
+            _load_base(base, base_ckpt)
+        self.g_a, self.g_s, self.entropy_bottleneck = base.g_a, base.g_s, base.entropy_bottleneck
+        self.pdf = PdfCodec(M, bins, Nq=Nq, Mq=Mq, kernel=kernel, groups=groups)
+        self.bins, self.M, self.ideal = bins, M, bool(ideal)
+        self.clip = clip_range(bins, bound_factor)
+        self.lambda_q_fixed = lambda_q
+        self.target_pixels = target_pixels
+        self.freeze_base = bool(freeze_base)
+        self.cache_latents = bool(cache_latents) and self.freeze_base
+        self.cache_crops_per_image = int(cache_crops_per_image)
+        self.free_string_groups = {1} if self.ideal else set()
+        self.hparams_dict = {"N": N, "M": M, "bins": bins, "Nq": Nq, "Mq": Mq, "ideal": self.ideal}
+        if self.freeze_base:
+            for module in (self.g_a, self.g_s, self.entropy_bottleneck):
+                module.requires_grad_(False)
+        if base_ckpt:
+            # Fixed support and medians for the whole training. (Not without a base: CompressAI's load_state_dict
+            # only resizes empty CDF buffers, and a model being restored gets its tables from the checkpoint.)
+            self.entropy_bottleneck.update(force=True)
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def lambda_q(self, height: int, width: int) -> float:
+        """Side-info weight: the same q is amortised over more pixels on the target images (1/6 for 256^2 crops)."""
+        return float(self.lambda_q_fixed) if self.lambda_q_fixed is not None else height * width / self.target_pixels
+
+    def medians(self) -> Tensor:
+        return self.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+
+    def histogram(self, y: Tensor) -> Tensor:
+        return histogram(range_bound(y - self.medians(), *self.clip), self.bins)
+
+    def forward_latent(self, y: Tensor, image_hw: tuple[int, int]) -> dict[str, Any]:
+        """Rates from a latent alone (the cached stage-2 path): y likelihoods encode the cross-entropy of the hard
+        histogram under p_hat, so summing -log2 over them gives R_y = (H*W/256) * sum_j CE_j exactly."""
+        n, m, h, w = y.shape
+        p = self.histogram(y)
+        if self.ideal:
+            log_p_hat, likelihoods = torch.log(p.detach().clamp_min(1e-30)), {}
+        else:
+            log_p_hat, q_lik = self.pdf(p)
+            likelihoods = {"q": q_lik}
+        ce_bits = -(p * log_p_hat).sum(-1) / math.log(2)  # (n, M): bits per latent element, per channel
+        y_lik = torch.exp2((-ce_bits).clamp_min(_MIN_LOG2_LIK))[..., None, None].expand(n, m, h, w)
+        return {"likelihoods": {"y": y_lik, **likelihoods}, "rate_weights": {"q": self.lambda_q(*image_hw)},
+                "p": p, "log_p_hat": log_p_hat}
+
+    def forward(self, x: Tensor) -> dict[str, Any]:
+        y = self.g_a(x)
+        out = self.forward_latent(y, tuple(x.shape[-2:]))
+        mode = "noise" if self.training and not self.freeze_base else "dequantize"
+        y_hat = self.entropy_bottleneck.quantize(y, mode, self.entropy_bottleneck._get_medians())
+        out["x_hat"] = self.g_s(y_hat)
+        return out
+
+    # -- coding -----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode_pmf(self, q_hat: Tensor) -> Tensor:
+        """p_hat from decoded q, computed identically on both sides: float64 CPU copy of h_{s,q}, softmax, then
+        rounded to a 2^-24 grid (so tiny float differences cannot reach the CDF construction)."""
+        h_s = copy.deepcopy(self.pdf.h_s).to(device="cpu", dtype=torch.float64).eval()
+        p_hat = torch.softmax(h_s(q_hat.to(device="cpu", dtype=torch.float64)), dim=-1)
+        return torch.round(p_hat * _PMF_GRID) / _PMF_GRID
+
+    def _tables(self, pmf: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """CDF tables for one image from its (M, B) PMF, on the base EB's quantile support clipped to the bins."""
+        eb = self.entropy_bottleneck
+        minima = (-eb._offset).long().cpu()
+        maxima = (eb._cdf_length - 2).long().cpu() - 1 - minima
+        half = self.bins // 2
+        left, right = minima.clamp(max=half), maxima.clamp(max=half - 1)
+        length = left + right + 1
+        max_length = int(length.max())
+        idx = (half - left)[:, None] + torch.arange(max_length)[None, :]
+        valid = torch.arange(max_length)[None, :] < length[:, None]
+        pmf_s = torch.where(valid, pmf.gather(1, idx.clamp(max=self.bins - 1)), torch.zeros((), dtype=pmf.dtype))
+        tail = (1 - pmf_s.sum(1, keepdim=True)).clamp_min(0)
+        cdf = eb._pmf_to_cdf(pmf_s, tail, length, max_length)
+        return cdf, (length + 2).int(), (-left).int()
+
+    @contextlib.contextmanager
+    def _swapped_tables(self, tables):
+        eb = self.entropy_bottleneck
+        saved = (eb._quantized_cdf, eb._cdf_length, eb._offset)
+        eb._quantized_cdf, eb._cdf_length, eb._offset = tables
+        try:
+            yield eb
+        finally:
+            eb._quantized_cdf, eb._cdf_length, eb._offset = saved
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict[str, Any]:
+        y = self.g_a(x)
+        eb = self.entropy_bottleneck
+        p = self.histogram(y)
+        if self.ideal:
+            pmfs = torch.round(p.double().cpu() * _PMF_GRID) / _PMF_GRID
+            side_strings, q_hat = [_pack_pmf(pm) for pm in pmfs], None
+        else:
+            q = self.pdf.analysis(p)
+            side_strings = self.pdf.entropy_bottleneck.compress(q)
+            q_hat = self.pdf.entropy_bottleneck.decompress(side_strings, (self.pdf.q_length,))
+            pmfs = self.decode_pmf(q_hat)  # exactly what the decoder will rebuild
+        y_strings = []
+        for i in range(y.shape[0]):
+            with self._swapped_tables(self._tables(pmfs[i])):
+                y_strings += eb.compress(y[i: i + 1])
+        latents = {"y": eb.quantize(y, "dequantize", eb._get_medians())}
+        if q_hat is not None:
+            latents["q"] = q_hat
+        side_bits = 0 if self.ideal else 8 * sum(len(s) for s in side_strings)
+        report = {"side_bits": side_bits, "y_bits": 8 * sum(len(s) for s in y_strings)}
+        return {"strings": [y_strings, side_strings], "shape": y.size()[-2:], "latents": latents, "report": report}
+
+    @torch.no_grad()
+    def decompress(self, strings, shape) -> dict[str, Any]:
+        y_strings, side_strings = strings
+        latents = {}
+        if self.ideal:
+            pmfs = torch.stack([_unpack_pmf(s, self.M, self.bins) for s in side_strings])
+        else:
+            q_hat = self.pdf.entropy_bottleneck.decompress(side_strings, (self.pdf.q_length,))
+            pmfs = self.decode_pmf(q_hat)
+            latents["q"] = q_hat
+        ys = []
+        for i, s in enumerate(y_strings):
+            with self._swapped_tables(self._tables(pmfs[i])) as eb:
+                ys.append(eb.decompress([s], shape))
+        y_hat = torch.cat(ys)
+        latents["y"] = y_hat
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "latents": latents}
+
+
+def _pack_pmf(pmf: Tensor) -> bytes:
+    """Ideal mode's oracle PMF (not counted as bits): the 2^-24 grid values as uint32."""
+    ints = torch.round(pmf * _PMF_GRID).to(torch.int64).flatten().tolist()
+    return struct.pack(f"<{len(ints)}I", *ints)
+
+
+def _unpack_pmf(data: bytes, m: int, bins: int) -> Tensor:
+    ints = struct.unpack(f"<{m * bins}I", data)
+    return torch.tensor(ints, dtype=torch.float64).reshape(m, bins) / _PMF_GRID
+
+
+def _load_base(base: Factorized, path: str) -> None:
+    from ..checkpoints import CheckpointError, load_checkpoint, load_weights, model_config_of
+
+    ckpt = load_checkpoint(path)
+    saved = model_config_of(ckpt)
+    if saved and saved.get("name") != "factorized":
+        raise CheckpointError(f"model.base_ckpt={path} holds a {saved.get('name')!r} model; the adaptive model "
+                              f"needs a trained factorized checkpoint (train one with model=factorized)")
+    load_weights(base, ckpt, source=f"model.base_ckpt={path}")
+
+
+def base_size_from_checkpoint(path: str) -> dict[str, int]:
+    """N and M of a base checkpoint, so `model=adaptive model.base_ckpt=...` needs no size overrides."""
+    from ..checkpoints import load_checkpoint, model_config_of
+
+    saved = model_config_of(load_checkpoint(path)) or {}
+    return {k: int(saved[k]) for k in ("N", "M") if k in saved}

@@ -1,0 +1,116 @@
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from compresslab import models
+from compresslab.checkpoints import CheckpointError, build_model_from_checkpoint
+from compresslab.entropy.histogram import clip_range, histogram, range_bound
+from compresslab.evaluation.codec import compress_file, decompress_file
+from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
+from conftest import DATA, run_py, train
+
+
+def test_histogram_hard_forward_triangular_backward():
+    torch.manual_seed(0)
+    u = (torch.randn(2, 3, 8, 8) * 3).requires_grad_(True)
+    p = histogram(u, 32)
+    assert p.shape == (2, 3, 32)
+    torch.testing.assert_close(p.sum(-1), torch.ones(2, 3))
+    expected = torch.zeros(2, 3, 32)
+    idx = (u.detach().round() + 16).long().clamp(0, 31).reshape(2, 3, -1)
+    expected.scatter_add_(-1, idx, torch.ones_like(idx, dtype=torch.float))
+    torch.testing.assert_close(p.detach(), expected / 64)  # forward = hard counts (rounding)
+    w = torch.arange(32, dtype=torch.float)  # a linear functional of p: gradient of the soft (triangular) kernel
+    (p * w).sum().backward()
+    # sum_bins w * tri(u) for linear w is linear in u with slope 1 per sample, divided by the count
+    torch.testing.assert_close(u.grad, torch.full_like(u, 1 / 64))
+
+
+def test_range_bound_only_inward_gradients_outside():
+    lo, hi = clip_range(256)
+    assert (lo, hi) == pytest.approx((-0.5 - 0.75 * 127.5, -0.5 + 0.75 * 127.5))
+    x = torch.tensor([-200.0, 0.0, 200.0, 200.0, -200.0], requires_grad=True)
+    y = range_bound(x, lo, hi)
+    assert y.tolist()[0] == pytest.approx(lo) and y.tolist()[2] == pytest.approx(hi)
+    y.backward(torch.tensor([1.0, 1.0, 1.0, -1.0, -1.0]))
+    # below: grad +1 would push further down (dropped), -1 pushes up (kept); above: the opposite
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 0.0, -1.0]
+
+
+@pytest.fixture(scope="module")
+def adaptive_ckpt(tmp_path_factory, factorized_ckpt):
+    d = tmp_path_factory.mktemp("adaptive")
+    res = train(d, ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "callbacks.rd_eval.enabled=false",
+                    "trainer.max_steps=6", "trainer.val_check_interval=3"])
+    return res["last_ckpt"]
+
+
+def test_adaptive_requires_a_factorized_base(tmp_path, hyperprior_ckpt):
+    with pytest.raises(ValueError, match="needs model.base_ckpt"):
+        train(tmp_path / "a", ["model=adaptive"])
+    with pytest.raises(CheckpointError, match="needs a trained factorized checkpoint"):
+        train(tmp_path / "b", ["model=adaptive", f"model.base_ckpt={hyperprior_ckpt}"])
+
+
+def test_adaptive_trains_only_the_side_info_codec(adaptive_ckpt, factorized_ckpt):
+    model, meta = build_model_from_checkpoint(adaptive_ckpt)
+    base, _ = build_model_from_checkpoint(factorized_ckpt)
+    assert meta["model"]["N"] == 32 and meta["model"]["M"] == 48  # read from the base checkpoint
+    for k, v in base.state_dict().items():  # frozen base: g_a, g_s and the base EB unchanged by stage 2
+        if not k.startswith("entropy_bottleneck._"):
+            torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0)
+    fresh = models.build({**meta["model"], "base_ckpt": None})
+    changed = [k for k, v in model.state_dict().items() if k.startswith("pdf.h_") and not torch.equal(v, fresh.state_dict()[k])]
+    assert changed, "side-info codec did not train"
+
+
+def test_rate_is_the_cross_entropy_of_the_histogram(factorized_ckpt):
+    torch.manual_seed(0)
+    m = models.build({"name": "adaptive", "N": 32, "M": 48, "base_ckpt": str(factorized_ckpt), "ideal": True})
+    y = torch.randn(1, 48, 8, 8) * 2
+    out = m.forward_latent(y, (128, 128))
+    p = out["p"]
+    entropy_bits = -(p * torch.log2(p.clamp_min(1e-30))).sum()  # ideal: CE(p, p) = H(p)
+    rate_bits = -torch.log2(out["likelihoods"]["y"]).sum()
+    torch.testing.assert_close(rate_bits, entropy_bits * 64, rtol=1e-5, atol=1e-3)
+    assert "q" not in out["likelihoods"]
+
+
+def test_adaptive_codes_exactly_and_real_bits_match_the_estimate(adaptive_ckpt, factorized_ckpt, kodak_crops):
+    model, _ = build_model_from_checkpoint(adaptive_ckpt)
+    res = evaluate_model(model, list_eval_images(kodak_crops))  # raises if decoded y or q differ from the encoder's
+    rows = res["per_image"]
+    assert all(r["side_bits"] > 0 for r in rows)
+    assert 0.9 < res["mean"]["bpp_ratio"] < 1.15
+    base, _ = build_model_from_checkpoint(factorized_ckpt)
+    base_res = evaluate_model(base, list_eval_images(kodak_crops))
+    # same frozen transforms and quantisation grid: identical reconstructions
+    assert res["mean"]["psnr-rgb"] == pytest.approx(base_res["mean"]["psnr-rgb"], abs=1e-9)
+
+    ideal, _ = build_model_from_checkpoint(adaptive_ckpt, {"name": "adaptive", "N": 32, "M": 48, "ideal": True})
+    ideal_res = evaluate_model(ideal, list_eval_images(kodak_crops))
+    assert all(r["side_bits"] == 0 for r in ideal_res["per_image"])
+    # coding y with its own histogram is the bound: never worse than the static base density (up to escapes)
+    assert ideal_res["mean"]["bpp"] <= base_res["mean"]["bpp"] * 1.01
+    # the estimate ignores escape-coded symbols outside the base EB's support, which is narrow for an 8-step base
+    assert 0.97 < ideal_res["mean"]["bpp_ratio"] < 1.15
+
+
+def test_adaptive_decodes_bit_exactly_in_another_process(tmp_path, adaptive_ckpt):
+    src = tmp_path / "in.png"
+    Image.open(DATA / "kodak" / "kodim19.png").convert("RGB").crop((0, 0, 192, 256)).save(src)
+    compress_file(adaptive_ckpt, src, tmp_path / "x.clab")
+    here = decompress_file(tmp_path / "x.clab", adaptive_ckpt)
+    r = run_py(["-m", "compresslab.cli", "decompress", str(tmp_path / "x.clab"), "--ckpt", str(adaptive_ckpt),
+                "-o", str(tmp_path / "there.png")], timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert list(Image.open(tmp_path / "there.png").getdata()) == list(here.getdata())
+
+
+def test_lambda_q_defaults_to_the_pixel_ratio(factorized_ckpt):
+    m = models.build({"name": "adaptive", "N": 32, "M": 48, "base_ckpt": str(factorized_ckpt)})
+    assert m.lambda_q(256, 256) == pytest.approx(1 / 6)
+    assert m.lambda_q(512, 768) == 1.0
+    assert math.isclose(models.build({"name": "adaptive", "N": 32, "M": 48, "lambda_q": 0.5}).lambda_q(64, 64), 0.5)
