@@ -47,7 +47,7 @@ def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str,
     for f in find_rd_files(paths):
         doc = json.loads(f.read_text())
         meta = doc.get("meta", {})
-        label = str(_get(meta, "model.name") or doc.get("name") or f.parent.name)
+        label = str(meta.get("label") or _get(meta, "model.name") or doc.get("name") or f.parent.name)
         for key in group_by:
             label += f" {key}={_get(meta, key)}"
         if meta.get("lof"):

@@ -1,0 +1,187 @@
+"""Reproduce Ulhaq & Bajić 2024 (adaptive encoding distributions) on Kodak, with real bitstreams.
+
+    python experiments/adaptive_repro.py --profile cpu_proxy            # about an hour on 2 CPU cores
+    python experiments/adaptive_repro.py --profile cpu_proxy --base-sweep outputs/sweeps/proxy_factorized \
+        --hyperprior-sweep outputs/sweeps/proxy_hyperprior                # reuse trained bases
+    python experiments/adaptive_repro.py --profile paper                  # GPU; N/M per lambda as in the paper
+
+Steps: (1) factorized bases at a lambda ladder (train.py -m, or reuse a sweep), (2) the hyperprior at the same
+ladder for context, (3) stage 2 per base (train.py experiment=adaptive_<profile> model.base_ckpt=...), which ends
+with a real-bitstream Kodak evaluation, (4) the ideal bound (p_hat = p, zero side bits) per base, (5) RD plot,
+BD-rate table (adaptive and ideal vs base; all vs VTM), side-info bits per image, complexity table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from compresslab import models  # noqa: E402
+from compresslab.checkpoints import build_model_from_checkpoint  # noqa: E402
+from compresslab.data import resolve_data_root  # noqa: E402
+from compresslab.evaluation.curves import summarize_runs  # noqa: E402
+from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
+
+PROFILES = {
+    "cpu_proxy": {"base": "rd_cpu_proxy", "stage2": "adaptive_cpu_proxy", "lambdas": [0.013, 0.025, 0.0483, 0.0932]},
+    "paper": {"base": "factorized_paper", "stage2": "adaptive_paper",
+              "lambdas": [0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18]},
+}
+
+
+def sh(args: list[str]) -> None:
+    print("$", " ".join(args), flush=True)
+    subprocess.run(args, cwd=ROOT, check=True)
+
+
+def sweep(experiment: str, model: str, lambdas: list[float], out: Path) -> Path:
+    if not list(out.glob("*/checkpoints/last.ckpt")):
+        sh([sys.executable, "train.py", "-m", f"experiment={experiment}", f"model={model}",
+            "lambda=" + ",".join(map(str, lambdas)), f"hydra.sweep.dir={out}"])
+    return out
+
+
+def runs_by_lambda(sweep_dir: Path) -> dict[float, Path]:
+    out = {}
+    for rd in sweep_dir.glob("*/rd.json"):
+        out[float(json.loads(rd.read_text())["meta"]["lambda"])] = rd.parent
+    return out
+
+
+def evaluate_ideal(base_ckpt: Path, out_dir: Path, lmbda: float, like: dict) -> None:
+    """The ideal bound on the same images (count, crop) as the base run's evaluation ``like``."""
+    if (out_dir / "rd.json").exists():
+        return
+    model = models.build({"name": "adaptive", "base_ckpt": str(base_ckpt), "ideal": True,
+                          **_base_size(base_ckpt)})
+    files = list_eval_images(resolve_data_root() / "kodak", like.get("images"))
+    res = evaluate_model(model, files, crop=like.get("crop"))
+    doc = to_compressai_json(res, "adaptive-ideal", "ideal bound: p_hat = p, zero side-info bits",
+                             meta={"model": {"name": "adaptive-ideal"}, "lambda": lmbda, "base_ckpt": str(base_ckpt)})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "rd.json").write_text(json.dumps(doc, indent=2))
+
+
+def _base_size(ckpt: Path) -> dict:
+    from compresslab.models.adaptive import base_size_from_checkpoint
+
+    return base_size_from_checkpoint(str(ckpt))
+
+
+def macs_and_params(module: torch.nn.Module, x: torch.Tensor) -> tuple[float, int]:
+    with FlopCounterMode(display=False) as fc:
+        module(x)
+    return fc.get_total_flops() / 2, sum(p.numel() for p in module.parameters())
+
+
+def complexity_table(adaptive_ckpt: Path, hyper_ckpt: Path | None, out: Path) -> list[dict]:
+    """Params and MACs/pixel for a 768x512 image (latent 48x32), counted with torch.utils.flop_counter."""
+    pixels = 768 * 512
+    rows = []
+    model, _ = build_model_from_checkpoint(adaptive_ckpt, update=False)
+    p = torch.rand(1, model.M, model.bins).softmax(-1)
+    q = model.pdf.analysis(p)
+    for name, mod, x in (("h_a,q", model.pdf.h_a, p * model.bins), ("h_s,q", model.pdf.h_s, q)):
+        macs, params = macs_and_params(mod, x)
+        rows.append({"model": f"adaptive (M={model.M}, B={model.bins})", "transform": name, "params": params,
+                     "MACs/pixel": macs / pixels})
+    configs = [("hyperprior (128,192)", {"name": "hyperprior", "N": 128, "M": 192}),
+               ("hyperprior (192,320)", {"name": "hyperprior", "N": 192, "M": 320})]
+    if hyper_ckpt:
+        _, meta = build_model_from_checkpoint(hyper_ckpt, update=False)
+        configs.insert(0, (f"hyperprior ({meta['model']['N']},{meta['model']['M']}) [proxy]", meta["model"]))
+    for label, cfg in configs:
+        hp = models.build(cfg).eval()
+        y = torch.rand(1, cfg["M"], 32, 48)
+        z = hp.h_a(y)
+        for name, mod, x in (("h_a", hp.h_a, y), ("h_s", hp.h_s, z)):
+            macs, params = macs_and_params(mod, x)
+            rows.append({"model": label, "transform": name, "params": params, "MACs/pixel": macs / pixels})
+    for cfg_m, bins, nq, mq in ((192, 256, 32, 16), (320, 1024, 64, 32)):
+        paper = models.build({"name": "adaptive", "N": 128, "M": cfg_m, "bins": bins, "Nq": nq, "Mq": mq})
+        pp = torch.rand(1, cfg_m, bins).softmax(-1)
+        qq = paper.pdf.analysis(pp)
+        for name, mod, x in (("h_a,q", paper.pdf.h_a, pp * bins), ("h_s,q", paper.pdf.h_s, qq)):
+            macs, params = macs_and_params(mod, x)
+            rows.append({"model": f"adaptive paper config ({cfg_m},{nq},{mq},15,8,{bins})", "transform": name,
+                         "params": params, "MACs/pixel": macs / pixels})
+    lines = ["| model | transform | params | MACs/pixel (768x512) |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['transform']} | {r['params']:,} | {r['MACs/pixel']:.1f} |" for r in rows]
+    (out / "complexity.md").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def side_info_table(stage2: dict[float, Path], out: Path) -> None:
+    with (out / "side_info_bits.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["lambda", "image", "side_bits", "y_bits", "side_share_pct"])
+        for lmbda, run in sorted(stage2.items()):
+            for r in json.loads((run / "rd.json").read_text())["per_image"]:
+                w.writerow([lmbda, r["name"], r["side_bits"], r["y_bits"],
+                            f"{100 * r['side_bits'] / (r['side_bits'] + r['y_bits']):.3f}"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu_proxy")
+    ap.add_argument("--work", default=None, help="where runs go (default outputs/adaptive_<profile>)")
+    ap.add_argument("--base-sweep", help="reuse a factorized sweep directory")
+    ap.add_argument("--hyperprior-sweep", help="reuse a hyperprior sweep directory")
+    ap.add_argument("--out", default=None, help="tables and plot (default experiments/adaptive/<profile>)")
+    ap.add_argument("--method", default="akima")
+    ap.add_argument("--stage2-overrides", nargs="*", default=[], help="extra Hydra overrides for stage 2")
+    a = ap.parse_args()
+    prof = PROFILES[a.profile]
+    work = Path(a.work or ROOT / "outputs" / f"adaptive_{a.profile}")
+    out = Path(a.out or ROOT / "experiments" / "adaptive" / a.profile)
+    out.mkdir(parents=True, exist_ok=True)
+
+    base_dir = Path(a.base_sweep) if a.base_sweep else sweep(prof["base"], "factorized", prof["lambdas"],
+                                                              work / "factorized")
+    hyper_dir = Path(a.hyperprior_sweep) if a.hyperprior_sweep else sweep(prof["base"], "hyperprior",
+                                                                          prof["lambdas"], work / "hyperprior")
+    bases = runs_by_lambda(base_dir)
+    stage2: dict[float, Path] = {}
+    for lmbda, run in sorted(bases.items()):
+        ckpt = run / "checkpoints" / "last.ckpt"
+        target = work / "adaptive" / f"lambda{lmbda}"
+        if not (target / "rd.json").exists():
+            sh([sys.executable, "train.py", f"experiment={prof['stage2']}", f"model.base_ckpt={ckpt}",
+                f"lambda={lmbda}", f"hydra.run.dir={target}", *a.stage2_overrides])
+        stage2[lmbda] = target
+        evaluate_ideal(ckpt, target / "ideal", lmbda, json.loads((run / "rd.json").read_text())["meta"])
+
+    runs = [str(p) for p in bases.values()] + [str(p) for p in stage2.values()] + [str(hyper_dir)]
+    summary = summarize_runs(runs, out_dir=out, anchor="kodak/vtm", reference="factorized", method=a.method)
+    side_info_table(stage2, out)
+    hyper_runs = runs_by_lambda(hyper_dir)
+    complexity_table(next(iter(stage2.values())) / "checkpoints" / "last.ckpt",
+                     next(iter(hyper_runs.values())) / "checkpoints" / "last.ckpt" if hyper_runs else None, out)
+    # per-lambda rate change of adaptive and ideal vs the base at (identical) PSNR
+    rows = ["| lambda | PSNR | base bpp | adaptive bpp | ideal bpp | side bpp | adaptive vs base | ideal vs base |",
+            "|---|---|---|---|---|---|---|---|"]
+    for lmbda, run in sorted(stage2.items()):
+        b = json.loads((bases[lmbda] / "rd.json").read_text())["results"]
+        ad = json.loads((run / "rd.json").read_text())
+        idl = json.loads((run / "ideal" / "rd.json").read_text())["results"]
+        side = sum(r["side_bits"] for r in ad["per_image"]) / sum(r["height"] * r["width"] for r in ad["per_image"])
+        bb, ab, ib = b["bpp"][0], ad["results"]["bpp"][0], idl["bpp"][0]
+        rows.append(f"| {lmbda} | {b['psnr-rgb'][0]:.2f} | {bb:.4f} | {ab:.4f} | {ib:.4f} | {side:.5f} | "
+                    f"{100 * (ab / bb - 1):+.2f} % | {100 * (ib / bb - 1):+.2f} % |")
+    (out / "per_lambda.md").write_text("\n".join(rows) + "\n")
+    print("\n".join(rows))
+    print(f"\nwrote {out}: rd.png, rd_table.md/csv, per_lambda.md, side_info_bits.csv, complexity.md, summary.json")
+
+
+if __name__ == "__main__":
+    main()
