@@ -27,7 +27,8 @@ class RDEvaluationCallback(Callback):
 
     def __init__(self, run_dir: str | Path, kodak_dir: str | Path, lmbda: float, model_cfg: dict[str, Any],
                  config_hash: str, every_n_epochs: int = 0, max_images: int | None = None, crop: int | None = None,
-                 anchor: str | None = "kodak/vtm", enabled: bool = True):
+                 anchor: str | None = "kodak/vtm", enabled: bool = True, lof: dict | None = None,
+                 loss_metric: str = "mse"):
         self.run_dir = Path(run_dir)
         self.kodak_dir = Path(kodak_dir)
         self.lmbda = lmbda
@@ -37,6 +38,8 @@ class RDEvaluationCallback(Callback):
         self.max_images = max_images
         self.crop = crop
         self.anchor = anchor
+        self.lof = lof
+        self.loss_metric = loss_metric
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         list_eval_images(self.kodak_dir, self.max_images)  # fail before training, not after hours of it
@@ -50,20 +53,32 @@ class RDEvaluationCallback(Callback):
 
     @rank_zero_only
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        doc = self._evaluate(trainer, pl_module, lof=False)
+        if self.lof:
+            self._evaluate(trainer, pl_module, lof=True)
+        return doc
+
+    def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, lof: bool) -> dict[str, Any]:
         model = pl_module.model
         was_training = model.training
         files = list_eval_images(self.kodak_dir, self.max_images)
         device = next(model.parameters()).device
         model.cpu()  # entropy coding runs on CPU; a fixed device also keeps the tables deterministic
+        factory = None
+        if lof:
+            from .lof import LOFConfig, lof_encoder_factory
+
+            factory = lof_encoder_factory(model, LOFConfig.from_mapping({**self.lof, "metric": self.loss_metric}),
+                                          self.lmbda)
         try:
-            result = evaluate_model(model, files, crop=self.crop)
+            result = evaluate_model(model, files, crop=self.crop, encode_factory=factory)
         finally:
             model.to(device)
             model.train(was_training)
         mean = result["mean"]
         meta = {"model": self.model_cfg, "lambda": self.lmbda, "step": trainer.global_step,
                 "epoch": trainer.current_epoch, "config_hash": self.config_hash, "dataset": "kodak",
-                "images": len(files), "crop": self.crop, "run_dir": str(self.run_dir)}
+                "images": len(files), "crop": self.crop, "run_dir": str(self.run_dir), "lof": lof}
         if self.anchor:
             try:
                 a = load_anchor(self.anchor)
@@ -71,18 +86,20 @@ class RDEvaluationCallback(Callback):
                 meta["anchor"] = self.anchor
             except AnchorError as e:
                 log.warning("anchor comparison skipped: %s", e)
-        name = f"{self.model_cfg.get('name')}"
+        name = f"{self.model_cfg.get('name')}" + (" +LOF" if lof else "")
         doc = to_compressai_json(result, name=name, description=f"{name} lambda={self.lmbda}", meta=meta)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "rd.json").write_text(json.dumps(doc, indent=2))
-        metrics = {f"kodak/{k}": v for k, v in mean.items()}
+        out_dir = self.run_dir / "lof" if lof else self.run_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "rd.json").write_text(json.dumps(doc, indent=2))
+        prefix = "kodak_lof" if lof else "kodak"
+        metrics = {f"{prefix}/{k}": v for k, v in mean.items()}
         if meta.get("rate_change_vs_anchor") is not None:
-            metrics["kodak/rate_change_vs_vtm_pct"] = meta["rate_change_vs_anchor"]
+            metrics[f"{prefix}/rate_change_vs_vtm_pct"] = meta["rate_change_vs_anchor"]
         for lg in trainer.loggers:
             lg.log_metrics(metrics, step=trainer.global_step)
         change = meta.get("rate_change_vs_anchor")
         change_txt = f"{change:+.1f} % rate vs {self.anchor} at equal PSNR" if change is not None else \
             f"PSNR outside the range of {self.anchor}"
-        print(f"Kodak ({len(files)} images, real bitstreams): {mean['bpp']:.4f} bpp, {mean['psnr-rgb']:.2f} dB, "
-              f"real/estimated bpp {mean['bpp_ratio']:.4f}; {change_txt} -> {self.run_dir / 'rd.json'}")
+        print(f"Kodak{' with LOF' if lof else ''} ({len(files)} images, real bitstreams): {mean['bpp']:.4f} bpp, {mean['psnr-rgb']:.2f} dB, "
+              f"real/estimated bpp {mean['bpp_ratio']:.4f}; {change_txt} -> {out_dir / 'rd.json'}")
         return doc

@@ -118,6 +118,7 @@ def build_model_from_checkpoint(path: str | os.PathLike, model_cfg: Mapping[str,
     meta = dict(ckpt.get("compresslab") or {})
     meta["model"] = cfg
     meta["global_step"] = ckpt.get("global_step")
+    meta["loss"] = (ckpt.get("hyper_parameters") or {}).get("loss")
     return model, meta
 
 

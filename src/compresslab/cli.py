@@ -36,12 +36,29 @@ def cmd_evaluate(args) -> int:
     model, meta = build_model_from_checkpoint(args.ckpt, _model_override(args))
     images = args.images or str(resolve_data_root(args.data_root) / "kodak")
     files = list_eval_images(images, args.max_images)
-    result = evaluate_model(model, files, crop=args.crop, progress=True)
+    encode_factory, curves, lof_cfg = None, [], None
+    if args.lof:
+        from .lof import LOFConfig, config_dict, lof_encoder_factory
+
+        lmbda = meta.get("lambda") if meta.get("lambda") is not None else args.lmbda
+        if lmbda is None:
+            raise ValueError("LOF needs the model's lambda: the checkpoint has none, pass --lmbda")
+        lof_cfg = LOFConfig(steps=args.lof_steps, patience=args.lof_patience, lr=args.lof_lr,
+                            lr_end=args.lof_lr_end, optimize_z=not args.lof_fixed_z,
+                            metric=(meta.get("loss") or {}).get("metric", "mse"))
+        encode_factory = lof_encoder_factory(model, lof_cfg, float(lmbda), on_curve=lambda r: curves.append(r))
+    result = evaluate_model(model, files, crop=args.crop, progress=True, encode_factory=encode_factory)
     name = meta["model"]["name"]
+    if args.lof:
+        for row, rep in zip(result["per_image"], curves):
+            row["lof_curve"] = rep["lof_curve"]
+        if args.wandb:
+            _log_lof_curves(result["per_image"], args)
     doc = to_compressai_json(result, name=name,
                              description=f"{args.ckpt} on {images}",
                              meta={"model": meta["model"], "lambda": meta.get("lambda"), "step": meta.get("global_step"),
-                                   "checkpoint": str(args.ckpt), "images": str(images)})
+                                   "checkpoint": str(args.ckpt), "images": str(images), "lof": bool(args.lof),
+                                   "lof_config": config_dict(lof_cfg) if lof_cfg else None})
     m = result["mean"]
     print(f"mean over {len(files)} images: bpp {m['bpp']:.4f} | PSNR {m['psnr-rgb']:.3f} dB | MS-SSIM "
           f"{m['ms-ssim-rgb']:.4f} | real/est bpp {m['bpp_ratio']:.4f} | enc {m['encoding_time']:.3f}s "
@@ -51,6 +68,20 @@ def cmd_evaluate(args) -> int:
         Path(args.out).write_text(json.dumps(doc, indent=2))
         print(f"wrote {args.out}")
     return 0
+
+
+def _log_lof_curves(rows, args) -> None:
+    import os
+
+    import wandb
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    run = wandb.init(project="compresslab", job_type="lof", name=f"lof-{Path(args.ckpt).stem}",
+                     dir=str(Path(args.out).parent if args.out else "."))
+    run.log({"lof/cost": wandb.plot.line_series(
+        xs=[list(range(len(r["lof_curve"]))) for r in rows], ys=[r["lof_curve"] for r in rows],
+        keys=[r["name"] for r in rows], title="LOF: true RD cost per iteration", xname="iteration")})
+    run.finish()
 
 
 def cmd_export(args) -> int:
@@ -106,7 +137,12 @@ def cmd_rd(args) -> int:
 def cmd_compress(args) -> int:
     from .evaluation.codec import compress_file
 
-    info = compress_file(args.ckpt, args.image, args.output)
+    lof = None
+    if args.lof:
+        from .lof import LOFConfig
+
+        lof = LOFConfig(steps=args.lof_steps)
+    info = compress_file(args.ckpt, args.image, args.output, lof=lof, lmbda=args.lmbda)
     print(f"wrote {args.output}: {info['bytes']} bytes ({info['bpp']:.4f} bpp incl. header)")
     return 0
 
@@ -148,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-images", type=int)
     e.add_argument("--crop", type=int, help="centre-crop each image (quick runs)")
     e.add_argument("--threads", type=int)
+    e.add_argument("--lof", action="store_true", help="latent overfitting at encode time (decoder unchanged)")
+    e.add_argument("--lof-steps", type=int, default=500)
+    e.add_argument("--lof-patience", type=int, default=50)
+    e.add_argument("--lof-lr", type=float, default=1e-3)
+    e.add_argument("--lof-lr-end", type=float, default=1e-4)
+    e.add_argument("--lof-fixed-z", action="store_true", help="hyperprior models: optimise y only")
+    e.add_argument("--lmbda", type=float, help="lambda for LOF when the checkpoint does not record it")
+    e.add_argument("--wandb", action="store_true", help="log LOF cost curves to W&B (offline unless configured)")
     for q in (e,):
         q.add_argument("--model", help="model name for plain state dicts (e.g. factorized)")
         q.add_argument("--N", type=int)
@@ -188,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("ckpt")
     c.add_argument("image")
     c.add_argument("-o", "--output", required=True)
+    c.add_argument("--lof", action="store_true", help="overfit the latent first (same decoder)")
+    c.add_argument("--lof-steps", type=int, default=500)
+    c.add_argument("--lmbda", type=float)
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=".clab file -> PNG")

@@ -87,8 +87,11 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback
     if rd and rd.get("enabled", True):
         from .callbacks import RDEvaluationCallback
 
+        lof = plain(cfg.get("lof")) or {}
         cbs.append(RDEvaluationCallback(run_dir=run_dir, kodak_dir=datamodule.kodak_dir, lmbda=float(cfg["lambda"]),
-                                        model_cfg=plain(cfg.model), config_hash=config_hash(cfg), **rd))
+                                        model_cfg=plain(cfg.model), config_hash=config_hash(cfg),
+                                        lof=lof if lof.get("enabled") else None,
+                                        loss_metric=cfg.loss.metric, **rd))
     return cbs
 
 

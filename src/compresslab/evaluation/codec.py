@@ -16,18 +16,31 @@ from .container import Container, ContainerError
 
 
 @torch.no_grad()
-def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike) -> dict:
+def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,
+                  lof=None, lmbda: float | None = None) -> dict:
+    """``lof``: a LOFConfig to overfit the latent first (the file and its decoder are the same)."""
     model, meta = build_model_from_checkpoint(ckpt)
     x = load_image_tensor(image).unsqueeze(0)
     h, w = x.shape[-2:]
     pad, _ = compute_padding(h, w, min_div=getattr(model, "pad_multiple", 64))
-    enc = model.compress(F.pad(x, pad, mode="constant", value=0))
+    if lof is not None:
+        from ..lof import overfit_latents
+
+        lmbda = meta.get("lambda") if lmbda is None else lmbda
+        if lmbda is None:
+            raise ValueError("LOF needs the model's lambda: the checkpoint has none, pass --lmbda")
+        latents, report = overfit_latents(model, x, float(lmbda), lof)
+        enc = model.compress_latents(latents)
+        enc["lof"] = {k: v for k, v in report.items() if k != "lof_curve"}
+    else:
+        enc = model.compress(F.pad(x, pad, mode="constant", value=0))
     strings = [list(s) for s in enc["strings"]]
     c = Container(model=meta["model"], weights_hash=weights_hash(model), height=h, width=w,
                   shape=[int(v) for v in enc["shape"]], strings=strings)
     data = c.to_bytes()
     Path(out).write_bytes(data)
-    return {"bytes": len(data), "payload_bytes": sum(len(s) for g in strings for s in g), "bpp": len(data) * 8 / (h * w)}
+    return {"bytes": len(data), "payload_bytes": sum(len(s) for g in strings for s in g),
+            "bpp": len(data) * 8 / (h * w), **enc.get("lof", {})}
 
 
 @torch.no_grad()

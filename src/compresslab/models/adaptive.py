@@ -29,6 +29,7 @@ from torch import Tensor
 
 from ..entropy.histogram import clip_range, histogram, range_bound
 from ..entropy.pdf_codec import PdfCodec
+from ..entropy.ste import ste_round
 from .factorized import Factorized
 from .registry import register_model
 
@@ -138,9 +139,27 @@ class AdaptiveFactorized(CompressionModel):
         finally:
             eb._quantized_cdf, eb._cdf_length, eb._offset = saved
 
+    def encode_latents(self, x: Tensor) -> dict[str, Tensor]:
+        return {"y": self.g_a(x)}
+
+    def latent_forward(self, latents: dict[str, Tensor]) -> dict[str, Any]:
+        """True coding cost of a latent: rate of y under p_hat (from the q this y's histogram produces, with q
+        rounded as it is coded) plus the side bits, and the reconstruction of the rounded y."""
+        y = latents["y"]
+        y_hat = ste_round(y, self.entropy_bottleneck._get_medians())
+        was = self.pdf.training
+        self.pdf.eval()
+        out = self.forward_latent(y_hat, tuple(y.shape[-2:]))
+        self.pdf.train(was)
+        return {"x_hat": self.g_s(y_hat), "likelihoods": out["likelihoods"]}
+
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict[str, Any]:
-        y = self.g_a(x)
+        return self.compress_latents(self.encode_latents(x))
+
+    @torch.no_grad()
+    def compress_latents(self, latents: dict[str, Tensor]) -> dict[str, Any]:
+        y = latents["y"]
         eb = self.entropy_bottleneck
         p = self.histogram(y)
         if self.ideal:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from compressai.models import FactorizedPrior
 
+from ..entropy.ste import eb_likelihood, ste_round
 from .registry import register_model
 
 
@@ -24,8 +25,20 @@ class Factorized(FactorizedPrior):
         super().__init__(N=N, M=M)
         self.hparams_dict = {"N": N, "M": M}
 
+    # The latent interface (encode_latents / latent_forward / compress_latents) is what latent overfitting uses.
+    def encode_latents(self, x):
+        return {"y": self.g_a(x)}
+
+    def latent_forward(self, latents):
+        eb = self.entropy_bottleneck
+        y_hat = ste_round(latents["y"], eb._get_medians())
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": eb_likelihood(eb, y_hat)}}
+
     def compress(self, x):
-        y = self.g_a(x)
+        return self.compress_latents(self.encode_latents(x))
+
+    def compress_latents(self, latents):
+        y = latents["y"]
         eb = self.entropy_bottleneck
         strings = eb.compress(y)
         y_hat = eb.quantize(y, "dequantize", eb._get_medians())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from compressai.models import ScaleHyperprior
 
+from ..entropy.ste import eb_likelihood, gaussian_likelihood, ste_round
 from .registry import register_model
 
 
@@ -20,9 +21,23 @@ class Hyperprior(ScaleHyperprior):
         super().__init__(N=N, M=M)
         self.hparams_dict = {"N": N, "M": M}
 
-    def compress(self, x):
+    def encode_latents(self, x):
         y = self.g_a(x)
-        z = self.h_a(y.abs())
+        return {"y": y, "z": self.h_a(y.abs())}
+
+    def latent_forward(self, latents):
+        eb = self.entropy_bottleneck
+        z_hat = ste_round(latents["z"], eb._get_medians())
+        y_hat = ste_round(latents["y"])
+        scales = self.h_s(z_hat)
+        return {"x_hat": self.g_s(y_hat), "likelihoods": {
+            "y": gaussian_likelihood(self.gaussian_conditional, y_hat, scales), "z": eb_likelihood(eb, z_hat)}}
+
+    def compress(self, x):
+        return self.compress_latents(self.encode_latents(x))
+
+    def compress_latents(self, latents):
+        y, z = latents["y"], latents["z"]
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
         indexes = self.gaussian_conditional.build_indexes(self.h_s(z_hat))
