@@ -19,14 +19,14 @@ log = logging.getLogger(__name__)
 
 
 class RDEvaluationCallback(Callback):
-    """Real-bitstream evaluation on Kodak every ``every_n_epochs`` epochs (0 = never) and at the end of fit.
+    """Real-bitstream evaluation on Kodak every ``eval_every_n_epochs`` epochs (0 = never) and at the end of fit.
 
     Writes ``rd.json`` (CompressAI result format + per-image rows + metadata) in the run directory and logs the
     means, the real/estimated bpp ratio and the single-point rate change vs the anchor at equal PSNR.
     """
 
     def __init__(self, run_dir: str | Path, kodak_dir: str | Path, lmbda: float, model_cfg: dict[str, Any],
-                 config_hash: str, every_n_epochs: int = 0, max_images: int | None = None, crop: int | None = None,
+                 config_hash: str, eval_every_n_epochs: int = 0, max_images: int | None = None, crop: int | None = None,
                  anchor: str | None = "kodak/vtm", enabled: bool = True, lof: dict | None = None,
                  loss_metric: str = "mse"):
         self.run_dir = Path(run_dir)
@@ -34,7 +34,7 @@ class RDEvaluationCallback(Callback):
         self.lmbda = lmbda
         self.model_cfg = model_cfg
         self.config_hash = config_hash
-        self.every_n_epochs = int(every_n_epochs or 0)
+        self.every_n_epochs = int(eval_every_n_epochs or 0)
         self.max_images = max_images
         self.crop = crop
         self.anchor = anchor
