@@ -1,8 +1,8 @@
 """Reproduce Ulhaq & Bajić 2024 (adaptive encoding distributions) on Kodak, with real bitstreams.
 
     python experiments/adaptive_repro.py --profile cpu_proxy            # about an hour on 2 CPU cores
-    python experiments/adaptive_repro.py --profile cpu_proxy --base-sweep outputs/sweeps/proxy_factorized \
-        --hyperprior-sweep outputs/sweeps/proxy_hyperprior                # reuse trained bases
+    python experiments/adaptive_repro.py --profile cpu_proxy --base-sweep outputs/rd_cpu_proxy/factorized/sweep \
+        --hyperprior-sweep outputs/rd_cpu_proxy/hyperprior/sweep          # reuse trained bases
     python experiments/adaptive_repro.py --profile paper                  # GPU; N/M per lambda as in the paper
 
 Steps: (1) factorized bases at a lambda ladder (train.py -m, or reuse a sweep), (2) the hyperprior at the same
@@ -33,7 +33,8 @@ from compresslab.evaluation.curves import summarize_runs  # noqa: E402
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
 
 PROFILES = {
-    "cpu_proxy": {"base": "rd_cpu_proxy", "stage2": "adaptive_cpu_proxy", "lambdas": [0.013, 0.025, 0.0483, 0.0932]},
+    # bases from experiments/rd_cpu_proxy.py (pretrain + per-lambda fine-tune, both models in parallel)
+    "cpu_proxy": {"base": None, "stage2": "adaptive_cpu_proxy", "lambdas": [0.013, 0.025, 0.0483, 0.0932]},
     "paper": {"base": "factorized_paper", "stage2": "adaptive_paper",
               "lambdas": [0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18]},
 }
@@ -44,8 +45,15 @@ def sh(args: list[str]) -> None:
     subprocess.run(args, cwd=ROOT, check=True)
 
 
-def sweep(experiment: str, model: str, lambdas: list[float], out: Path) -> Path:
-    if not list(out.glob("*/checkpoints/last.ckpt")):
+def sweep(experiment: str | None, model: str, lambdas: list[float], work: Path) -> Path:
+    if experiment is None:  # the CPU recipe trains both models itself
+        out = work / "rd" / model / "sweep"
+        if not list(out.glob("*/rd.json")):
+            sh([sys.executable, "experiments/rd_cpu_proxy.py", "--lambdas", *map(str, lambdas),
+                "--work", str(work / "rd")])
+        return out
+    out = work / model
+    if not list(out.glob("*/rd.json")):
         sh([sys.executable, "train.py", "-m", f"experiment={experiment}", f"model={model}",
             "lambda=" + ",".join(map(str, lambdas)), f"hydra.sweep.dir={out}"])
     return out
@@ -146,10 +154,9 @@ def main() -> None:
     out = Path(a.out or ROOT / "experiments" / "adaptive" / a.profile)
     out.mkdir(parents=True, exist_ok=True)
 
-    base_dir = Path(a.base_sweep) if a.base_sweep else sweep(prof["base"], "factorized", prof["lambdas"],
-                                                              work / "factorized")
+    base_dir = Path(a.base_sweep) if a.base_sweep else sweep(prof["base"], "factorized", prof["lambdas"], work)
     hyper_dir = Path(a.hyperprior_sweep) if a.hyperprior_sweep else sweep(prof["base"], "hyperprior",
-                                                                          prof["lambdas"], work / "hyperprior")
+                                                                          prof["lambdas"], work)
     bases = runs_by_lambda(base_dir)
     stage2: dict[float, Path] = {}
     for lmbda, run in sorted(bases.items()):
