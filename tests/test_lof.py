@@ -19,7 +19,11 @@ def lof_models(factorized_ckpt, hyperprior_ckpt, tmp_path_factory):
     d = tmp_path_factory.mktemp("adaptive_lof")
     ad = train(d, ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "callbacks.rd_eval.enabled=false",
                    "trainer.max_steps=4", "trainer.val_check_interval=2"])["last_ckpt"]
-    return {"factorized": factorized_ckpt, "hyperprior": hyperprior_ckpt, "adaptive": ad}
+    msp = train(d / "msp", ["model=msp/fast", "model.N=32", "model.M=48", "model.filters=16", "model.resblocks=1",
+                            "data.patch_size=128", "data.val_patch_size=128", "data.batch_size=2",
+                            "callbacks.rd_eval.enabled=false", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                            "trainer.limit_val_batches=1"])["last_ckpt"]
+    return {"factorized": factorized_ckpt, "hyperprior": hyperprior_ckpt, "adaptive": ad, "msp": msp}
 
 
 def _image(h=128, w=192):
@@ -27,7 +31,7 @@ def _image(h=128, w=192):
     return torch.from_numpy(__import__("numpy").asarray(img).copy()).permute(2, 0, 1).float()[None] / 255
 
 
-@pytest.mark.parametrize("name", ["factorized", "hyperprior", "adaptive"])
+@pytest.mark.parametrize("name", ["factorized", "hyperprior", "adaptive", "msp"])
 def test_greedy_acceptance_for_every_model(lof_models, name):
     model, _ = build_model_from_checkpoint(lof_models[name])
     x = _image()
@@ -35,7 +39,7 @@ def test_greedy_acceptance_for_every_model(lof_models, name):
     best, rep = overfit_latents(model, x, 0.0067, cfg)
     assert rep["lof_cost_after"] <= rep["lof_cost_before"]
     assert rep["lof_cost_after"] == min(rep["lof_curve"])
-    _, unpad = compute_padding(*x.shape[-2:], min_div=64)
+    _, unpad = compute_padding(*x.shape[-2:], min_div=model.pad_multiple)
     with torch.no_grad():  # the returned latent really has the reported cost
         cost, _ = rd_cost(model, best, x, unpad, 0.0067, "mse")
     assert float(cost) == pytest.approx(rep["lof_cost_after"], rel=1e-5)
@@ -72,7 +76,7 @@ def test_nan_falls_back_to_the_best_latent(lof_models, monkeypatch):
     assert all(torch.isfinite(v).all() for v in best.values())
 
 
-@pytest.mark.parametrize("name", ["hyperprior", "adaptive"])
+@pytest.mark.parametrize("name", ["hyperprior", "adaptive", "msp"])
 def test_lof_bitstream_decodes_exactly_in_another_process(lof_models, tmp_path, name):
     ckpt = lof_models[name]
     src = tmp_path / "in.png"
