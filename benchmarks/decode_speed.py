@@ -1,0 +1,94 @@
+"""Decode time and sequential step count vs image size: MSP profiles vs CompressAI's serial and checkerboard context
+models, same machine, same process, entropy coding included.
+
+    python benchmarks/decode_speed.py [--sizes 512x768 1024x1536 1024x2048] [--threads 2] [--repeats 1]
+
+Weights are untrained (random initialisation, N=M=192 for all models), which is fine for timing: the work per step
+does not depend on the weights, only the bitrate (and so the rANS share) does. Images are Kodak kodim23 resized to
+each size. "steps" = sequential network evaluations of the decoder's probability model: MSP S*P*(K+1) (+1 coarsest
+EntropyBottleneck decode); mbt2018 one context step per latent position; checkerboard 2 passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from compressai.models import Cheng2020AnchorCheckerboard, JointAutoregressiveHierarchicalPriors
+from compressai.ops import compute_padding
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from compresslab import models  # noqa: E402
+from compresslab.data import image_to_tensor, resolve_data_root  # noqa: E402
+
+
+def image(h: int, w: int) -> torch.Tensor:
+    src = Image.open(resolve_data_root() / "kodak" / "kodim23.png").convert("RGB")
+    return image_to_tensor(src.resize((w, h), Image.BICUBIC)).unsqueeze(0)
+
+
+def time_decode(model, x, repeats: int) -> tuple[float, float, int]:
+    pad, _ = compute_padding(*x.shape[-2:], min_div=getattr(model, "pad_multiple", 64))
+    xp = F.pad(x, pad)
+    with torch.no_grad():
+        enc = model.compress(xp)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            dec = model.decompress(enc["strings"], enc["shape"])
+            best = min(best, time.perf_counter() - t0)
+    nbytes = sum(len(s) for group in enc["strings"] for s in group)
+    steps = dec.get("network_evaluations")
+    if steps is None:  # CompressAI models: serial = one step per latent position; checkerboard = two passes
+        h, w = xp.shape[-2] // 16, xp.shape[-1] // 16
+        steps = 2 if isinstance(model, Cheng2020AnchorCheckerboard) else h * w
+    else:
+        steps += 1  # the coarsest scale's EntropyBottleneck decode
+    return best, nbytes * 8 / (x.shape[-2] * x.shape[-1]), steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", nargs="+", default=["512x768", "1024x1536", "1024x2048"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--skip-serial-above", type=int, default=10**9, help="skip mbt2018 above this many pixels")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    candidates = {
+        "mbt2018 (serial)": JointAutoregressiveHierarchicalPriors(192, 192),
+        "cheng2020 checkerboard": Cheng2020AnchorCheckerboard(192),
+        **{f"msp-{p}": models.build({"name": "msp", "N": 192, "M": 192, "profile": p})
+           for p in ("fast", "normal", "extra")},
+    }
+    for m in candidates.values():
+        m.eval().update(force=True)
+    print(f"# decode seconds (best of {a.repeats}), torch {torch.__version__}, {a.threads} threads, "
+          f"{os.cpu_count()} CPUs, untrained weights N=M=192")
+    print("| image | model | sequential steps | decode s | x faster than mbt2018 | x vs checkerboard | bpp |")
+    print("|---|---|---|---|---|---|---|")
+    for size in a.sizes:
+        h, w = map(int, size.split("x"))
+        x = image(h, w)
+        rows = {}
+        for name, m in candidates.items():
+            if name.startswith("mbt2018") and h * w > a.skip_serial_above:
+                continue
+            rows[name] = time_decode(m, x, a.repeats)
+        ref = rows.get("mbt2018 (serial)", (None,))[0]
+        cb = rows["cheng2020 checkerboard"][0]
+        for name, (t, bpp, steps) in rows.items():
+            vs_ref = f"{ref / t:.1f}" if ref else "skipped"
+            print(f"| {h}x{w} | {name} | {steps} | {t:.2f} | {vs_ref} | {cb / t:.2f} | {bpp:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
