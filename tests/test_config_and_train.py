@@ -153,3 +153,25 @@ def test_ddp_two_cpu_processes(tmp_path):
     ck = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
     assert ck["global_step"] == 4
     assert (tmp_path / "ddp" / "rd.json").is_file()
+
+
+def test_validation_reconstructions_reach_wandb(tmp_path):
+    train(tmp_path, ["logger=wandb", "callbacks.rd_eval.enabled=false", "trainer.max_steps=2",
+                     "trainer.val_check_interval=2"])
+    media = list((tmp_path / "wandb").glob("offline-run-*/files/media/images/**/*.png"))
+    assert media, "no validation reconstructions were logged to W&B"
+
+
+def test_nan_in_the_cached_latent_path_is_also_a_clear_error(tmp_path, factorized_ckpt, monkeypatch):
+    from compresslab.models.adaptive import AdaptiveFactorized
+
+    real = AdaptiveFactorized.forward_latent
+
+    def poisoned(self, y, hw):
+        out = real(self, y, hw)
+        out["likelihoods"]["y"] = out["likelihoods"]["y"] * float("nan")
+        return out
+
+    monkeypatch.setattr(AdaptiveFactorized, "forward_latent", poisoned)
+    with pytest.raises(NonFiniteLossError, match="global step 0.*bpp_y=nan"):
+        train(tmp_path, ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "callbacks.rd_eval.enabled=false"])

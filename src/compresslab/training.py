@@ -83,11 +83,12 @@ class RateDistortionModule(pl.LightningModule):
             losses = self.criterion(out, batch)
         loss = losses["loss"]
         if not torch.isfinite(loss):
+            parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items() if k != "loss")
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at global step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}); the step was not applied and no checkpoint was "
                 f"written from it. Resume from the last checkpoint with a lower optim.lr or check the input data "
-                f"(bpp={losses['bpp_loss'].item():.4g}, mse={losses['mse_loss'].item():.4g})."
+                f"({parts})."
             )
         net_opt.zero_grad()
         self.manual_backward(loss)
@@ -135,7 +136,8 @@ class RateDistortionModule(pl.LightningModule):
                  prog_bar=True, batch_size=batch_size, sync_dist=sync)
 
     def _log_reconstructions(self, x: Tensor, x_hat: Tensor) -> None:
-        log_image = getattr(self.logger, "log_image", None) if self.logger is not None else None
+        # self.logger is only the first logger (CSV has no images); use whichever logger can take them (W&B)
+        log_image = next((lg.log_image for lg in self.loggers if hasattr(lg, "log_image")), None)
         if log_image is None or self.trainer.sanity_checking:
             return
         k = min(self.num_logged_images, x.shape[0])
