@@ -178,3 +178,33 @@ def test_smoke_multirun_ends_with_curve_table_plot_and_wandb_report(tmp_path):
     assert list((out / "wandb").glob("offline-run-*")), "no W&B report run"
     table = (out / "rd_table.md").read_text()
     assert "hyperprior" in table and "akima" in table
+
+
+def test_cli_evaluate_anchors_and_rd(tmp_path, factorized_ckpt, kodak_crops, capsys):
+    from compresslab.cli import main
+
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(factorized_ckpt), "--images", str(kodak_crops), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    for key in ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"):
+        assert len(doc["results"][key]) == 1
+    assert len(doc["per_image"]) == 2 and doc["meta"]["model"]["name"] == "factorized"
+
+    assert main(["anchors", "--dataset", "kodak", "-v"]) == 0
+    listing = capsys.readouterr().out
+    assert "kodak/vtm" in listing and "VTM 9.1 or 8.2" in listing
+
+    for i, lmbda in enumerate((0.1, 0.2, 0.3, 0.4)):  # a synthetic 4-point curve from VTM's own points
+        vtm = load_anchor("kodak/vtm")
+        run = tmp_path / "runs" / str(i)
+        run.mkdir(parents=True)
+        (run / "rd.json").write_text(json.dumps({"name": "x", "results": {
+            "bpp": [vtm.results["bpp"][i + 2] * 1.2], "psnr-rgb": [vtm.results["psnr-rgb"][i + 2]]},
+            "meta": {"model": {"name": "synthetic"}, "lambda": lmbda}}))
+    assert main(["rd", str(tmp_path / "runs"), "--out", str(tmp_path / "rd"), "--method", "pchip"]) == 0
+    table = (tmp_path / "rd" / "rd_table.md").read_text()
+    assert "synthetic" in table and "pchip" in table
+    summary = json.loads((tmp_path / "rd" / "summary.json").read_text())
+    assert abs(summary["rows"][0]["bd_rate_vs_kodak/vtm"] - 20.0) < 0.5  # 1.2x VTM's rate on its own points
+    assert main(["evaluate", str(tmp_path / "nope.ckpt")]) == 2  # a clear error, not a traceback
+    assert "does not exist" in capsys.readouterr().err
