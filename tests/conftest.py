@@ -73,3 +73,15 @@ def kodak_crops(tmp_path_factory) -> Path:
         w, h = img.size
         img.crop(((w - 256) // 2, (h - 200) // 2, (w - 256) // 2 + 256, (h - 200) // 2 + 200)).save(d / name)
     return d
+
+
+def assert_decodes_identically_elsewhere(clab: Path, ckpt, expected, tmp: Path) -> None:
+    """Decode ``clab`` with the CLI in a fresh Python process and require the same pixels as ``expected``."""
+    from PIL import Image
+
+    out = tmp / f"{clab.stem}-other-process.png"
+    r = run_py(["-m", "compresslab.cli", "decompress", str(clab), "--ckpt", str(ckpt), "-o", str(out)], timeout=180)
+    assert r.returncode == 0, r.stderr
+    there = Image.open(out)
+    assert there.size == expected.size
+    assert list(there.getdata()) == list(expected.getdata())

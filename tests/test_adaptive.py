@@ -9,7 +9,7 @@ from compresslab.checkpoints import CheckpointError, build_model_from_checkpoint
 from compresslab.entropy.histogram import clip_range, histogram, range_bound
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
-from conftest import DATA, run_py, train
+from conftest import assert_decodes_identically_elsewhere, DATA, run_py, train
 
 
 def test_histogram_hard_forward_triangular_backward():
@@ -103,10 +103,7 @@ def test_adaptive_decodes_bit_exactly_in_another_process(tmp_path, adaptive_ckpt
     Image.open(DATA / "kodak" / "kodim19.png").convert("RGB").crop((0, 0, 192, 256)).save(src)
     compress_file(adaptive_ckpt, src, tmp_path / "x.clab")
     here = decompress_file(tmp_path / "x.clab", adaptive_ckpt)
-    r = run_py(["-m", "compresslab.cli", "decompress", str(tmp_path / "x.clab"), "--ckpt", str(adaptive_ckpt),
-                "-o", str(tmp_path / "there.png")], timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert list(Image.open(tmp_path / "there.png").getdata()) == list(here.getdata())
+    assert_decodes_identically_elsewhere(tmp_path / "x.clab", adaptive_ckpt, here, tmp_path)
 
 
 def test_lambda_q_defaults_to_the_pixel_ratio(factorized_ckpt):

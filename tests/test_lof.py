@@ -8,7 +8,7 @@ from compresslab.checkpoints import build_model_from_checkpoint
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
 from compresslab.lof import LOFConfig, lof_encoder_factory, overfit_latents, rd_cost
-from conftest import DATA, run_py, train
+from conftest import assert_decodes_identically_elsewhere, DATA, run_py, train
 
 import torch.nn.functional as F
 from compressai.ops import compute_padding
@@ -88,10 +88,7 @@ def test_lof_bitstream_decodes_exactly_in_another_process(lof_models, tmp_path, 
     assert (tmp_path / "lof.clab").read_bytes() != (tmp_path / "plain.clab").read_bytes()
     here = decompress_file(tmp_path / "lof.clab", ckpt)
     # the unchanged CLI decoder in a fresh process
-    r = run_py(["-m", "compresslab.cli", "decompress", str(tmp_path / "lof.clab"), "--ckpt", str(ckpt), "-o",
-                str(tmp_path / "there.png")], timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert list(Image.open(tmp_path / "there.png").getdata()) == list(here.getdata())
+    assert_decodes_identically_elsewhere(tmp_path / "lof.clab", ckpt, here, tmp_path)
 
 
 def test_lof_config_rejects_unknown_keys():

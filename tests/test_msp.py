@@ -6,7 +6,7 @@ from compresslab import models
 from compresslab.checkpoints import build_model_from_checkpoint
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
-from conftest import DATA, run_py, train
+from conftest import assert_decodes_identically_elsewhere, DATA, run_py, train
 
 TINY = {"N": 32, "M": 48, "filters": 16, "resblocks": 1}
 EXPECTED_STEPS = {"fast": 3 * 3 * 1, "normal": 3 * 3 * 3, "extra": 4 * 6 * 5}
@@ -67,10 +67,7 @@ def test_msp_decodes_bit_exactly_in_another_process(tmp_path, msp_ckpts):
     Image.open(DATA / "kodak" / "kodim15.png").convert("RGB").crop((0, 0, 200, 150)).save(src)
     compress_file(ckpt, src, tmp_path / "x.clab")
     here = decompress_file(tmp_path / "x.clab", ckpt)
-    r = run_py(["-m", "compresslab.cli", "decompress", str(tmp_path / "x.clab"), "--ckpt", str(ckpt), "-o",
-                str(tmp_path / "there.png")], timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert list(Image.open(tmp_path / "there.png").getdata()) == list(here.getdata())
+    assert_decodes_identically_elsewhere(tmp_path / "x.clab", ckpt, here, tmp_path)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():

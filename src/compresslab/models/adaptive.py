@@ -31,6 +31,7 @@ from ..entropy.histogram import clip_range, histogram, range_bound
 from ..entropy.pdf_codec import PdfCodec
 from ..entropy.ste import ste_round
 from .factorized import Factorized
+from .latent_coding import LatentCodingMixin
 from .registry import register_model
 
 KODAK_PIXELS = 768 * 512
@@ -39,7 +40,7 @@ _MIN_LOG2_LIK = -100.0  # keeps 2^-CE representable in float32
 
 
 @register_model("adaptive")
-class AdaptiveFactorized(CompressionModel):
+class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
     pad_multiple = 64
     requires_base_ckpt = True
 
@@ -153,9 +154,6 @@ class AdaptiveFactorized(CompressionModel):
         self.pdf.train(was)
         return {"x_hat": self.g_s(y_hat), "likelihoods": out["likelihoods"]}
 
-    @torch.no_grad()
-    def compress(self, x: Tensor) -> dict[str, Any]:
-        return self.compress_latents(self.encode_latents(x))
 
     @torch.no_grad()
     def compress_latents(self, latents: dict[str, Tensor]) -> dict[str, Any]:

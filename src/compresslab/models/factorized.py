@@ -11,11 +11,12 @@ from __future__ import annotations
 from compressai.models import FactorizedPrior
 
 from ..entropy.ste import eb_likelihood, ste_round
+from .latent_coding import LatentCodingMixin
 from .registry import register_model
 
 
 @register_model("factorized")
-class Factorized(FactorizedPrior):
+class Factorized(LatentCodingMixin, FactorizedPrior):
     #: name CompressAI's zoo / eval_model uses for this architecture
     compressai_arch = "bmshj2018-factorized"
     #: inputs must be padded to a multiple of this for compress/decompress
@@ -34,8 +35,6 @@ class Factorized(FactorizedPrior):
         y_hat = ste_round(latents["y"], eb._get_medians())
         return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": eb_likelihood(eb, y_hat)}}
 
-    def compress(self, x):
-        return self.compress_latents(self.encode_latents(x))
 
     def compress_latents(self, latents):
         y = latents["y"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 from compressai.models import ScaleHyperprior
 
 from ..entropy.ste import eb_likelihood, gaussian_likelihood, ste_round
+from .latent_coding import LatentCodingMixin
 from .registry import register_model
 
 
 @register_model("hyperprior")
-class Hyperprior(ScaleHyperprior):
+class Hyperprior(LatentCodingMixin, ScaleHyperprior):
     compressai_arch = "bmshj2018-hyperprior"
     pad_multiple = 64
 
@@ -33,8 +34,6 @@ class Hyperprior(ScaleHyperprior):
         return {"x_hat": self.g_s(y_hat), "likelihoods": {
             "y": gaussian_likelihood(self.gaussian_conditional, y_hat, scales), "z": eb_likelihood(eb, z_hat)}}
 
-    def compress(self, x):
-        return self.compress_latents(self.encode_latents(x))
 
     def compress_latents(self, latents):
         y, z = latents["y"], latents["z"]

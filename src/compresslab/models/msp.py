@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..entropy.ste import eb_likelihood, gaussian_likelihood, ste_round
+from .latent_coding import LatentCodingMixin
 from .registry import register_model
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -77,7 +78,7 @@ class ParameterNetwork(nn.Module):
 
 
 @register_model("msp")
-class MSP(CompressionModel):
+class MSP(LatentCodingMixin, CompressionModel):
 
     def __init__(self, N: int = 192, M: int = 192, profile: str = "normal", scales: int | None = None,
                  block: tuple[int, int] | list[int] | None = None, seeds: int | None = None,
@@ -218,9 +219,6 @@ class MSP(CompressionModel):
         gc = self.gaussian_conditional
         return gc._quantized_cdf.tolist(), gc._cdf_length.reshape(-1).int().tolist(), gc._offset.reshape(-1).int().tolist()
 
-    @torch.no_grad()
-    def compress(self, x: Tensor) -> dict[str, Any]:
-        return self.compress_latents(self.encode_latents(x))
 
     @torch.no_grad()
     def compress_latents(self, latents: dict[str, Tensor]) -> dict[str, Any]:
