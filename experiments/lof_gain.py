@@ -78,20 +78,25 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"LOF: {cfg}; {len(files)} Kodak images" + (f", centre {crop}x{crop} crops" if crop else ""),
-             "", "| model | points | BD-rate +LOF vs without (akima) | BD-PSNR | mean rate change at each lambda | "
-             "enc s/img without | enc s/img with | mean iterations |", "|---|---|---|---|---|---|---|---|"]
+             "", "| model | points | BD-rate +LOF vs without (akima) | BD-PSNR | per lambda: bpp change | "
+             "PSNR change | RD-cost change (lambda*255^2*MSE + bpp) | enc s/img without | enc s/img with | "
+             "mean iterations |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(n for n in curves if not n.endswith("+LOF")):
         base, lof = sorted(curves[name], key=lambda p: p["lmbda"]), sorted(curves[name + " +LOF"],
                                                                             key=lambda p: p["lmbda"])
         r = bd_rate([p["bpp"] for p in base], [p["psnr-rgb"] for p in base], [p["bpp"] for p in lof],
                     [p["psnr-rgb"] for p in lof], method="akima")
         per = [100 * (lp["bpp"] / bp["bpp"] - 1) for bp, lp in zip(base, lof)]
+        dpsnr = [lp["psnr-rgb"] - bp["psnr-rgb"] for bp, lp in zip(base, lof)]
+        cost = lambda p: p["lmbda"] * 255**2 * 10 ** (-p["psnr-rgb"] / 10) + p["bpp"]  # noqa: E731 (mean-PSNR MSE)
+        dcost = [100 * (cost(lp) / cost(bp) - 1) for bp, lp in zip(base, lof)]
         bd = f"{r.bd_rate:+.2f} %" if r.available else f"unavailable: {r.reason}"
         bdp = f"{r.bd_psnr:+.3f} dB" if r.available else ""
         enc0 = sum(p["encoding_time"] for p in base) / len(base)
         enc1 = sum(p["encoding_time"] for p in lof) / len(lof)
         its = sum(p["lof_iterations"] for p in lof) / len(lof)
-        lines.append(f"| {name} | {len(base)} | {bd} | {bdp} | {', '.join(f'{v:+.1f}' for v in per)} % bpp | "
+        lines.append(f"| {name} | {len(base)} | {bd} | {bdp} | {', '.join(f'{v:+.2f}' for v in per)} % | "
+                     f"{', '.join(f'{v:+.3f}' for v in dpsnr)} dB | {', '.join(f'{v:+.2f}' for v in dcost)} % | "
                      f"{enc0:.2f} | {enc1:.1f} | {its:.0f} |")
     (out / "lof_gain.md").write_text("\n".join(lines) + "\n")
     plot_curves(dict(curves), out / "rd_lof.png", context=(), title="LOF vs without (same images)")
