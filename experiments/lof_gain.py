@@ -3,7 +3,7 @@
     python experiments/lof_gain.py RUN_OR_SWEEP_DIRS... [--images 4 --crop 256 --steps 150 --lr 5e-3 --lr-end 5e-4]
 
 For every run directory (one trained checkpoint each) the same Kodak images are evaluated twice, without and with
-LOF (paired, same crop), into <run>/lof_eval/{plain,lof}/rd.json. Curves are grouped by model; the table gives
+LOF (paired, same crop), into <run>/lof_eval/{plain,lof}.json. Curves are grouped by model; the table gives
 BD-rate of "model +LOF" against "model" (akima), the mean encode seconds per image with and without LOF, and the
 mean iterations used. Defaults are a CPU proxy (few images, centre crops, a short schedule); the spec's defaults are
 --images 24 --crop 0 --steps 500 --lr 1e-3 --lr-end 1e-4 --patience 50.
@@ -36,7 +36,8 @@ def run_dirs(paths: list[str]) -> list[Path]:
 
 
 def evaluate(run: Path, files, crop, cfg: LOFConfig | None) -> dict:
-    target = run / "lof_eval" / ("lof" if cfg else "plain") / "rd.json"
+    # not named rd.json: these are subset evaluations and must not join a run's Kodak RD curve
+    target = run / "lof_eval" / ("lof.json" if cfg else "plain.json")
     if target.exists():
         return json.loads(target.read_text())
     model, meta = build_model_from_checkpoint(run / "checkpoints" / "last.ckpt")
