@@ -30,7 +30,6 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv3x3
 from compressai.models import CompressionModel
-from compressai.models.base import get_scale_table
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -121,10 +120,6 @@ class MSP(LatentCodingMixin, CompressionModel):
     def sequential_steps(self) -> int:
         """Network evaluations to decode any image: S * P * (K + 1)."""
         return self.scales * self.steps_per_scale
-
-    def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
-        updated = self.gaussian_conditional.update_scale_table(scale_table or get_scale_table(), force=force)
-        return super().update(force=force, update_quantiles=update_quantiles) | updated
 
     # -- the schedule shared by training, estimation, encoding and decoding --------------------------------------
     def _subsample(self, y: Tensor) -> list[Tensor]:
