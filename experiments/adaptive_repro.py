@@ -169,7 +169,7 @@ def main() -> None:
         evaluate_ideal(ckpt, target / "ideal", lmbda, json.loads((run / "rd.json").read_text())["meta"])
 
     runs = [str(p) for p in bases.values()] + [str(p) for p in stage2.values()] + [str(hyper_dir)]
-    summary = summarize_runs(runs, out_dir=out, anchor="kodak/vtm", reference="factorized", method=a.method)
+    summarize_runs(runs, out_dir=out, anchor="kodak/vtm", reference="factorized", method=a.method)
     side_info_table(stage2, out)
     hyper_runs = runs_by_lambda(hyper_dir)
     complexity_table(next(iter(stage2.values())) / "checkpoints" / "last.ckpt",

@@ -9,7 +9,7 @@ from compresslab.checkpoints import CheckpointError, build_model_from_checkpoint
 from compresslab.entropy.histogram import clip_range, histogram, range_bound
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
-from conftest import assert_decodes_identically_elsewhere, DATA, run_py, train
+from conftest import assert_decodes_identically_elsewhere, DATA, train
 
 
 def test_histogram_hard_forward_triangular_backward():

@@ -1,5 +1,3 @@
-import warnings
-
 import pytest
 import torch
 from PIL import Image
@@ -8,9 +6,8 @@ from compresslab.checkpoints import build_model_from_checkpoint
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
 from compresslab.lof import LOFConfig, lof_encoder_factory, overfit_latents, rd_cost
-from conftest import assert_decodes_identically_elsewhere, DATA, run_py, train
+from conftest import assert_decodes_identically_elsewhere, DATA, train
 
-import torch.nn.functional as F
 from compressai.ops import compute_padding
 
 

@@ -6,7 +6,7 @@ from compresslab import models
 from compresslab.checkpoints import build_model_from_checkpoint
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
-from conftest import assert_decodes_identically_elsewhere, DATA, run_py, train
+from conftest import assert_decodes_identically_elsewhere, DATA, train
 
 TINY = {"N": 32, "M": 48, "filters": 16, "resblocks": 1}
 EXPECTED_STEPS = {"fast": 3 * 3 * 1, "normal": 3 * 3 * 3, "extra": 4 * 6 * 5}

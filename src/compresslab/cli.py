@@ -192,10 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lof-fixed-z", action="store_true", help="hyperprior models: optimise y only")
     e.add_argument("--lmbda", type=float, help="lambda for LOF when the checkpoint does not record it")
     e.add_argument("--wandb", action="store_true", help="log LOF cost curves to W&B (offline unless configured)")
-    for q in (e,):
-        q.add_argument("--model", help="model name for plain state dicts (e.g. factorized)")
-        q.add_argument("--N", type=int)
-        q.add_argument("--M", type=int)
+    e.add_argument("--model", help="model name for plain state dicts (e.g. factorized)")
+    e.add_argument("--N", type=int)
+    e.add_argument("--M", type=int)
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export", help="write a plain state dict CompressAI's eval_model can load")
