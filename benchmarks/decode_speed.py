@@ -7,6 +7,9 @@ Weights are untrained (random initialisation, N=M=192 for all models), which is 
 does not depend on the weights, only the bitrate (and so the rANS share) does. Images are Kodak kodim23 resized to
 each size. "steps" = sequential network evaluations of the decoder's probability model: MSP S*P*(K+1) (+1 coarsest
 EntropyBottleneck decode); mbt2018 one context step per latent position; checkerboard 2 passes.
+"latent s" = decode time minus the synthesis transform g_s (timed alone on the same latent, best of the same
+repeats): the part the probability model is responsible for. On a CPU, g_s at N=192 takes much of the decode time
+and hides the difference between probability models.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def image(h: int, w: int) -> torch.Tensor:
     return image_to_tensor(src.resize((w, h), Image.BICUBIC)).unsqueeze(0)
 
 
-def time_decode(model, x, repeats: int) -> tuple[float, float, int]:
+def time_decode(model, x, repeats: int) -> tuple[float, float, float, int]:
     pad, _ = compute_padding(*x.shape[-2:], min_div=getattr(model, "pad_multiple", 64))
     xp = F.pad(x, pad)
     with torch.no_grad():
@@ -44,6 +47,12 @@ def time_decode(model, x, repeats: int) -> tuple[float, float, int]:
             t0 = time.perf_counter()
             dec = model.decompress(enc["strings"], enc["shape"])
             best = min(best, time.perf_counter() - t0)
+        y = model.g_a(xp)
+        synth = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model.g_s(y)
+            synth = min(synth, time.perf_counter() - t0)
     nbytes = sum(len(s) for group in enc["strings"] for s in group)
     steps = dec.get("network_evaluations")
     if steps is None:  # CompressAI models: serial = one step per latent position; checkerboard = two passes
@@ -51,7 +60,7 @@ def time_decode(model, x, repeats: int) -> tuple[float, float, int]:
         steps = 2 if isinstance(model, Cheng2020AnchorCheckerboard) else h * w
     else:
         steps += 1  # the coarsest scale's EntropyBottleneck decode
-    return best, nbytes * 8 / (x.shape[-2] * x.shape[-1]), steps
+    return best, max(best - synth, 0.0), nbytes * 8 / (x.shape[-2] * x.shape[-1]), steps
 
 
 def main() -> None:
@@ -73,8 +82,9 @@ def main() -> None:
         m.eval().update(force=True)
     print(f"# decode seconds (best of {a.repeats}), torch {torch.__version__}, {a.threads} threads, "
           f"{os.cpu_count()} CPUs, untrained weights N=M=192")
-    print("| image | model | sequential steps | decode s | x faster than mbt2018 | x vs checkerboard | bpp |")
-    print("|---|---|---|---|---|---|---|")
+    print("| image | model | sequential steps | decode s | x faster than mbt2018 | x vs checkerboard | latent s "
+          "| latent x faster than mbt2018 | bpp |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for size in a.sizes:
         h, w = map(int, size.split("x"))
         x = image(h, w)
@@ -83,11 +93,13 @@ def main() -> None:
             if name.startswith("mbt2018") and h * w > a.skip_serial_above:
                 continue
             rows[name] = time_decode(m, x, a.repeats)
-        ref = rows.get("mbt2018 (serial)", (None,))[0]
+        ref, ref_lat = rows.get("mbt2018 (serial)", (None, None))[:2]
         cb = rows["cheng2020 checkerboard"][0]
-        for name, (t, bpp, steps) in rows.items():
+        for name, (t, lat, bpp, steps) in rows.items():
             vs_ref = f"{ref / t:.1f}" if ref else "skipped"
-            print(f"| {h}x{w} | {name} | {steps} | {t:.2f} | {vs_ref} | {cb / t:.2f} | {bpp:.3f} |", flush=True)
+            vs_lat = f"{ref_lat / lat:.1f}" if ref and lat > 0 else "n/a"
+            print(f"| {h}x{w} | {name} | {steps} | {t:.2f} | {vs_ref} | {cb / t:.2f} | {lat:.2f} | {vs_lat} "
+                  f"| {bpp:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

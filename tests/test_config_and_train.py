@@ -22,7 +22,8 @@ def test_compose_top_level_lambda_and_model_sizes():
 
 
 @pytest.mark.parametrize("overrides", [["trainer=ddp"], ["trainer=gpu"], ["logger=none"], ["loss=msssim"],
-                                       ["experiment=quickstart"], ["hydra/launcher=slurm"]])
+                                       ["experiment=quickstart"], ["hydra/launcher=slurm"], ["experiment=msp_paper"],
+                                       ["experiment=msp_cpu_proxy", "model=msp/fast", "model.transform=gdn"]])
 def test_groups_compose(overrides):
     from hydra import compose as hcompose, initialize_config_dir
 
@@ -32,6 +33,10 @@ def test_groups_compose(overrides):
         assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
     if overrides == ["trainer=ddp"]:
         assert cfg.trainer.strategy == "ddp"
+    if overrides == ["experiment=msp_paper"]:  # the experiment's `override /model` picks the 27-step profile on a GPU
+        assert cfg.model.profile == "normal" and cfg.model.N == 192 and cfg.trainer.accelerator == "gpu"
+    if overrides[0] == "experiment=msp_cpu_proxy":
+        assert cfg.model.transform == "gdn" and cfg.model.M == 96 and cfg.data.patch_size == 128
 
 
 def test_bad_keys_fail_in_compose():

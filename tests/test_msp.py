@@ -83,3 +83,22 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         sum(torch.log(v).sum() for v in out["likelihoods"].values()).backward()
         grads.append(m.net.head[0].weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_gdn_transform_is_the_hyperprior_transform_and_codes_exactly():
+    from compressai.models import ScaleHyperprior
+
+    torch.manual_seed(0)
+    ref = ScaleHyperprior(32, 48).eval()
+    m = models.build({"name": "msp", "profile": "fast", "transform": "gdn", **TINY}).eval()
+    m.g_a.load_state_dict(ref.g_a.state_dict())  # strict: same layers, same shapes
+    m.g_s.load_state_dict(ref.g_s.state_dict())
+    x = torch.rand(1, 3, 128, 192)
+    with torch.no_grad():
+        assert torch.equal(m.g_a(x), ref.g_a(x))
+    m.update(force=True)
+    enc = m.compress(x)
+    dec = m.decompress(enc["strings"], enc["shape"])
+    assert torch.equal(dec["latents"]["y"], enc["latents"]["y"])
+    with pytest.raises(ValueError, match="unknown model.transform 'resnet'.*cheng_anchor"):
+        models.build({"name": "msp", "transform": "resnet", **TINY})
