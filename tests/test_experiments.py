@@ -1,6 +1,7 @@
 """The committed experiment drivers still run end to end (tiny overrides; the recipes themselves are in conf/)."""
 
 import csv
+import json
 
 from omegaconf import OmegaConf
 
@@ -21,6 +22,10 @@ def test_msp_cpu_proxy_driver_trains_both_models_and_summarises(tmp_path):
     assert "bd_rate_vs_hyperprior" in rows["msp"]  # 2 points: the BD-rate is reported unavailable, with the reason
     assert "need at least 4" in rows["msp"]["reference_note"]
     assert (out / "rd.png").stat().st_size > 0
+    per = json.loads((out / "per_lambda.json").read_text())
+    assert [r["lambda"] for r in per["rows"]] == [0.013, 0.0932]
+    for r in per["rows"]:  # the change columns are computed from the two models' own Kodak numbers
+        assert abs(r["psnr_change_db"] - (r["msp_psnr"] - r["hyperprior_psnr"])) < 1e-9
     cfgs = {m: OmegaConf.load(next((work / m / "sweep").glob("0_*/config.yaml"))) for m in ("msp", "hyperprior")}
     assert cfgs["msp"].model.transform == "gdn" and cfgs["msp"].model.profile == "fast"
     assert cfgs["msp"].trainer.max_steps == cfgs["hyperprior"].trainer.max_steps  # equal budgets
