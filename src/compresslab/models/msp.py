@@ -28,10 +28,8 @@ import torch
 import torch.nn.functional as F
 from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import (GDN, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3,
-                               subpel_conv3x3)
-from compressai.models import CompressionModel
-from compressai.models.utils import conv, deconv
+from compressai.layers import ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv3x3
+from compressai.models import CompressionModel, FactorizedPrior
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -277,11 +275,9 @@ def _transforms(kind: str, N: int, M: int) -> tuple[nn.Module, nn.Module]:
     """Stride-16 analysis/synthesis. "cheng_anchor" (default, [D]): Cheng2020-anchor residual blocks. "gdn": the
     scale hyperprior's conv+GDN transforms (Balle et al. 2018), so MSP and the hyperprior differ only in the entropy
     model; this is what the CPU comparison uses (and it is 3-4x cheaper to train on a CPU)."""
-    if kind == "gdn":
-        g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
-        g_s = nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-                            deconv(N, N), GDN(N, inverse=True), deconv(N, 3))
-        return g_a, g_s
+    if kind == "gdn":  # CompressAI's own modules (FactorizedPrior and ScaleHyperprior build the same g_a/g_s)
+        ref = FactorizedPrior(N, M)
+        return ref.g_a, ref.g_s
     g_a = nn.Sequential(
         ResidualBlockWithStride(3, N, 2), ResidualBlock(N, N), ResidualBlockWithStride(N, N, 2),
         ResidualBlock(N, N), ResidualBlockWithStride(N, N, 2), ResidualBlock(N, N), conv3x3(N, M, stride=2))
