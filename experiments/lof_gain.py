@@ -24,7 +24,8 @@ from compresslab.checkpoints import build_model_from_checkpoint  # noqa: E402
 from compresslab.data import resolve_data_root  # noqa: E402
 from compresslab.evaluation.bdrate import bd_rate  # noqa: E402
 from compresslab.evaluation.curves import plot_curves  # noqa: E402
-from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
+from compresslab.evaluation.evaluator import (evaluate_model, list_eval_images, mean_rd_cost,  # noqa: E402
+                                              to_compressai_json)
 from compresslab.lof import LOFConfig, lof_encoder_factory  # noqa: E402
 
 
@@ -73,6 +74,7 @@ def main() -> None:
             pt = {k: v[0] for k, v in doc["results"].items()}
             pt["lof_iterations"] = sum(r.get("lof_iterations", 0) for r in doc["per_image"]) / len(doc["per_image"])
             pt["lmbda"] = doc["meta"]["lambda"]
+            pt["rd_cost"] = mean_rd_cost(doc["per_image"], pt["lmbda"])
             curves[doc["name"]].append(pt)
             print(f"{run.name}: {doc['name']}: {pt['bpp']:.4f} bpp {pt['psnr-rgb']:.2f} dB "
                   f"enc {pt['encoding_time']:.2f}s", flush=True)
@@ -80,7 +82,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"LOF: {cfg}; {len(files)} Kodak images" + (f", centre {crop}x{crop} crops" if crop else ""),
              "", "| model | points | BD-rate +LOF vs without (akima) | BD-PSNR | per lambda: bpp change | "
-             "PSNR change | RD-cost change (lambda*255^2*MSE + bpp) | enc s/img without | enc s/img with | "
+             "PSNR change | RD-cost change (mean over images of lambda*255^2*MSE + bpp) | enc s/img without | enc s/img with | "
              "mean iterations |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(n for n in curves if not n.endswith("+LOF")):
         base, lof = sorted(curves[name], key=lambda p: p["lmbda"]), sorted(curves[name + " +LOF"],
@@ -89,8 +91,7 @@ def main() -> None:
                     [p["psnr-rgb"] for p in lof], method="akima")
         per = [100 * (lp["bpp"] / bp["bpp"] - 1) for bp, lp in zip(base, lof)]
         dpsnr = [lp["psnr-rgb"] - bp["psnr-rgb"] for bp, lp in zip(base, lof)]
-        cost = lambda p: p["lmbda"] * 255**2 * 10 ** (-p["psnr-rgb"] / 10) + p["bpp"]  # noqa: E731 (mean-PSNR MSE)
-        dcost = [100 * (cost(lp) / cost(bp) - 1) for bp, lp in zip(base, lof)]
+        dcost = [100 * (lp["rd_cost"] / bp["rd_cost"] - 1) for bp, lp in zip(base, lof)]
         bd = f"{r.bd_rate:+.2f} %" if r.available else f"unavailable: {r.reason}"
         bdp = f"{r.bd_psnr:+.3f} dB" if r.available else ""
         enc0 = sum(p["encoding_time"] for p in base) / len(base)

@@ -27,6 +27,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from compresslab.evaluation.evaluator import mean_rd_cost  # noqa: E402
+
 #: per recipe: the experiment config, each model's overrides, the default lambdas
 RECIPES = {
     "cpu_proxy": ("msp_cpu_proxy", {"msp": ["model=msp/fast", "model.transform=gdn"], "hyperprior": ["model=hyperprior"]},
@@ -86,11 +89,6 @@ def _results(sweep: Path) -> dict[float, dict]:
     return found
 
 
-def _cost(d: dict, lmbda: float) -> float:
-    imgs = d["per_image"]
-    return sum(i["bpp"] + lmbda * 255**2 * 10 ** (-i["psnr-rgb"] / 10) for i in imgs) / len(imgs)
-
-
 def per_lambda_table(sweeps: dict[str, Path], out: Path, test: str = "msp", ref: str = "hyperprior") -> None:
     t, r = _results(sweeps[test]), _results(sweeps[ref])
     rows = []
@@ -103,7 +101,7 @@ def per_lambda_table(sweeps: dict[str, Path], out: Path, test: str = "msp", ref:
             f"{test}_bpp": ra["bpp"][0], f"{test}_psnr": ra["psnr-rgb"][0],
             "bpp_change_pct": 100 * (ra["bpp"][0] / rb["bpp"][0] - 1),
             "psnr_change_db": ra["psnr-rgb"][0] - rb["psnr-rgb"][0],
-            "rd_cost_change_pct": 100 * (_cost(a, lmbda) / _cost(b, lmbda) - 1),
+            "rd_cost_change_pct": 100 * (mean_rd_cost(a["per_image"], lmbda) / mean_rd_cost(b["per_image"], lmbda) - 1),
             f"{test}_real_over_est_bpp": ra["bpp_ratio"][0], f"{ref}_real_over_est_bpp": rb["bpp_ratio"][0],
             f"{test}_enc_s": ra["encoding_time"][0], f"{test}_dec_s": ra["decoding_time"][0],
             f"{ref}_enc_s": rb["encoding_time"][0], f"{ref}_dec_s": rb["decoding_time"][0],

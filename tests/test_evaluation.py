@@ -204,3 +204,20 @@ def test_cli_evaluate_anchors_and_rd(tmp_path, factorized_ckpt, kodak_crops, cap
     assert abs(summary["rows"][0]["bd_rate_vs_kodak/vtm"] - 20.0) < 0.5  # 1.2x VTM's rate on its own points
     assert main(["evaluate", str(tmp_path / "nope.ckpt")]) == 2  # a clear error, not a traceback
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_mean_rd_cost_matches_compressai_rate_distortion_loss():
+    from compressai.losses import RateDistortionLoss
+
+    from compresslab.evaluation.evaluator import mean_rd_cost, psnr_8bit
+
+    torch.manual_seed(0)
+    lmbda, per_image, losses = 0.0483, [], []
+    for _ in range(3):
+        x = torch.randint(0, 256, (1, 3, 32, 48)) / 255.0  # on the 8-bit grid, so PSNR's rounding is exact
+        x_hat = ((x * 255 + torch.randint(-6, 7, x.shape)).clamp(0, 255)) / 255.0
+        lik = torch.rand(1, 8, 2, 3) * 0.9 + 0.05
+        out = RateDistortionLoss(lmbda=lmbda)({"x_hat": x_hat, "likelihoods": {"y": lik}}, x)
+        per_image.append({"bpp": float(out["bpp_loss"]), "psnr-rgb": psnr_8bit(x, x_hat)})
+        losses.append(float(out["loss"]))
+    assert abs(mean_rd_cost(per_image, lmbda) - sum(losses) / 3) < 1e-4 * abs(sum(losses) / 3)

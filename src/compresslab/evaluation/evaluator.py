@@ -45,6 +45,12 @@ def psnr_8bit(x: Tensor, x_hat: Tensor) -> float:
     return float("inf") if mse == 0 else 20 * math.log10(255) - 10 * math.log10(mse)
 
 
+def mean_rd_cost(per_image: Sequence[dict], lmbda: float) -> float:
+    """Mean over images of the training objective bpp + lambda * 255^2 * MSE (MSE of [0, 1] pixels, from each image's
+    8-bit PSNR), for comparing models or encoders at one lambda from their RD results."""
+    return sum(i["bpp"] + lmbda * 255**2 * 10 ** (-i["psnr-rgb"] / 10) for i in per_image) / len(per_image)
+
+
 def msssim_8bit(x: Tensor, x_hat: Tensor) -> float:
     org = (x * 255).clamp(0, 255).round()
     rec = (x_hat * 255).clamp(0, 255).round()
