@@ -82,3 +82,22 @@ def test_datamodule_on_shared_data_crops_and_flips():
     v1 = next(iter(dm.val_dataloader()))
     v2 = next(iter(dm.val_dataloader()))
     assert v1.shape == (2, 3, 128, 128) and torch.equal(v1, v2)  # centre crops are deterministic
+
+
+def test_cached_images_give_the_same_pixels_and_decode_once(tmp_path, monkeypatch):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    plain = ImageFolderDataset(d, 32, train=False)
+    cached = ImageFolderDataset(d, 32, train=False, cache_images=True)
+    import compresslab.data as data_mod
+
+    calls = []
+    real = data_mod.load_image_tensor
+    monkeypatch.setattr(data_mod, "load_image_tensor", lambda p: calls.append(p) or real(p))
+    for _ in range(2):
+        for i in range(3):
+            assert torch.equal(cached[i], plain[i])  # uint8 storage is exact for 8-bit sources
+    assert len(calls) == 3 + 6  # the cached set decoded each file once; the plain one every time

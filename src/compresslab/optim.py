@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from torch.optim.lr_scheduler import LRScheduler, MultiStepLR, ReduceLROnPlateau
+import math
+
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR, ReduceLROnPlateau
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -31,7 +33,25 @@ def build_scheduler(optimizer, cfg: Mapping[str, Any] | None) -> LRScheduler | R
                                  patience=int(cfg.get("patience", 10)), min_lr=float(cfg.get("min_lr", 0.0)))
     if name == "multistep":
         return MultiStepLR(optimizer, milestones=list(cfg["milestones"]), gamma=float(cfg.get("gamma", 0.1)))
-    raise ValueError(f"unknown scheduler {name!r} (optim.scheduler.name); use plateau, multistep or none")
+    if name == "cosine":
+        return LambdaLR(optimizer, warmup_cosine(int(cfg.get("warmup_steps", 0)), int(cfg["total_steps"]),
+                                                 float(cfg.get("final_ratio", 0.01))))
+    raise ValueError(f"unknown scheduler {name!r} (optim.scheduler.name); use plateau, multistep, cosine or none")
+
+
+def warmup_cosine(warmup: int, total: int, final_ratio: float):
+    """LR multiplier: linear warm-up over ``warmup`` steps, then cosine from 1 down to ``final_ratio`` at ``total``
+    (held there after). Short budgets need the large early step and the small late one both."""
+    if total <= warmup:
+        raise ValueError(f"optim.scheduler.total_steps ({total}) must exceed warmup_steps ({warmup})")
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / (total - warmup))
+        return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
 
 
 def step_scheduler(scheduler, cfg: Mapping[str, Any] | None, when: str, metrics: Mapping[str, Any] | None = None):

@@ -69,7 +69,8 @@ def anchors_root(root: str | os.PathLike | None = None) -> Path:
 
 def _metadata(name: str, path: Path, data: dict[str, Any]) -> dict[str, Any]:
     stem = path.stem
-    meta: dict[str, Any] = {"source": SOURCE + name.replace("/", "/", 1) + ".json", "file": str(path)}
+    # Relative to the data root: committed summaries must not carry one machine's paths.
+    meta: dict[str, Any] = {"source": SOURCE + name.replace("/", "/", 1) + ".json", "file": f"anchors/{name}.json"}
     if stem in KNOWN:
         meta.update(KNOWN[stem])
     elif stem.startswith("compressai-"):
