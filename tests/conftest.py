@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 if "COMPRESSLAB_DATA" not in os.environ:
-    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
+    for candidate in (REPO.parent / "shared" / "data",):
         if candidate.is_dir():
             os.environ["COMPRESSLAB_DATA"] = str(candidate.resolve())
             break
@@ -25,12 +25,14 @@ import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
-SMOKE = ["trainer=smoke", "logger=csv", "callbacks.rich_progress=false"]
+SMOKE = ["debug=smoke", "logger=csv", "callbacks.rich_progress=false"]
 
 
 def compose(overrides: list[str]):
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
+
+    import compresslab.config  # noqa: F401  (the ${model_min_crop:} resolver)
 
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         return hcompose(config_name="train", overrides=overrides)

@@ -16,9 +16,38 @@ def test_compose_top_level_lambda_and_model_sizes():
     assert cfg["lambda"] == 0.01 and cfg.seed == 3
     assert cfg.model.name == "hyperprior" and cfg.model.N == 64 and cfg.model.M == 192
     assert cfg.name == "hyperprior-lambda0.01"
-    smoke = compose(["trainer=smoke"])
+    smoke = compose(["debug=smoke"])
     assert smoke.trainer.max_steps <= 20 and smoke.data.patch_size == 64 and smoke.trainer.accelerator == "cpu"
-    assert smoke.callbacks.rd_eval.max_images == 2  # trainer=smoke shrinks the callback too (ordering matters)
+    assert smoke.callbacks.rd_eval.max_images == 2  # debug=smoke shrinks the callback too (applied last)
+
+
+@pytest.mark.parametrize("overrides,crop", [(["model=msp/fast"], 128), (["model=msp/extra"], 256),
+                                            (["model=hyperprior", "trainer=ddp"], 64),
+                                            (["experiment=msp_cpu_proxy", "model=msp/fast"], 128)])
+def test_debug_smoke_composes_with_models_trainers_and_experiments(overrides, crop):
+    cfg = compose([*overrides, "debug=smoke"])
+    assert cfg.data.patch_size == crop and cfg.data.val_patch_size == crop  # the model's own minimum crop
+    assert cfg.trainer.max_steps == 8 and cfg.model.N == 32
+    if "trainer=ddp" in overrides:
+        assert cfg.trainer.strategy == "ddp"  # hardware untouched by the scale-down switch
+
+
+def test_impossible_combination_fails_before_any_work_with_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    r = run_py(["train.py", "model=msp/fast", "data.patch_size=64", f"hydra.run.dir={run_dir}"], timeout=120)
+    assert r.returncode != 0
+    err = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert err[-1] == ("config error: data.patch_size=64 is smaller than model=msp's minimum crop 128 (its latent "
+                       "would vanish); set data.patch_size>=128"), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert not (run_dir / "config.yaml").exists()  # nothing was written
+
+
+def test_msp_debug_smoke_trains_and_evaluates(tmp_path):
+    res = train(tmp_path, ["model=msp/fast"])
+    assert res["global_step"] == 8
+    rd = json.loads((tmp_path / "rd.json").read_text())
+    assert rd["meta"]["model"]["name"] == "msp" and rd["meta"]["images"] == 2
 
 
 @pytest.mark.parametrize("overrides", [["trainer=ddp"], ["trainer=gpu"], ["logger=none"], ["loss=msssim"],

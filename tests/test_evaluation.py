@@ -158,7 +158,7 @@ def test_mutated_files_are_refused_never_crash(tmp_path, factorized_ckpt, hyperp
 
 
 def test_smoke_multirun_ends_with_curve_table_plot_and_wandb_report(tmp_path):
-    r = run_py(["train.py", "-m", "model=hyperprior", "lambda=0.0018,0.0035,0.0067,0.013", "trainer=smoke",
+    r = run_py(["train.py", "-m", "model=hyperprior", "lambda=0.0018,0.0035,0.0067,0.013", "debug=smoke",
                 "trainer.max_steps=2", "trainer.val_check_interval=2", "callbacks.rd_eval.max_images=1",
                 "callbacks.rich_progress=false", f"hydra.sweep.dir={tmp_path}/sweep"], timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -108,7 +108,7 @@ def build_model_from_checkpoint(path: str | os.PathLike, model_cfg: Mapping[str,
     if cfg is None:
         raise CheckpointError(f"{path} is a plain state dict without CompressLab metadata; say which model it is "
                               f"(e.g. --model factorized --N 128 --M 192)")
-    if getattr(models.get_model_class(cfg["name"]), "requires_base_ckpt", False):
+    if models.get_model_class(cfg["name"]).requires_base_ckpt:
         cfg = {**cfg, "base_ckpt": None}  # the checkpoint holds the base weights too; the base file is not needed
     model = models.build(cfg)
     load_weights(model, ckpt, source=str(path))

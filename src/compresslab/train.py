@@ -15,6 +15,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
 from . import models
+from .config import ConfigError
 from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights
 from .data import build_datamodule
 from .provenance import config_hash, write_run_provenance
@@ -106,13 +107,29 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers, callbacks) -> pl.Trai
                       callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_progress_bar=True)
 
 
+def validate_config(cfg: DictConfig) -> None:
+    """Combinations that cannot work, caught before any work (run directory, data, model) with one clear line."""
+    try:
+        cls = models.get_model_class(cfg.model.name)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None
+    need = cls.min_crop(plain(cfg.model))
+    for key in ("patch_size", "val_patch_size"):
+        got = cfg.data.get(key)
+        if got is not None and int(got) < need:
+            raise ConfigError(f"data.{key}={got} is smaller than model={cfg.model.name}'s minimum crop {need} "
+                              f"(its latent would vanish); set data.{key}>={need}")
+    if cls.requires_base_ckpt and (OmegaConf.is_missing(cfg.model, "base_ckpt") or not cfg.model.get("base_ckpt")):
+        raise ConfigError(f"model={cfg.model.name} needs model.base_ckpt=<trained factorized checkpoint>")
+
+
 def prepare_model_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
     """Models built on a trained base (adaptive) need its checkpoint; their N/M are read from it."""
     cls = models.get_model_class(model_cfg["name"])
-    if getattr(cls, "requires_base_ckpt", False):
+    if cls.requires_base_ckpt:
         base = model_cfg.get("base_ckpt")
         if not base or base == "???":
-            raise ValueError(f"model={model_cfg['name']} needs model.base_ckpt=<trained factorized checkpoint>")
+            raise ConfigError(f"model={model_cfg['name']} needs model.base_ckpt=<trained factorized checkpoint>")
         from .models.adaptive import base_size_from_checkpoint
 
         model_cfg = {**model_cfg, **base_size_from_checkpoint(base)}
@@ -121,6 +138,7 @@ def prepare_model_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
 
 def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train one model. Returns paths and final metrics."""
+    validate_config(cfg)
     hydra_dir, group = hydra_run_info()
     run_dir = Path(run_dir or hydra_dir or Path(cfg.paths.output_dir) / "runs" / str(cfg.name)).resolve()
     threads = cfg.get("threads")
@@ -136,7 +154,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         # Weights only: a fine-tune from another lambda starts a fresh schedule, optimizer and step count.
         load_weights(model, load_checkpoint(cfg.init_from), source=str(cfg.init_from))
         log.info("initialised weights from %s", cfg.init_from)
-    if getattr(model, "cache_latents", False):
+    if model.cache_latents:
         from .latent_cache import LatentCacheDataModule
 
         datamodule = LatentCacheDataModule(model.g_a, model.cache_crops_per_image, **plain(cfg.data))

@@ -41,7 +41,6 @@ _MIN_LOG2_LIK = -100.0  # keeps 2^-CE representable in float32
 
 @register_model("adaptive")
 class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
-    pad_multiple = 64
     requires_base_ckpt = True
 
     def __init__(self, N: int = 128, M: int = 192, base_ckpt: str | None = None, freeze_base: bool = True,

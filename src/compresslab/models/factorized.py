@@ -20,7 +20,6 @@ class Factorized(LatentCodingMixin, FactorizedPrior):
     #: name CompressAI's zoo / eval_model uses for this architecture
     compressai_arch = "bmshj2018-factorized"
     #: inputs must be padded to a multiple of this for compress/decompress
-    pad_multiple = 64
 
     def __init__(self, N: int = 128, M: int = 192):
         super().__init__(N=N, M=M)

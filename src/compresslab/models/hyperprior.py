@@ -16,7 +16,6 @@ from .registry import register_model
 @register_model("hyperprior")
 class Hyperprior(LatentCodingMixin, ScaleHyperprior):
     compressai_arch = "bmshj2018-hyperprior"
-    pad_multiple = 64
 
     def __init__(self, N: int = 128, M: int = 192):
         super().__init__(N=N, M=M)

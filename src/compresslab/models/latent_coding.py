@@ -1,16 +1,35 @@
-"""The latent interface every CompressLab model implements, so latent overfitting has one code path:
+"""The contract every registered CompressLab model declares, with defaults, so general code never asks a model
+what it is.
 
+Latent interface (one code path for latent overfitting and for coding):
 - ``encode_latents(x)``: the continuous latents the encoder would quantise (y, and z for hyperprior models);
 - ``latent_forward(latents)``: their hard-quantised rate terms and reconstruction, straight-through gradients;
 - ``compress_latents(latents)``: the bitstream for given latents (read back by the unchanged ``decompress``).
+
+Declared attributes: ``pad_multiple`` (evaluation pads images to it; evaluation also accepts plain CompressAI
+models, hence its getattr there), ``requires_base_ckpt`` (built on a trained base model), ``cache_latents``,
+``free_string_groups``, and ``min_crop(cfg)``: the smallest training crop that gives every latent the size the model needs,
+checked before any work (train.validate_config) and used by ``debug=smoke``.
 """
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import torch
 
 
 class LatentCodingMixin:
+    pad_multiple: int = 64
+    requires_base_ckpt: bool = False
+    cache_latents: bool = False                    # train on cached latents of a frozen analysis transform
+    free_string_groups: frozenset[int] = frozenset()  # string groups the evaluator does not count (oracle side info)
+
+    @classmethod
+    def min_crop(cls, cfg: Mapping[str, Any]) -> int:
+        """Smallest training crop side for this model config (stride-16 latents: 64 px leaves a 4x4 y)."""
+        return 64
+
     @torch.no_grad()
     def compress(self, x):
         return self.compress_latents(self.encode_latents(x))

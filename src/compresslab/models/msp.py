@@ -101,7 +101,7 @@ class MSP(LatentCodingMixin, CompressionModel):
             raise ValueError(f"model.seeds={self.seeds} must be in [0, M={M})")
         self.M, self.filters = M, int(p["filters"])
         # S halvings of a stride-16 latent must leave at least one element: pad images to 16 * 2^S (>= 64)
-        self.pad_multiple = max(64, 16 * 2**self.scales)
+        self.pad_multiple = self.min_crop({"scales": self.scales})
         self.grad_checkpoint = grad_checkpoint
         self.hparams_dict = {"N": N, "M": M, "profile": profile, "transform": transform, **p}
         self.g_a, self.g_s = _transforms(transform, N, M)
@@ -110,6 +110,12 @@ class MSP(LatentCodingMixin, CompressionModel):
         self.net = ParameterNetwork(M, self.filters, int(p["resblocks"]))
         self.context_up = nn.Sequential(conv3x3(self.filters, 4 * self.filters), nn.PixelShuffle(2))
         self.network_evaluations = 0  # counted per call of the parameter network
+
+    @classmethod
+    def min_crop(cls, cfg) -> int:
+        """S halvings of the stride-16 latent must leave one element: 16 * 2^S px (fast/normal 128, extra 256)."""
+        scales = cfg.get("scales") or PROFILES[cfg.get("profile", "normal")]["scales"]
+        return max(64, 16 * 2 ** int(scales))
 
     @property
     def steps_per_scale(self) -> int:
