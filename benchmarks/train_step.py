@@ -5,6 +5,10 @@ same work per step (forward, RD loss, backward, clip 1.0, Adam step, aux loss ba
 in alternating rounds in one process and the ratio of medians is reported. Usage:
 
     python benchmarks/train_step.py --model factorized --N 128 --M 192 --batch 8 --patch 256 --steps 10 --rounds 3
+    python benchmarks/train_step.py --device cuda --batch 16 --steps 50 --rounds 5     # on a GPU (synchronised timing)
+
+Also reports images/s. On a GPU both loops see the batches already on the device and time with a synchronise at
+both ends, so the ratio is the framework's per-step overhead, not data loading.
 """
 
 from __future__ import annotations
@@ -22,11 +26,19 @@ from compresslab import models
 from compresslab.training import RateDistortionModule, aux_parameters, net_parameters
 
 
-def plain_loop(model, batches, lmbda):
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(model, batches, lmbda, device="cpu"):
+    model.to(device)
+    batches = [b.to(device) for b in batches]
     opt = torch.optim.Adam(net_parameters(model), lr=1e-4)
     aux = torch.optim.Adam(aux_parameters(model), lr=1e-3)
     crit = RateDistortionLoss(lmbda=lmbda)
     model.train()
+    _sync(device)
     t0 = time.perf_counter()
     for x in batches:
         opt.zero_grad()
@@ -38,23 +50,29 @@ def plain_loop(model, batches, lmbda):
         a = model.aux_loss()
         a.backward()
         aux.step()
+    _sync(device)
     return (time.perf_counter() - t0) / len(batches)
 
 
 class _Timer(pl.Callback):
+    def __init__(self, device: str):
+        self.device = device
+
     def on_train_batch_start(self, *a):
         if not hasattr(self, "t0"):
+            _sync(self.device)
             self.t0 = time.perf_counter()
 
     def on_train_end(self, *a):
+        _sync(self.device)
         self.t1 = time.perf_counter()
 
 
-def lightning_loop(model, batches, lmbda):
+def lightning_loop(model, batches, lmbda, device="cpu"):
     module = RateDistortionModule(model, lmbda, loss={"metric": "mse"},
                                   optim={"lr": 1e-4, "aux_lr": 1e-3, "grad_clip": 1.0, "scheduler": None})
-    timer = _Timer()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=len(batches), logger=False, callbacks=[timer],
+    timer = _Timer(device)
+    trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_steps=len(batches), logger=False, callbacks=[timer],
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0, num_sanity_val_steps=0)
     loader = DataLoader(TensorDataset(torch.stack(batches)), batch_size=None,
@@ -74,6 +92,7 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -85,16 +104,19 @@ def main():
         m.load_state_dict(init)
         return m
 
-    plain_loop(fresh(), batches[:2], 0.0067)  # warm-up (allocator, kernels)
+    plain_loop(fresh(), batches[:3], 0.0067, a.device)  # warm-up (allocator, cuDNN autotuning, kernels)
     plain, ours = [], []
     for _ in range(a.rounds):
-        plain.append(plain_loop(fresh(), batches, 0.0067))
-        ours.append(lightning_loop(fresh(), batches, 0.0067))
+        plain.append(plain_loop(fresh(), batches, 0.0067, a.device))
+        ours.append(lightning_loop(fresh(), batches, 0.0067, a.device))
     mp, mo = statistics.median(plain), statistics.median(ours)
-    print(f"model={a.model}({a.N},{a.M}) batch={a.batch} patch={a.patch} threads={a.threads} "
+    dev = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu, {a.threads} threads"
+    print(f"model={a.model}({a.N},{a.M}) batch={a.batch} patch={a.patch} device={dev} "
           f"steps={a.steps} rounds={a.rounds}")
-    print(f"plain PyTorch loop : {mp:.3f} s/step  (rounds: {', '.join(f'{v:.3f}' for v in plain)})")
-    print(f"CompressLab module : {mo:.3f} s/step  (rounds: {', '.join(f'{v:.3f}' for v in ours)})")
+    print(f"plain PyTorch loop : {mp:.4f} s/step, {a.batch / mp:.1f} images/s  "
+          f"(rounds: {', '.join(f'{v:.4f}' for v in plain)})")
+    print(f"CompressLab module : {mo:.4f} s/step, {a.batch / mo:.1f} images/s  "
+          f"(rounds: {', '.join(f'{v:.4f}' for v in ours)})")
     print(f"ratio ours/plain   : {mo / mp:.3f}")
 
 

@@ -209,3 +209,13 @@ def test_nan_in_the_cached_latent_path_is_also_a_clear_error(tmp_path, factorize
     monkeypatch.setattr(AdaptiveFactorized, "forward_latent", poisoned)
     with pytest.raises(NonFiniteLossError, match="global step 0.*bpp_y=nan"):
         train(tmp_path, ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "callbacks.rd_eval.enabled=false"])
+
+
+def test_progress_log_names_step_total_and_eta(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="compresslab.callbacks"):
+        train(tmp_path, ["model=factorized", "callbacks.rd_eval.enabled=false",
+                         "callbacks.progress_log_every_n_steps=4"])
+    lines = [r.getMessage() for r in caplog.records if "s/step" in r.getMessage()]
+    assert len(lines) == 1 and "step 4/8 (50 %)" in lines[0] and "ETA" in lines[0], lines

@@ -84,6 +84,10 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback
         cbs.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), **ck))
     if ccfg.get("rich_progress", False):
         cbs.append(RichProgressBar())
+    if ccfg.get("progress_log_every_n_steps"):
+        from .callbacks import ProgressLog
+
+        cbs.append(ProgressLog(str(cfg.get("name")), int(ccfg["progress_log_every_n_steps"])))
     rd = ccfg.get("rd_eval")
     if rd and rd.get("enabled", True):
         from .callbacks import RDEvaluationCallback
