@@ -172,8 +172,10 @@ def main() -> None:
     summarize_runs(runs, out_dir=out, anchor="kodak/vtm", reference="factorized", method=a.method)
     side_info_table(stage2, out)
     hyper_runs = runs_by_lambda(hyper_dir)
+    hyper_ckpts = [r / "checkpoints" / "last.ckpt" for r in hyper_runs.values()]
+    hyper_ckpts = [c for c in hyper_ckpts if c.exists()]  # a reused sweep may hold results only
     complexity_table(next(iter(stage2.values())) / "checkpoints" / "last.ckpt",
-                     next(iter(hyper_runs.values())) / "checkpoints" / "last.ckpt" if hyper_runs else None, out)
+                     hyper_ckpts[0] if hyper_ckpts else None, out)
     # per-lambda rate change of adaptive and ideal vs the base at (identical) PSNR
     rows = ["| lambda | PSNR | base bpp | adaptive bpp | ideal bpp | side bpp | adaptive vs base | ideal vs base |",
             "|---|---|---|---|---|---|---|---|"]

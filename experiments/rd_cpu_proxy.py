@@ -1,7 +1,10 @@
 """CPU RD sweep for the factorized and hyperprior models: pretrain at a middle lambda, fine-tune to each lambda,
 evaluate on Kodak with real bitstreams; the multirun's end-of-sweep hook writes the RD table, plot and BD-rates.
 
-    python experiments/rd_cpu_proxy.py [--models factorized hyperprior] [--lambdas 0.013 0.025 0.0483 0.0932]
+    python experiments/rd_cpu_proxy.py [--models factorized hyperprior] [--lambdas ...]
+
+The recipe (stage sizes, schedule, the lambda ladder) lives in conf/experiment/rd_cpu_proxy{,_finetune}.yaml;
+--lambdas only overrides the ladder. Progress: each model's log names its stage; `tail -f <work>/<model>.log`.
 
 Each model's two stages run in their own process (one thread each), so two models use both cores.
 """
@@ -22,15 +25,16 @@ def pipeline(model: str, lambdas: list[float], work: Path) -> list[str]:
     py = sys.executable
     stage1 = [py, "train.py", "experiment=rd_cpu_proxy", f"model={model}", f"hydra.run.dir={pre}"]
     stage2 = [py, "train.py", "-m", "experiment=rd_cpu_proxy_finetune", f"model={model}", f"init_from={ckpt}",
-              "lambda=" + ",".join(map(str, lambdas)), f"hydra.sweep.dir={work / model / 'sweep'}"]
-    script = (f"[ -f {ckpt} ] || {' '.join(stage1)} && {' '.join(stage2)}")
+              *(["lambda=" + ",".join(map(str, lambdas))] if lambdas else []), f"hydra.sweep.dir={work / model / 'sweep'}"]
+    script = (f"echo '== {model}: stage 1 (warm start) -> {pre}'; [ -f {ckpt} ] || {' '.join(stage1)} && "
+              f"echo '== {model}: stage 2 (per-lambda) -> {work / model / 'sweep'}' && {' '.join(stage2)}")
     return ["bash", "-c", script]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", default=["factorized", "hyperprior"])
-    ap.add_argument("--lambdas", nargs="+", type=float, default=[0.013, 0.025, 0.0483, 0.0932])
+    ap.add_argument("--lambdas", nargs="+", type=float, default=None, help="default: the ladder in the YAML")
     ap.add_argument("--work", default=str(ROOT / "outputs" / "rd_cpu_proxy"))
     a = ap.parse_args()
     work = Path(a.work)

@@ -131,7 +131,8 @@ class ProgressLog(Callback):
         per_step = (time.monotonic() - self._t0) / (step - self._step0)
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
         m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
-        eta = f", ETA {per_step * (total - step) / 60:.1f} min" if total else ""
+        left = per_step * (total - step) if total else None
+        eta = "" if left is None else f", ETA {left:.0f} s" if left < 120 else f", ETA {left / 60:.1f} min"
         log.info("%s: step %d%s, %.3f s/step%s, lr %.3g, loss %.4g, bpp %.4f, PSNR %.2f dB", self.name, step,
                  f"/{total} ({100 * step / total:.0f} %)" if total else "", per_step, eta,
                  trainer.optimizers[0].param_groups[0]["lr"], m.get("train/loss", float("nan")),
