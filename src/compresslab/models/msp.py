@@ -15,12 +15,16 @@ channel sub-steps, network layout, Gaussian family and the scale table are [C]. 
 transforms at stride 16 (N=M=192) are [D] (the paper's transforms were not retrievable), as are the profile names
 `fast` (9 steps) and `normal` (27; the code's base row); `extra` (120) is named in [C].
 
-Determinism: at coding time the predicted means and scales are rounded to a 2^-8 grid before they index the CDF
-tables and shift the symbols, so float noise of the parameter network cannot desynchronise encoder and decoder
-unless it straddles a grid point; decoding in another process on the same platform is bit-exact (tested).
+Determinism: at coding time the parameter network runs as a float64 copy on the CPU, whatever device the model is
+on, and the predicted means and scales are rounded to a 2^-8 grid before they index the CDF tables and shift the
+symbols. The grid alone was not enough: float32 on a GPU vs a CPU moved values across grid points and a GPU-encoded
+file decoded to garbage on the CPU for 24/24 Kodak images (benchmarks/cross_device_decode.py). Decoding in another
+process is tested bit-exact; GPU->CPU is measured by that benchmark.
 """
 
 from __future__ import annotations
+
+import copy
 
 from typing import Any, Callable
 
@@ -137,16 +141,29 @@ class MSP(LatentCodingMixin, CompressionModel):
             ys.append(ys[-1][..., 1::2, 1::2])
         return ys
 
-    def _step(self, latent: Tensor, mask: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+    def _step(self, net: nn.Module, latent: Tensor, mask: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
         self.network_evaluations += 1
         if self.grad_checkpoint and self.training and torch.is_grad_enabled():
-            return checkpoint(self.net, latent, mask, context, use_reentrant=False)
-        return self.net(latent, mask, context)
+            return checkpoint(net, latent, mask, context, use_reentrant=False)
+        return net(latent, mask, context)
+
+    def _coding_nets(self) -> tuple[nn.Module, nn.Module, GaussianConditional]:
+        """Float64 CPU copies of the parameter network and the context upsampler for entropy coding. Means and scales
+        pick the CDF tables, so encoder and decoder must compute them identically: float32 convolutions differ
+        between devices (TF32 and other kernels on GPUs, thread counts and ISAs on CPUs), and before this a file
+        encoded on a GPU decoded to garbage on a CPU (24/24 Kodak images). Float64 on CPU, then the 2^-8 grid,
+        leaves a mismatch only where a float64 rounding difference straddles a grid point."""
+        return (copy.deepcopy(self.net).to(device="cpu", dtype=torch.float64).eval(),
+                copy.deepcopy(self.context_up).to(device="cpu", dtype=torch.float64).eval(),
+                copy.deepcopy(self.gaussian_conditional).cpu())  # its scale bound and table, for build_indexes
 
     def _progressive(self, coarse: Tensor, shapes: list[tuple[int, int]],
-                     code: Callable[[int, Tensor, Tensor, Tensor], tuple[Tensor, Tensor | None]]):
+                     code: Callable[[int, Tensor, Tensor, Tensor], tuple[Tensor, Tensor | None]],
+                     nets: tuple[nn.Module, nn.Module] | None = None):
         """Run the S*P*(K+1) steps from the coarsest latent to scale 0. ``code(s, sel, means, scales)`` returns the
-        values of the selected elements (and their likelihoods, or None). Returns (y_hat at scale 0, likelihoods)."""
+        values of the selected elements (and their likelihoods, or None). Returns (y_hat at scale 0, likelihoods).
+        ``nets`` replaces (parameter network, context upsampler), e.g. by the float64 coding copies."""
+        net, context_up = nets[:2] if nets else (self.net, self.context_up)
         n, m = coarse.shape[:2]
         y_hat, context = coarse, coarse.new_zeros(n, self.filters, *coarse.shape[-2:])
         likelihoods: dict[str, Tensor] = {}
@@ -158,7 +175,7 @@ class MSP(LatentCodingMixin, CompressionModel):
             rows = torch.arange(h, device=coarse.device)[:, None]
             cols = torch.arange(w, device=coarse.device)[None, :]
             mask = ((rows % 2 == 1) & (cols % 2 == 1)).to(latent.dtype).expand(n, m, h, w).clone()
-            context = _fit(self.context_up(context), h, w)
+            context = _fit(context_up(context), h, w)
             lik = torch.ones_like(latent)
             for di, dj in ORDERS[self.block]:
                 pos = (rows % bh == di) & (cols % bw == dj)
@@ -169,7 +186,7 @@ class MSP(LatentCodingMixin, CompressionModel):
                     else:
                         chans[self.seeds:] = True  # then all remaining channels together
                     sel = (chans[:, None, None] & pos[None]).expand(n, m, h, w)
-                    context, params = self._step(latent, mask, context)
+                    context, params = self._step(net, latent, mask, context)
                     means, scales = params.chunk(2, dim=1)
                     values, l = code(s, sel, means, scales)
                     latent = torch.where(sel, values, latent)
@@ -225,25 +242,27 @@ class MSP(LatentCodingMixin, CompressionModel):
         y = latents["y"]
         strings_g, strings_c, y_hats = [], [], []
         cdf, lengths, offsets = self._tables()
+        nets = self._coding_nets()
         for i in range(y.shape[0]):
             ys = self._subsample(y[i: i + 1])
             eb = self.entropy_bottleneck
             strings_c += eb.compress(ys[-1])
-            coarse = eb.quantize(ys[-1], "dequantize", eb._get_medians())
+            coarse = eb.quantize(ys[-1], "dequantize", eb._get_medians()).to("cpu", torch.float64)
+            ys = [t.to("cpu", torch.float64) for t in ys]
             encoder = BufferedRansEncoder()
 
             def code(s, sel, means, scales, ys=ys, encoder=encoder):
                 mq = _q(means)
                 symbols = torch.round(ys[s] - mq)
-                indexes = self.gaussian_conditional.build_indexes(_q(scales))
+                indexes = nets[2].build_indexes(_q(scales))
                 encoder.encode_with_indexes(symbols[sel].int().tolist(), indexes[sel].int().tolist(), cdf, lengths,
                                             offsets)
                 return symbols + mq, None
 
             self.network_evaluations = 0
-            y_hat, _ = self._progressive(coarse, [t.shape[-2:] for t in ys[:-1]], code)
+            y_hat, _ = self._progressive(coarse, [t.shape[-2:] for t in ys[:-1]], code, nets)
             strings_g.append(encoder.flush())
-            y_hats.append(y_hat)
+            y_hats.append(y_hat.to(y))
         return {"strings": [strings_g, strings_c], "shape": y.shape[-2:],
                 "latents": {"y": torch.cat(y_hats)}, "report": {"network_evaluations": self.network_evaluations}}
 
@@ -255,23 +274,26 @@ class MSP(LatentCodingMixin, CompressionModel):
         for _ in range(self.scales):
             shapes.append((shapes[-1][0] // 2, shapes[-1][1] // 2))
         cdf, lengths, offsets = self._tables()
+        nets = self._coding_nets()
         y_hats = []
         for sg, sc in zip(strings_g, strings_c):
             coarse = self.entropy_bottleneck.decompress([sc], shapes[-1])
+            dtype, device = coarse.dtype, coarse.device
+            coarse = coarse.to("cpu", torch.float64)
             decoder = RansDecoder()
             decoder.set_stream(sg)
 
             def code(s, sel, means, scales, decoder=decoder):
                 mq = _q(means)
-                indexes = self.gaussian_conditional.build_indexes(_q(scales))
+                indexes = nets[2].build_indexes(_q(scales))
                 symbols = decoder.decode_stream(indexes[sel].int().tolist(), cdf, lengths, offsets)
                 values = torch.zeros_like(means)
                 values[sel] = torch.tensor(symbols, dtype=means.dtype, device=means.device)
                 return values + mq, None
 
             self.network_evaluations = 0
-            y_hat, _ = self._progressive(coarse, shapes[:-1], code)
-            y_hats.append(y_hat)
+            y_hat, _ = self._progressive(coarse, shapes[:-1], code, nets)
+            y_hats.append(y_hat.to(device, dtype))
         y_hat = torch.cat(y_hats)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "latents": {"y": y_hat},
                 "network_evaluations": self.network_evaluations}
