@@ -172,6 +172,14 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    if ckpt_cb is not None and ckpt_cb.save_last and ckpt_cb.last_model_path is not None:
+        # ModelCheckpoint writes last.ckpt only after a validation; a run that stops between validations
+        # (max_steps not a multiple of val_check_interval, max_time) would otherwise leave last.ckpt behind the
+        # weights its rd.json was measured on.
+        last = run_dir / "checkpoints" / "last.ckpt"
+        held = torch.load(last, map_location="cpu", weights_only=True).get("global_step") if last.exists() else None
+        if held != trainer.global_step:
+            trainer.save_checkpoint(str(last))
     result = {
         "run_dir": str(run_dir),
         "global_step": trainer.global_step,
