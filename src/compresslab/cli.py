@@ -150,7 +150,8 @@ def cmd_compress(args) -> int:
 def cmd_decompress(args) -> int:
     from .evaluation.codec import decompress_file
 
-    decompress_file(args.file, args.ckpt, args.output)
+    decompress_file(args.file, args.ckpt, args.output, isolate=not args.in_process, timeout=args.timeout,
+                    memory_mb=args.memory_mb)
     print(f"wrote {args.output}")
     return 0
 
@@ -240,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("file")
     d.add_argument("--ckpt", required=True, help="the checkpoint that encoded the file")
     d.add_argument("-o", "--output", required=True)
+    d.add_argument("--in-process", action="store_true",
+                   help="decode in this process (only for files you wrote yourself: a crafted payload can crash "
+                        "CompressAI's C++ entropy decoder); default: an isolated child process")
+    d.add_argument("--timeout", type=float, default=600.0, help="seconds before an isolated decode is abandoned")
+    d.add_argument("--memory-mb", type=int, default=16384, help="address-space limit of the isolated decoder")
     d.set_defaults(func=cmd_decompress)
 
     k = sub.add_parser("download-kodak", help="download the Kodak test set (needs network)")

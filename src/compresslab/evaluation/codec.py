@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -43,8 +47,49 @@ def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | 
             "bpp": len(data) * 8 / (h * w), **enc.get("lof", {})}
 
 
+def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str | os.PathLike | None = None,
+                    isolate: bool = False, timeout: float = 600.0, memory_mb: int = 16384):
+    """Decode a .clab file. ``isolate=True`` (the CLI's default for files from elsewhere) runs the entropy decoder in
+    a child process with a memory limit and a timeout: CompressAI's C++ rANS decoder reads past its input on
+    malformed strings (a crafted payload can SIGSEGV the process, and a segfault cannot be caught in Python), so
+    its death becomes a ContainerError here. The header is parsed strictly in this process first either way."""
+    if not isolate:
+        return _decompress_in_process(path, ckpt, out)
+    Container.from_bytes(Path(path).read_bytes())  # strict, cannot crash: refuse what is refusable without a child
+    with tempfile.TemporaryDirectory() as td:
+        png = Path(td) / "decoded.png"
+        limit = int(memory_mb) << 20
+
+        def limits():  # runs in the child before exec
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        cmd = [sys.executable, "-m", "compresslab.evaluation.codec", str(path), str(ckpt), str(png)]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=limits)
+        except subprocess.TimeoutExpired:
+            raise ContainerError(f"{path}: decoding did not finish within {timeout:.0f} s; the payload is corrupt "
+                                 f"or crafted") from None
+        if r.returncode < 0:
+            name = signal.Signals(-r.returncode).name
+            raise ContainerError(f"{path}: the entropy decoder crashed ({name}) on this payload: the file is corrupt "
+                                 f"or crafted (decoded in an isolated process; nothing else was affected)")
+        if r.returncode != 0:
+            lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+            msg = lines[-1] if lines else f"exit code {r.returncode}"
+            kind, _, text = msg.partition(": ")
+            err = CheckpointError if kind == "CheckpointError" else ContainerError
+            raise err(text if kind in ("CheckpointError", "ContainerError") else f"{path}: decoder failed: {msg}")
+        img = Image.open(png)
+        img.load()
+    if out is not None:
+        img.save(out)
+    return img
+
+
 @torch.no_grad()
-def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str | os.PathLike | None = None):
+def _decompress_in_process(path: str | os.PathLike, ckpt: str | os.PathLike, out: str | os.PathLike | None = None):
     data = Path(path).read_bytes()
     c = Container.from_bytes(data)
     model, meta = build_model_from_checkpoint(ckpt)
@@ -58,6 +103,10 @@ def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str |
     n_groups = len(c.strings)
     if any(len(g) != 1 for g in c.strings) or len(c.shape) != 2 or min(c.shape) <= 0:
         raise ContainerError(f"{path}: unexpected string layout {[len(g) for g in c.strings]} / shape {c.shape}")
+    expected = list(model.coded_shape(c.height, c.width))
+    if c.shape != expected:
+        raise ContainerError(f"{path}: header shape {c.shape} does not fit a {c.height}x{c.width} image for "
+                             f"model {c.model.get('name')!r} (expected {expected}); the file is corrupt or crafted")
     try:
         dec = model.decompress(c.strings, torch.Size(c.shape))
     except (RuntimeError, ValueError, IndexError) as e:
@@ -72,3 +121,12 @@ def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str |
     if out is not None:
         img.save(out)
     return img
+
+
+if __name__ == "__main__":  # the isolated decoder: python -m compresslab.evaluation.codec FILE CKPT OUT.png
+    try:
+        _decompress_in_process(sys.argv[1], sys.argv[2], sys.argv[3])
+    except (ContainerError, CheckpointError) as e:
+        sys.exit(f"{type(e).__name__}: {e}")
+    except Exception as e:  # noqa: BLE001 - anything else the payload provokes is still a bad file
+        sys.exit(f"ContainerError: {sys.argv[1]}: the decoder rejected the payload ({type(e).__name__}: {e})")

@@ -24,10 +24,81 @@ from typing import Any
 MAGIC = b"CLAB"
 VERSION = 1
 _MAX_HEADER = 1 << 20
+_MAX_DEPTH = 8            # our headers nest 3 deep; json.loads recurses once per level (RecursionError)
+MAX_SIDE = 1 << 15        # 32768 px per side
+MAX_PIXELS = 1 << 28      # 268 M pixels: a decoder must not be asked to allocate more
 
 
 class ContainerError(ValueError):
     pass
+
+
+def _json_depth(raw: bytes) -> int:
+    """Deepest [ / { nesting outside strings, without recursion (so it cannot be driven into RecursionError)."""
+    depth = deepest = 0
+    in_str = esc = False
+    for b in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:      # backslash
+                esc = True
+            elif b == 0x22:      # quote
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _reject_constant(name: str):
+    raise ContainerError(f"corrupt header: non-finite number {name}")
+
+
+def _int(v: Any, what: str, lo: int, hi: int) -> int:
+    """A JSON integer in [lo, hi]; floats, booleans, strings and out-of-range values are refused by name."""
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ContainerError(f"corrupt header: {what} must be an integer in [{lo}, {hi}], got {str(v)[:40]!r}")
+    return v
+
+
+def _parse_header(raw: bytes, payload_len: int) -> dict[str, Any]:
+    """Strict schema: every field typed and range-checked before anything uses it."""
+    if _json_depth(raw) > _MAX_DEPTH:
+        raise ContainerError(f"corrupt header: nested deeper than {_MAX_DEPTH} levels")
+    try:
+        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except ContainerError:
+        raise
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ContainerError(f"corrupt header: {type(e).__name__}: {e}") from e
+    if not isinstance(header, dict):
+        raise ContainerError("corrupt header: not a JSON object")
+    missing = {"model", "weights_hash", "height", "width", "shape", "lengths"} - set(header)
+    if missing:
+        raise ContainerError(f"corrupt header: missing {sorted(missing)}")
+    if not isinstance(header["model"], dict) or not isinstance(header["model"].get("name"), str):
+        raise ContainerError("corrupt header: 'model' must be an object with a string 'name'")
+    if not isinstance(header["weights_hash"], str) or len(header["weights_hash"]) > 128:
+        raise ContainerError("corrupt header: 'weights_hash' must be a short string")
+    h = _int(header["height"], "height", 1, MAX_SIDE)
+    w = _int(header["width"], "width", 1, MAX_SIDE)
+    if h * w > MAX_PIXELS:
+        raise ContainerError(f"image {h}x{w} exceeds the decoder's limit of {MAX_PIXELS} pixels")
+    shape = header["shape"]
+    if not isinstance(shape, list) or len(shape) != 2:
+        raise ContainerError(f"corrupt header: 'shape' must be two integers, got {str(shape)[:60]}")
+    shape = [_int(v, "shape", 1, MAX_SIDE) for v in shape]
+    lengths = header["lengths"]
+    if not isinstance(lengths, list) or not 1 <= len(lengths) <= 16 or \
+            not all(isinstance(g, list) and 1 <= len(g) <= 64 for g in lengths):
+        raise ContainerError("corrupt header: 'lengths' must be 1-16 groups of 1-64 string lengths")
+    lengths = [[_int(n, "string length", 0, payload_len) for n in g] for g in lengths]
+    return {**header, "height": h, "width": w, "shape": shape, "lengths": lengths}
 
 
 @dataclass
@@ -64,26 +135,18 @@ class Container:
         body, crc = data[:-4], struct.unpack(">I", data[-4:])[0]
         if zlib.crc32(body) != crc:
             raise ContainerError("checksum mismatch: the file is corrupted or truncated")
-        try:
-            header = json.loads(body[9: 9 + hlen].decode())
-            lengths = header["lengths"]
-            payload = body[9 + hlen:]
-            total = sum(int(n) for group in lengths for n in group)
-            if total != len(payload) or any(int(n) < 0 for g in lengths for n in g):
-                raise ContainerError(f"payload is {len(payload)} bytes but the header announces {total}")
-            strings, pos = [], 0
-            for group in lengths:
-                out = []
-                for n in group:
-                    out.append(bytes(payload[pos: pos + int(n)]))
-                    pos += int(n)
-                strings.append(out)
-            h, w = int(header["height"]), int(header["width"])
-            if not (0 < h <= 1 << 16 and 0 < w <= 1 << 16):
-                raise ContainerError(f"implausible image size {h}x{w}")
-            return cls(model=dict(header["model"]), weights_hash=str(header["weights_hash"]), height=h, width=w,
-                       shape=[int(v) for v in header["shape"]], strings=strings)
-        except ContainerError:
-            raise
-        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
-            raise ContainerError(f"corrupt header: {type(e).__name__}: {e}") from e
+        payload = body[9 + hlen:]
+        header = _parse_header(body[9: 9 + hlen], len(payload))
+        lengths = header["lengths"]
+        total = sum(n for group in lengths for n in group)
+        if total != len(payload):
+            raise ContainerError(f"payload is {len(payload)} bytes but the header announces {total}")
+        strings, pos = [], 0
+        for group in lengths:
+            out = []
+            for n in group:
+                out.append(bytes(payload[pos: pos + n]))
+                pos += n
+            strings.append(out)
+        return cls(model=dict(header["model"]), weights_hash=header["weights_hash"], height=header["height"],
+                   width=header["width"], shape=header["shape"], strings=strings)

@@ -15,6 +15,7 @@ from .registry import register_model
 
 @register_model("hyperprior")
 class Hyperprior(LatentCodingMixin, ScaleHyperprior):
+    coded_stride = 64  # compress returns z's shape, as CompressAI's ScaleHyperprior does
     compressai_arch = "bmshj2018-hyperprior"
 
     def __init__(self, N: int = 128, M: int = 192):

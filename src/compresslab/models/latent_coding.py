@@ -30,6 +30,14 @@ class LatentCodingMixin:
         """Smallest training crop side for this model config (stride-16 latents: 64 px leaves a 4x4 y)."""
         return 64
 
+    coded_stride: int = 16  # the latent whose size ``compress`` returns as "shape" (the hyperprior's is z: 64)
+
+    def coded_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The "shape" ``compress`` returns for an image of this size: a decoder checks a file's header against it
+        before allocating anything (a crafted shape must not make it allocate a 4096x4096 latent)."""
+        p = self.pad_multiple
+        return (-(-height // p) * p // self.coded_stride, -(-width // p) * p // self.coded_stride)
+
     @torch.no_grad()
     def compress(self, x):
         return self.compress_latents(self.encode_latents(x))
