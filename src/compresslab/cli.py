@@ -56,8 +56,10 @@ def cmd_evaluate(args) -> int:
             _log_lof_curves(result["per_image"], args)
     doc = to_compressai_json(result, name=name,
                              description=f"{args.ckpt} on {images}",
-                             meta={"model": meta["model"], "lambda": meta.get("lambda"), "step": meta.get("global_step"),
-                                   "checkpoint": str(args.ckpt), "images": str(images), "lof": bool(args.lof),
+                             meta={"model": meta["model"],
+                                   "lambda": meta.get("lambda") if meta.get("lambda") is not None else args.lmbda,
+                                   "step": meta.get("global_step"), "checkpoint": str(args.ckpt),
+                                   "images": len(files), "image_source": str(images), "crop": args.crop, "lof": bool(args.lof),
                                    "lof_config": config_dict(lof_cfg) if lof_cfg else None})
     m = result["mean"]
     print(f"mean over {len(files)} images: bpp {m['bpp']:.4f} | PSNR {m['psnr-rgb']:.3f} dB | MS-SSIM "
