@@ -12,6 +12,7 @@ Each model's two stages run in their own process (one thread each), so two model
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,25 +32,48 @@ def pipeline(model: str, lambdas: list[float], work: Path) -> list[str]:
     return ["bash", "-c", script]
 
 
+def publish(sweeps: list[Path], dest: Path) -> list[str]:
+    """Each run's rd.json into <dest>/runs/<model>-lambda<l>/ (paths relative to the repository), so the committed
+    folder is written by the driver, not copied by hand."""
+    out = []
+    for sw in sweeps:
+        for rd in sorted(sw.glob("*/rd.json")):
+            doc = json.loads(rd.read_text())
+            meta = doc["meta"]
+            for k in ("run_dir",):
+                if k in meta:
+                    meta[k] = str(Path(meta[k]).resolve().relative_to(ROOT)) if str(meta[k]).startswith(str(ROOT)) \
+                        else Path(meta[k]).name
+            target = dest / "runs" / f"{meta['model']['name']}-lambda{meta['lambda']}"
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "rd.json").write_text(json.dumps(doc, indent=2))
+            out.append(str(target))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", default=["factorized", "hyperprior"])
     ap.add_argument("--lambdas", nargs="+", type=float, default=None, help="default: the ladder in the YAML")
     ap.add_argument("--work", default=str(ROOT / "outputs" / "rd_cpu_proxy"))
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "rd_cpu_proxy"), help="committed results folder")
+    ap.add_argument("--publish-only", action="store_true", help="skip training; publish and summarise finished runs")
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     procs = []
-    for m in a.models:
+    for m in ([] if a.publish_only else a.models):
         log = open(work / f"{m}.log", "w")
         procs.append(subprocess.Popen(pipeline(m, a.lambdas, work), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
         print(f"{m}: log {work / f'{m}.log'}")
     codes = [p.wait() for p in procs]
     if any(codes):
         sys.exit(f"failed: {dict(zip(a.models, codes))}")
-    sweeps = [str(work / m / "sweep") for m in a.models]
-    subprocess.run([sys.executable, "-m", "compresslab.cli", "rd", *sweeps, "--reference", "factorized",
-                    "--out", str(work / "rd_summary")], cwd=ROOT, check=True)
+    runs = publish([work / m / "sweep" for m in a.models], Path(a.out))
+    ref = "factorized" if "factorized" in a.models else a.models[0]
+    subprocess.run([sys.executable, "-m", "compresslab.cli", "rd", *[str(Path(r).relative_to(ROOT)) for r in runs],
+                    "--reference", ref, "--anchor", "kodak/vtm", "--out", str(Path(a.out).relative_to(ROOT))],
+                   cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":

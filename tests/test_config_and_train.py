@@ -228,3 +228,13 @@ def test_progress_log_names_step_total_and_eta(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if "s/step" in r.getMessage()]
     assert len(lines) == 2 and "step 4/8 (50 %)" in lines[0] and "step 8/8 (100 %)" in lines[1], lines
     assert " s/step, ETA " in lines[0] and "bpp " in lines[0] and "PSNR " in lines[0]
+
+
+def test_single_run_compares_with_several_anchors_and_plots_its_point(tmp_path, capsys):
+    train(tmp_path, ["model=factorized", "callbacks.rd_eval.also_compare=[kodak/jpeg]", "callbacks.rd_eval.plot=true"])
+    meta = json.loads((tmp_path / "rd.json").read_text())["meta"]
+    assert set(meta["rate_change_vs"]) == {"kodak/vtm", "kodak/jpeg"}
+    assert meta["rate_change_vs"]["kodak/vtm"] == meta["rate_change_vs_anchor"]
+    out = capsys.readouterr().out
+    assert "kodak/vtm" in out and "kodak/jpeg" in out
+    assert (tmp_path / "rd_plot" / "rd.png").stat().st_size > 0

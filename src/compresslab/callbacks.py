@@ -28,7 +28,7 @@ class RDEvaluationCallback(Callback):
     def __init__(self, run_dir: str | Path, kodak_dir: str | Path, lmbda: float, model_cfg: dict[str, Any],
                  config_hash: str, eval_every_n_epochs: int = 0, max_images: int | None = None, crop: int | None = None,
                  anchor: str | None = "kodak/vtm", enabled: bool = True, lof: dict | None = None,
-                 loss_metric: str = "mse"):
+                 loss_metric: str = "mse", also_compare: list[str] | None = None, plot: bool = False):
         self.run_dir = Path(run_dir)
         self.kodak_dir = Path(kodak_dir)
         self.lmbda = lmbda
@@ -40,6 +40,8 @@ class RDEvaluationCallback(Callback):
         self.anchor = anchor
         self.lof = lof
         self.loss_metric = loss_metric
+        self.also_compare = list(also_compare or [])  # more anchors for the single-point rate change (e.g. JPEG)
+        self.plot = plot                             # draw this run's point against the anchors (rd.png)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         list_eval_images(self.kodak_dir, self.max_images)  # fail before training, not after hours of it
@@ -79,13 +81,16 @@ class RDEvaluationCallback(Callback):
         meta = {"model": self.model_cfg, "lambda": self.lmbda, "step": trainer.global_step,
                 "epoch": trainer.current_epoch, "config_hash": self.config_hash, "dataset": "kodak",
                 "images": len(files), "crop": self.crop, "run_dir": str(self.run_dir), "lof": lof}
-        if self.anchor:
+        changes: dict[str, float | None] = {}
+        for name in [a for a in [self.anchor, *self.also_compare] if a]:
             try:
-                a = load_anchor(self.anchor)
-                meta["rate_change_vs_anchor"] = rate_change_at_equal_quality(*a.curve(), mean["bpp"], mean["psnr-rgb"])
-                meta["anchor"] = self.anchor
+                a = load_anchor(name)
+                changes[name] = rate_change_at_equal_quality(*a.curve(), mean["bpp"], mean["psnr-rgb"])
             except AnchorError as e:
                 log.warning("anchor comparison skipped: %s", e)
+        if self.anchor in changes:
+            meta["rate_change_vs_anchor"], meta["anchor"] = changes[self.anchor], self.anchor
+        meta["rate_change_vs"] = changes
         name = f"{self.model_cfg.get('name')}" + (" +LOF" if lof else "")
         doc = to_compressai_json(result, name=name, description=f"{name} lambda={self.lmbda}", meta=meta)
         out_dir = self.run_dir / "lof" if lof else self.run_dir
@@ -97,11 +102,19 @@ class RDEvaluationCallback(Callback):
             metrics[f"{prefix}/rate_change_vs_vtm_pct"] = meta["rate_change_vs_anchor"]
         for lg in trainer.loggers:
             lg.log_metrics(metrics, step=trainer.global_step)
-        change = meta.get("rate_change_vs_anchor")
-        change_txt = f"{change:+.1f} % rate vs {self.anchor} at equal PSNR" if change is not None else \
-            f"PSNR outside the range of {self.anchor}"
-        print(f"Kodak{' with LOF' if lof else ''} ({len(files)} images, real bitstreams): {mean['bpp']:.4f} bpp, {mean['psnr-rgb']:.2f} dB, "
-              f"real/estimated bpp {mean['bpp_ratio']:.4f}; {change_txt} -> {out_dir / 'rd.json'}")
+        change_txt = "; ".join(f"{c:+.1f} % rate vs {n} at equal PSNR" if c is not None else
+                               f"PSNR outside the range of {n}" for n, c in changes.items())
+        print(f"Kodak{' with LOF' if lof else ''} ({len(files)} images, real bitstreams): {mean['bpp']:.4f} bpp, "
+              f"{mean['psnr-rgb']:.2f} dB, real/estimated bpp {mean['bpp_ratio']:.4f}; {change_txt} -> "
+              f"{out_dir / 'rd.json'}")
+        if self.plot and trainer.is_global_zero:
+            from .evaluation.curves import summarize_runs
+
+            try:
+                summarize_runs([str(out_dir / "rd.json")], out_dir=out_dir / "rd_plot", anchor=self.anchor)
+                print(f"RD plot against the anchors: {out_dir / 'rd_plot' / 'rd.png'}")
+            except Exception as e:  # noqa: BLE001 - a plot must never lose the evaluation
+                log.warning("RD plot skipped: %s", e)
         return doc
 
 
