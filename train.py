@@ -9,7 +9,7 @@ import compresslab.config  # noqa: F401  (registers ${model_min_crop:} before Hy
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig):
     from compresslab.config import ConfigError
     from compresslab.train import run  # imported here so `--help` and config errors come back fast
 
@@ -18,6 +18,7 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as e:  # an impossible combination: one line, before any work
         sys.exit(f"config error: {e}")
     print(f"\nrun directory: {result['run_dir']}\nlast checkpoint: {result['last_ckpt']}")
+    return result["objective"]  # what a sweeper (hparams_search=...) optimises; None without cfg.objective
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Hydra callbacks: at the end of a multirun, gather the runs' rd.json files into curves, BD-rates and a plot."""
+"""Hydra callbacks: create the sweep folder up front (for study storage in it) and, at the end of a multirun,
+gather the runs' rd.json files into curves, BD-rates and a plot."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ log = logging.getLogger(__name__)
 
 
 class SweepRDSummary(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # The Optuna sweeper opens its study (sqlite:///<sweep dir>/optuna.db) before any job creates the folder.
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         try:

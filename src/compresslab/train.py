@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -111,8 +112,39 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers, callbacks) -> pl.Trai
                       callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_progress_bar=True)
 
 
+OBJECTIVES = ("kodak_rd_cost", "val_loss", "bpp_psnr")
+
+
+def objective_value(cfg: DictConfig, run_dir: Path, metrics: dict[str, float]):
+    """The value a sweeper (Optuna) minimises/maximises, from this run's own results. kodak_rd_cost is the training
+    objective bpp + lambda * 255^2 * MSE with real bitstreams on the RD callback's images (evaluation.mean_rd_cost);
+    bpp_psnr returns (bpp, PSNR) for a two-objective study."""
+    name = cfg.get("objective")
+    if not name:
+        return None
+    if name == "val_loss":
+        return float(metrics["val/loss"])
+    doc = json.loads((run_dir / "rd.json").read_text())
+    if name == "bpp_psnr":
+        return float(doc["results"]["bpp"][0]), float(doc["results"]["psnr-rgb"][0])
+    from .evaluation.evaluator import mean_rd_cost
+
+    return float(mean_rd_cost(doc["per_image"], float(cfg["lambda"])))
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Combinations that cannot work, caught before any work (run directory, data, model) with one clear line."""
+    objective = cfg.get("objective")
+    if objective and objective not in OBJECTIVES:
+        raise ConfigError(f"objective={objective} is not one of {', '.join(OBJECTIVES)}")
+    if objective in ("kodak_rd_cost", "bpp_psnr"):
+        rd = cfg.callbacks.get("rd_eval") or {}
+        if not rd.get("enabled", False):
+            raise ConfigError(f"objective={objective} is measured by the RD callback; "
+                              f"set callbacks.rd_eval.enabled=true")
+        if objective == "kodak_rd_cost" and cfg.loss.metric != "mse":
+            raise ConfigError("objective=kodak_rd_cost is the MSE RD cost; use objective=bpp_psnr or val_loss "
+                              "with loss=msssim")
     try:
         cls = models.get_model_class(cfg.model.name)
     except KeyError as e:
@@ -187,6 +219,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         "best_ckpt": ckpt_cb.best_model_path if ckpt_cb else None,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
     }
+    # rank 0 wrote rd.json; the sweeper reads the value of the process it launched
+    result["objective"] = objective_value(cfg, run_dir, result["metrics"]) \
+        if pl.utilities.rank_zero_only.rank == 0 else None
     if pl.utilities.rank_zero_only.rank == 0:
         for lg in loggers:
             if isinstance(lg, WandbLogger):
