@@ -40,10 +40,7 @@ def publish(sweeps: list[Path], dest: Path) -> list[str]:
         for rd in sorted(sw.glob("*/rd.json")):
             doc = json.loads(rd.read_text())
             meta = doc["meta"]
-            for k in ("run_dir",):
-                if k in meta:
-                    meta[k] = str(Path(meta[k]).resolve().relative_to(ROOT)) if str(meta[k]).startswith(str(ROOT)) \
-                        else Path(meta[k]).name
+            meta["run_dir"] = str(rd.parent.resolve().relative_to(ROOT))
             target = dest / "runs" / f"{meta['model']['name']}-lambda{meta['lambda']}"
             target.mkdir(parents=True, exist_ok=True)
             (target / "rd.json").write_text(json.dumps(doc, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,14 +131,10 @@ class ProgressLog(Callback):
         self._step0 = 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        import time
-
         self._t0, self._step0 = time.monotonic(), trainer.global_step
 
     @rank_zero_only
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
-        import time
-
         step = trainer.global_step
         if self.every <= 0 or step % self.every or self._t0 is None or step == self._step0:
             return
