@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from compressai.models import ScaleHyperprior
 
-from ..entropy.ste import eb_likelihood, gaussian_likelihood, ste_round
+from ..entropy.ste import coded_gaussian_likelihood, eb_likelihood, ste_round
 from .latent_coding import LatentCodingMixin
 from .registry import register_model
 
@@ -22,6 +22,11 @@ class Hyperprior(LatentCodingMixin, ScaleHyperprior):
         super().__init__(N=N, M=M)
         self.hparams_dict = {"N": N, "M": M}
 
+    def forward(self, x):
+        if self.training:  # CompressAI's objective: uniform noise, float scales
+            return super().forward(x)
+        return self.latent_forward(self.encode_latents(x))  # evaluation: the rates the coder realises
+
     def encode_latents(self, x):
         y = self.g_a(x)
         return {"y": y, "z": self.h_a(y.abs())}
@@ -32,7 +37,7 @@ class Hyperprior(LatentCodingMixin, ScaleHyperprior):
         y_hat = ste_round(latents["y"])
         scales = self.h_s(z_hat)
         return {"x_hat": self.g_s(y_hat), "likelihoods": {
-            "y": gaussian_likelihood(self.gaussian_conditional, y_hat, scales), "z": eb_likelihood(eb, z_hat)}}
+            "y": coded_gaussian_likelihood(self.gaussian_conditional, y_hat, scales), "z": eb_likelihood(eb, z_hat)}}
 
 
     def compress_latents(self, latents):

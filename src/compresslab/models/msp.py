@@ -37,7 +37,7 @@ from compressai.models import CompressionModel, FactorizedPrior
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..entropy.ste import eb_likelihood, gaussian_likelihood, ste_round
+from ..entropy.ste import coded_gaussian_likelihood, eb_likelihood, gaussian_likelihood, ste_round
 from .latent_coding import LatentCodingMixin
 from .registry import register_model
 
@@ -223,9 +223,9 @@ class MSP(LatentCodingMixin, CompressionModel):
         coarse = rnd(ys[-1], self.entropy_bottleneck._get_medians())
 
         def code(s, sel, means, scales):
-            mq, sq = _q(means), _q(scales)
+            mq = _q(means)
             values = rnd(ys[s], mq)
-            return values, gaussian_likelihood(self.gaussian_conditional, values, sq, mq)
+            return values, coded_gaussian_likelihood(self.gaussian_conditional, values, _q(scales), mq)
 
         y_hat, lik = self._progressive(coarse, [t.shape[-2:] for t in ys[:-1]], code)
         lik["coarse"] = eb_likelihood(self.entropy_bottleneck, coarse)
