@@ -221,3 +221,21 @@ def test_mean_rd_cost_matches_compressai_rate_distortion_loss():
         per_image.append({"bpp": float(out["bpp_loss"]), "psnr-rgb": psnr_8bit(x, x_hat)})
         losses.append(float(out["loss"]))
     assert abs(mean_rd_cost(per_image, lmbda) - sum(losses) / 3) < 1e-4 * abs(sum(losses) / 3)
+
+
+def test_rd_reads_every_point_of_multi_point_result_files(tmp_path):
+    """CompressAI's eval_model output and the published curves hold one point per quality: `rd` must read them all
+    (it once read only the first and printed "points 1") and give the same BD-rate as the anchor registry."""
+    from compresslab.cli import main
+
+    name = "compressai-bmshj2018-factorized_mse_cpu"
+    src = DATA / "anchors" / "kodak" / f"{name}.json"
+    n = len(json.loads(src.read_text())["results"]["bpp"])
+    assert n >= 6
+    assert main(["rd", str(src), "--out", str(tmp_path / "rd"), "--method", "akima"]) == 0
+    row = json.loads((tmp_path / "rd" / "summary.json").read_text())["rows"][0]
+    assert row["points"] == n
+    assert abs(row["bd_rate_vs_kodak/vtm"] - GOLDEN[name][2]) <= 0.05
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"results": {"psnr-rgb": [30.0]}}))
+    assert main(["rd", str(bad), "--out", str(tmp_path / "rd2")]) == 2

@@ -40,8 +40,22 @@ def _get(d: dict[str, Any], dotted: str) -> Any:
     return d
 
 
+def file_points(doc: dict[str, Any], f: Path) -> list[dict[str, Any]]:
+    """Every point of one result file: our rd.json holds one, CompressAI's eval_model output and the published
+    anchors hold one per quality (parallel lists under "results")."""
+    results = doc.get("results")
+    if not isinstance(results, dict) or not isinstance(results.get("bpp"), list) or not results["bpp"]:
+        raise ValueError(f"{f}: not an RD result file (expected a non-empty results.bpp list, CompressAI's format)")
+    n = len(results["bpp"])
+    cols = {k: v for k, v in results.items() if isinstance(v, list) and len(v) == n}
+    meta = doc.get("meta", {})
+    lambdas = meta.get("lambdas") or ([meta.get("lambda")] * n if n == 1 else [None] * n)
+    return [{**{k: v[i] for k, v in cols.items()}, "lmbda": lambdas[i], "step": meta.get("step"), "file": str(f)}
+            for i in range(n)]
+
+
 def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str, list[dict[str, Any]]]:
-    """curve label -> points (one per rd.json). Curves are grouped by model name (+ config keys in group_by,
+    """curve label -> points (all points of every result file). Curves are grouped by model name (+ config keys in group_by,
     read from the run's meta, e.g. ``model.N``); LOF results (rd_lof.json) form their own curves."""
     curves: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for f in find_rd_files(paths):
@@ -52,9 +66,7 @@ def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str,
             label += f" {key}={_get(meta, key)}"
         if meta.get("lof"):
             label += " +LOF"
-        point = {k: v[0] for k, v in doc["results"].items() if isinstance(v, list) and v}
-        point.update(lmbda=meta.get("lambda"), step=meta.get("step"), file=str(f))
-        curves[label].append(point)
+        curves[label].extend(file_points(doc, f))
     for pts in curves.values():
         pts.sort(key=lambda p: p["bpp"])
     return dict(curves)
@@ -82,9 +94,9 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
         vs_anchor = bd_rate(*anc.curve(metric), rates, quals, method=method)
         row = {"curve": label, "points": len(pts), "bpp_range": f"{min(rates):.3f}-{max(rates):.3f}",
                "psnr_range": f"{min(quals):.2f}-{max(quals):.2f}",
-               "bpp_ratio_real_est": sum(p.get("bpp_ratio", float("nan")) for p in pts) / len(pts),
+               "bpp_ratio_real_est": _span([p["bpp_ratio"] for p in pts if "bpp_ratio" in p], "{:.4f}"),
                f"bd_rate_vs_{anchor}": vs_anchor.bd_rate, f"bd_psnr_vs_{anchor}": vs_anchor.bd_psnr,
-               "overlap_vs_anchor": vs_anchor.overlap, "anchor_note": vs_anchor.reason, "method": method}
+               "overlap_vs_anchor_pct": None if vs_anchor.overlap is None else round(100 * vs_anchor.overlap, 1), "anchor_note": vs_anchor.reason, "method": method}
         if ref_pts is not None and label != reference:
             vs_ref = bd_rate([p["bpp"] for p in ref_pts], [p[metric] for p in ref_pts], rates, quals, method=method)
             row.update({f"bd_rate_vs_{reference}": vs_ref.bd_rate, "reference_note": vs_ref.reason})
@@ -101,6 +113,14 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
     if log_wandb:
         _log_wandb(summary, out, group)
     return summary
+
+
+def _span(values: list[float], fmt: str) -> str:
+    """min-max of a per-point quantity (real/estimated bpp: every point should be inside [1.000, 1.010])."""
+    if not values:
+        return "n/a (anchor)"
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if lo == hi else f"{fmt.format(lo)}-{fmt.format(hi)}"
 
 
 def _fmt(v: Any) -> str:
