@@ -42,6 +42,9 @@ def test_bd_rate_sanity_and_unavailable_cases():
     assert not apart.available and "overlap" in apart.reason
     rates, quals, dropped = monotone_points([0.4, 0.1, 0.2, 0.3], [30, 25, 24, 29])
     assert list(rates) == [0.1, 0.3, 0.4] and dropped == 1
+    # an early outlier must not evict the good points after it (a greedy scan kept only the outlier)
+    rates, quals, dropped = monotone_points([0.1, 0.2, 0.3, 0.4, 0.5], [30, 25, 26, 27, 28])
+    assert list(rates) == [0.2, 0.3, 0.4, 0.5] and list(quals) == [25, 26, 27, 28] and dropped == 1
     with pytest.raises(ValueError, match="unknown BD method"):
         bd_rate(r, q, r, q, method="linear")
 

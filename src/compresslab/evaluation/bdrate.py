@@ -1,6 +1,7 @@
 """BD-rate / BD-PSNR through the ``bjontegaard`` package (FAU-LMS), with the method named next to every number.
 
-Points are sorted by rate and non-monotone ones (quality not increasing with rate) dropped before fitting;
+Points are sorted by rate and the fewest points dropped that make quality increase with rate (the count is in every
+line: "dropped N");
 ``require_matching_points=False``. Fewer than 4 usable points on either curve, or too little quality overlap,
 gives an "unavailable" result with the reason instead of a number.
 """
@@ -38,22 +39,30 @@ class BDResult:
             return f"BD-rate unavailable: {self.reason} (method {self.method})"
         lo, hi = self.overlap_range
         return (f"BD-rate {self.bd_rate:+.2f} % (method {self.method}, {metric}), BD-PSNR {self.bd_psnr:+.3f} dB, "
-                f"overlap {100 * self.overlap:.0f} % [{lo:.2f}, {hi:.2f}], points {self.n_test} vs {self.n_anchor}")
+                f"overlap {100 * self.overlap:.0f} % [{lo:.2f}, {hi:.2f}], points {self.n_test} vs {self.n_anchor}"
+                + (f", dropped {self.dropped} non-monotone" if self.dropped else ""))
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def monotone_points(rate: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray, int]:
-    """Sort by rate; keep points whose quality strictly increases with rate."""
+    """Sort by rate; keep the largest subset whose quality strictly increases with rate (a longest increasing
+    subsequence, so one early outlier costs one point, not every later one). Returns (rates, qualities, dropped)."""
     pts = sorted((float(r), float(q)) for r, q in zip(rate, quality) if math.isfinite(r) and math.isfinite(q)
                  and r > 0)
+    best = [1] * len(pts)      # length of the longest valid chain ending at i
+    prev = [-1] * len(pts)
+    for i, (r, q) in enumerate(pts):
+        for j in range(i):     # first (lowest-rate) predecessor wins ties: deterministic
+            if pts[j][0] < r and pts[j][1] < q and best[j] + 1 > best[i]:
+                best[i], prev[i] = best[j] + 1, j
     kept: list[tuple[float, float]] = []
-    for r, q in pts:
-        if kept and (r <= kept[-1][0] or q <= kept[-1][1]):
-            continue
-        kept.append((r, q))
-    arr = np.array(kept, dtype=float).reshape(-1, 2)
+    i = max(range(len(pts)), key=lambda k: (best[k], -k)) if pts else -1
+    while i >= 0:
+        kept.append(pts[i])
+        i = prev[i]
+    arr = np.array(kept[::-1], dtype=float).reshape(-1, 2)
     return arr[:, 0], arr[:, 1], len(list(rate)) - len(kept)
 
 
