@@ -46,8 +46,8 @@ class RateDistortionLoss(nn.Module):
         n, _, h, w = target.shape
         num_pixels = n * h * w
         out = self.rate(output, num_pixels)
-        x_hat = output["x_hat"]
-        out["mse_loss"] = F.mse_loss(x_hat, target)
+        x_hat = output["x_hat"].float()  # bf16 under mixed precision: the distortion is measured in float32
+        out["mse_loss"] = F.mse_loss(x_hat, target.float())
         if self.metric == "mse":
             distortion = 255**2 * out["mse_loss"]
         else:

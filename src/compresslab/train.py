@@ -145,6 +145,13 @@ def validate_config(cfg: DictConfig) -> None:
         if objective == "kodak_rd_cost" and cfg.loss.metric != "mse":
             raise ConfigError("objective=kodak_rd_cost is the MSE RD cost; use objective=bpp_psnr or val_loss "
                               "with loss=msssim")
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if precision not in ("32-true", "32", "bf16-mixed", "bf16-true"):
+        raise ConfigError(f"trainer.precision={precision} is not supported: fp16 needs a loss scaler, and the auxiliary "
+                          f"optimizer steps outside it; use trainer.precision=bf16-mixed (entropy models stay fp32)")
+    if precision == "bf16-true":
+        raise ConfigError("trainer.precision=bf16-true would store the entropy models' CDF parameters in bfloat16; "
+                          "use trainer.precision=bf16-mixed")
     try:
         cls = models.get_model_class(cfg.model.name)
     except KeyError as e:

@@ -17,6 +17,7 @@ import torch
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
+from .entropy.precision import entropy_models_in_fp32
 from .losses import RateDistortionLoss, psnr_from_mse
 from .optim import build_optimizers, build_scheduler, step_scheduler
 
@@ -46,6 +47,7 @@ class RateDistortionModule(pl.LightningModule):
     ):
         super().__init__()
         self.model = model
+        entropy_models_in_fp32(model)  # rates stay float32 under trainer.precision=bf16-mixed
         self.lmbda = float(lmbda)
         self.criterion = RateDistortionLoss(self.lmbda, **dict(loss))
         self.optim_cfg = dict(optim)
