@@ -6,6 +6,7 @@ in alternating rounds in one process and the ratio of medians is reported. Usage
 
     python benchmarks/train_step.py --model factorized --N 128 --M 192 --batch 8 --patch 256 --steps 10 --rounds 3
     python benchmarks/train_step.py --device cuda --batch 16 --steps 50 --rounds 5     # on a GPU (synchronised timing)
+    python benchmarks/train_step.py --device cuda --precision bf16-mixed ...              # both loops in bf16 autocast
 
 Also reports images/s. On a GPU both loops see the batches already on the device and time with a synchronise at
 both ends, so the ratio is the framework's per-step overhead, not data loading.
@@ -31,7 +32,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def plain_loop(model, batches, lmbda, device="cpu"):
+def plain_loop(model, batches, lmbda, device="cpu", precision="32-true"):
     model.to(device)
     batches = [b.to(device) for b in batches]
     opt = torch.optim.Adam(net_parameters(model), lr=1e-4)
@@ -43,7 +44,8 @@ def plain_loop(model, batches, lmbda, device="cpu"):
     for x in batches:
         opt.zero_grad()
         aux.zero_grad()
-        out = crit(model(x), x)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+            out = crit(model(x), x)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -68,11 +70,12 @@ class _Timer(pl.Callback):
         self.t1 = time.perf_counter()
 
 
-def lightning_loop(model, batches, lmbda, device="cpu"):
+def lightning_loop(model, batches, lmbda, device="cpu", precision="32-true"):
     module = RateDistortionModule(model, lmbda, loss={"metric": "mse"},
                                   optim={"lr": 1e-4, "aux_lr": 1e-3, "grad_clip": 1.0, "scheduler": None})
     timer = _Timer(device)
     trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_steps=len(batches), logger=False, callbacks=[timer],
+                         precision=precision,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0, num_sanity_val_steps=0)
     loader = DataLoader(TensorDataset(torch.stack(batches)), batch_size=None,
@@ -93,6 +96,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
+                   help="both loops: autocast bf16 for the plain one, Lightning's bf16-mixed for ours")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -104,15 +109,15 @@ def main():
         m.load_state_dict(init)
         return m
 
-    plain_loop(fresh(), batches[:3], 0.0067, a.device)  # warm-up (allocator, cuDNN autotuning, kernels)
+    plain_loop(fresh(), batches[:3], 0.0067, a.device, a.precision)  # warm-up (allocator, cuDNN autotuning, kernels)
     plain, ours = [], []
     for _ in range(a.rounds):
-        plain.append(plain_loop(fresh(), batches, 0.0067, a.device))
-        ours.append(lightning_loop(fresh(), batches, 0.0067, a.device))
+        plain.append(plain_loop(fresh(), batches, 0.0067, a.device, a.precision))
+        ours.append(lightning_loop(fresh(), batches, 0.0067, a.device, a.precision))
     mp, mo = statistics.median(plain), statistics.median(ours)
     dev = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu, {a.threads} threads"
     print(f"model={a.model}({a.N},{a.M}) batch={a.batch} patch={a.patch} device={dev} "
-          f"steps={a.steps} rounds={a.rounds}")
+          f"steps={a.steps} rounds={a.rounds} precision={a.precision}")
     print(f"plain PyTorch loop : {mp:.4f} s/step, {a.batch / mp:.1f} images/s  "
           f"(rounds: {', '.join(f'{v:.4f}' for v in plain)})")
     print(f"CompressLab module : {mo:.4f} s/step, {a.batch / mo:.1f} images/s  "

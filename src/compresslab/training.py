@@ -84,14 +84,14 @@ class RateDistortionModule(pl.LightningModule):
             out = self.model(batch)
             losses = self.criterion(out, batch)
         loss = losses["loss"]
-        if not torch.isfinite(loss):
-            parts = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items() if k != "loss")
-            raise NonFiniteLossError(
-                f"non-finite training loss ({loss.item()}) at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}); the step was not applied and no checkpoint was "
-                f"written from it. Resume from the last checkpoint with a lower optim.lr or check the input data "
-                f"({parts})."
-            )
+        # On a GPU, reading the flag now would stall the launch queue every step (the framework tax measured by
+        # benchmarks/train_step.py); it is read at the next step or before any checkpoint instead.
+        self._check_finite()
+        self._pending_finite = (torch.isfinite(loss.detach()), loss.detach(),
+                                {k: v.detach() for k, v in losses.items() if k != "loss"},
+                                self.global_step, self.current_epoch, batch_idx)
+        if loss.device.type == "cpu":
+            self._check_finite()
         net_opt.zero_grad()
         self.manual_backward(loss)
         clip = self.optim_cfg.get("grad_clip")
@@ -115,6 +115,19 @@ class RateDistortionModule(pl.LightningModule):
         self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=False, batch_size=batch.shape[0])
         self.log("lr", net_opt.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
         return loss.detach()
+
+    def _check_finite(self) -> None:
+        pending, self._pending_finite = getattr(self, "_pending_finite", None), None
+        if pending is None or bool(pending[0]):
+            return
+        _, loss, parts, step, epoch, batch_idx = pending
+        detail = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
+        applied = ("the step was not applied" if loss.device.type == "cpu" else
+                   "the step reached the weights in memory only (GPU: checked one step late, without a stall)")
+        raise NonFiniteLossError(
+            f"non-finite training loss ({loss.item()}) at global step {step} (epoch {epoch}, batch {batch_idx}); "
+            f"{applied} and no checkpoint was written from it. Resume from the last checkpoint with a lower optim.lr "
+            f"or check the input data ({detail}).")
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         out = self.model(batch)
@@ -149,6 +162,7 @@ class RateDistortionModule(pl.LightningModule):
 
     # -- checkpoint contents -----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_finite()  # never write weights a non-finite step has touched
         # RNG state as tensors/ints only, so torch.load(weights_only=True) can read the checkpoint back.
         np_state = np.random.get_state()
         checkpoint["compresslab"] = {
@@ -180,6 +194,7 @@ class RateDistortionModule(pl.LightningModule):
             random.setstate(_py_state_from_plain(rng["python"]))
 
     def on_train_end(self) -> None:
+        self._check_finite()
         _assert_replicas_in_sync(self)
 
 
