@@ -70,7 +70,7 @@ def test_rate_is_the_cross_entropy_of_the_histogram(factorized_ckpt):
     torch.manual_seed(0)
     m = models.build({"name": "adaptive", "N": 32, "M": 48, "base_ckpt": str(factorized_ckpt), "ideal": True})
     y = torch.randn(1, 48, 8, 8) * 2
-    out = m.forward_latent(y, (128, 128))
+    out = m.rates_from_latent(y, (128, 128))
     p = out["p"]
     entropy_bits = -(p * torch.log2(p.clamp_min(1e-30))).sum()  # ideal: CE(p, p) = H(p)
     rate_bits = -torch.log2(out["likelihoods"]["y"]).sum()

@@ -207,14 +207,14 @@ def test_validation_reconstructions_reach_wandb(tmp_path):
 def test_nan_in_the_cached_latent_path_is_also_a_clear_error(tmp_path, factorized_ckpt, monkeypatch):
     from compresslab.models.adaptive import AdaptiveFactorized
 
-    real = AdaptiveFactorized.forward_latent
+    real = AdaptiveFactorized.rates_from_latent
 
     def poisoned(self, y, hw):
         out = real(self, y, hw)
         out["likelihoods"]["y"] = out["likelihoods"]["y"] * float("nan")
         return out
 
-    monkeypatch.setattr(AdaptiveFactorized, "forward_latent", poisoned)
+    monkeypatch.setattr(AdaptiveFactorized, "rates_from_latent", poisoned)
     with pytest.raises(NonFiniteLossError, match="global step 0.*bpp_y=nan"):
         train(tmp_path, ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "callbacks.rd_eval.enabled=false"])
 

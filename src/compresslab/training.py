@@ -72,17 +72,7 @@ class RateDistortionModule(pl.LightningModule):
 
     def training_step(self, batch: Tensor | dict, batch_idx: int) -> Tensor:
         net_opt, aux_opt = self.optimizers()
-        if isinstance(batch, dict):
-            # Cached latents (frozen g_a/g_s, see latent_cache.py): only rates change, D is a constant and omitted.
-            y = batch["y"]
-            h, w = (int(v) for v in batch["image_hw"][0])
-            out = self.model.forward_latent(y, (h, w))
-            losses = self.criterion.rate(out, y.shape[0] * h * w)
-            losses["loss"] = losses["bpp_loss"]
-            batch = y
-        else:
-            out = self.model(batch)
-            losses = self.criterion(out, batch)
+        losses, batch_size = self.model.training_losses(batch, self.criterion)
         loss = losses["loss"]
         # On a GPU, reading the flag now would stall the launch queue every step (the framework tax measured by
         # benchmarks/train_step.py); it is read at the next step or before any checkpoint instead.
@@ -111,8 +101,8 @@ class RateDistortionModule(pl.LightningModule):
         if sched is not None:
             step_scheduler(sched, self.optim_cfg.get("scheduler"), when="step")
 
-        self._log_losses("train", losses, batch.shape[0], on_step=True)
-        self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=False, batch_size=batch.shape[0])
+        self._log_losses("train", losses, batch_size, on_step=True)
+        self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("lr", net_opt.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
         return loss.detach()
 

@@ -81,7 +81,17 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
     def histogram(self, y: Tensor) -> Tensor:
         return histogram(range_bound(y - self.medians(), *self.clip), self.bins)
 
-    def forward_latent(self, y: Tensor, image_hw: tuple[int, int]) -> dict[str, Any]:
+    def training_losses(self, batch, criterion) -> tuple[dict[str, Any], int]:
+        if not isinstance(batch, dict):
+            return super().training_losses(batch, criterion)
+        # cached latents (frozen g_a/g_s, see latent_cache.py): only rates change, D is a constant and omitted
+        y = batch["y"]
+        h, w = (int(v) for v in batch["image_hw"][0])
+        losses = criterion.rate(self.rates_from_latent(y, (h, w)), y.shape[0] * h * w)
+        losses["loss"] = losses["bpp_loss"]
+        return losses, y.shape[0]
+
+    def rates_from_latent(self, y: Tensor, image_hw: tuple[int, int]) -> dict[str, Any]:
         """Rates from a latent alone (the cached stage-2 path): y likelihoods encode the cross-entropy of the hard
         histogram under p_hat, so summing -log2 over them gives R_y = (H*W/256) * sum_j CE_j exactly."""
         n, m, h, w = y.shape
@@ -98,7 +108,7 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
 
     def forward(self, x: Tensor) -> dict[str, Any]:
         y = self.g_a(x)
-        out = self.forward_latent(y, tuple(x.shape[-2:]))
+        out = self.rates_from_latent(y, tuple(x.shape[-2:]))
         mode = "noise" if self.training and not self.freeze_base else "dequantize"
         y_hat = self.entropy_bottleneck.quantize(y, mode, self.entropy_bottleneck._get_medians())
         out["x_hat"] = self.g_s(y_hat)
@@ -149,7 +159,7 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
         y_hat = ste_round(y, self.entropy_bottleneck._get_medians())
         was = self.pdf.training
         self.pdf.eval()
-        out = self.forward_latent(y_hat, tuple(y.shape[-2:]))
+        out = self.rates_from_latent(y_hat, tuple(y.shape[-2:]))
         self.pdf.train(was)
         return {"x_hat": self.g_s(y_hat), "likelihoods": out["likelihoods"]}
 

@@ -5,6 +5,7 @@ Latent interface (one code path for latent overfitting and for coding):
 - ``encode_latents(x)``: the continuous latents the encoder would quantise (y, and z for hyperprior models);
 - ``latent_forward(latents)``: their hard-quantised rate terms and reconstruction, straight-through gradients;
 - ``compress_latents(latents)``: the bitstream for given latents (read back by the unchanged ``decompress``).
+Training interface: ``training_losses(batch, criterion)`` (default: images through ``forward``).
 
 Declared attributes: ``pad_multiple`` (evaluation pads images to it; evaluation also accepts plain CompressAI
 models, hence its getattr there), ``requires_base_ckpt`` (built on a trained base model), ``cache_latents``,
@@ -37,6 +38,12 @@ class LatentCodingMixin:
         before allocating anything (a crafted shape must not make it allocate a 4096x4096 latent)."""
         p = self.pad_multiple
         return (-(-height // p) * p // self.coded_stride, -(-width // p) * p // self.coded_stride)
+
+    def training_losses(self, batch, criterion) -> tuple[dict[str, Any], int]:
+        """The loss terms of one training batch and its size. Default: an image batch through ``forward`` and the
+        R + lambda*D criterion; a model trained on something else (the adaptive model's cached latents) overrides
+        this, so the training loop never asks what a batch is."""
+        return criterion(self(batch), batch), batch.shape[0]
 
     @torch.no_grad()
     def compress(self, x):
