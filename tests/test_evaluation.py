@@ -205,6 +205,8 @@ def test_cli_evaluate_anchors_and_rd(tmp_path, factorized_ckpt, kodak_crops, cap
     assert "synthetic" in table and "pchip" in table
     summary = json.loads((tmp_path / "rd" / "summary.json").read_text())
     assert abs(summary["rows"][0]["bd_rate_vs_kodak/vtm"] - 20.0) < 0.5  # 1.2x VTM's rate on its own points
+    assert main(["rd", str(tmp_path / "runs")]) == 0  # no --out: beside the runs, not ./outputs/rd
+    assert (tmp_path / "runs" / "rd_summary" / "rd_table.md").exists()
     assert main(["evaluate", str(tmp_path / "nope.ckpt")]) == 2  # a clear error, not a traceback
     assert "does not exist" in capsys.readouterr().err
 

@@ -126,10 +126,19 @@ def cmd_bd_rate(args) -> int:
     return 0 if res.available else 1
 
 
+def _default_rd_out(paths: list[str]) -> str:
+    """Beside the runs when one folder is summarised (<dir>/rd_summary), else a new time-stamped folder: a summary
+    never silently replaces an earlier one in whatever the current directory happens to be."""
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        return str(Path(paths[0]) / "rd_summary")
+    import time
+    return str(Path("outputs") / "rd" / time.strftime("%Y%m%d-%H%M%S"))
+
+
 def cmd_rd(args) -> int:
     from .evaluation.curves import summarize_runs
 
-    out = args.out or "outputs/rd"
+    out = args.out or _default_rd_out(args.paths)
     summarize_runs(args.paths, out_dir=out, anchor=args.anchor, reference=args.reference, method=args.method,
                    group_by=args.group_by or (), log_wandb=args.wandb)
     print(f"wrote {out}/rd_table.md, rd_table.csv, rd.png")

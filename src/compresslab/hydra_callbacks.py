@@ -30,3 +30,4 @@ class SweepRDSummary(Callback):
             return
         summarize_runs([str(p.parent) for p in rd_files], out_dir=sweep_dir / "rd_summary",
                        group=sweep_dir.name, log_wandb=config.get("logger", {}).get("wandb") is not None)
+        print(f"sweep RD summary ({len(rd_files)} runs): {sweep_dir / 'rd_summary'}/rd_table.md, rd.png", flush=True)
