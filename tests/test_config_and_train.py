@@ -238,3 +238,10 @@ def test_single_run_compares_with_several_anchors_and_plots_its_point(tmp_path, 
     out = capsys.readouterr().out
     assert "kodak/vtm" in out and "kodak/jpeg" in out
     assert (tmp_path / "rd_plot" / "rd.png").stat().st_size > 0
+
+
+def test_kodak_metrics_logged_are_measurements_only(tmp_path):
+    train(tmp_path, ["callbacks.rd_eval.max_images=1", "trainer.max_steps=2", "trainer.val_check_interval=2"])
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"kodak/bpp", "kodak/psnr-rgb", "kodak/bpp_ratio"} <= set(header)
+    assert not [h for h in header if h in ("kodak/height", "kodak/width")], header

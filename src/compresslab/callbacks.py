@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from .evaluation.anchors import AnchorError, load_anchor
 from .evaluation.bdrate import rate_change_at_equal_quality
-from .evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
+from .evaluation.evaluator import METRIC_KEYS, evaluate_model, list_eval_images, to_compressai_json
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,11 @@ class RDEvaluationCallback(Callback):
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "rd.json").write_text(json.dumps(doc, indent=2))
         prefix = "kodak_lof" if lof else "kodak"
-        metrics = {f"{prefix}/{k}": v for k, v in mean.items()}
-        if meta.get("rate_change_vs_anchor") is not None:
-            metrics[f"{prefix}/rate_change_vs_vtm_pct"] = meta["rate_change_vs_anchor"]
+        # measurements only (the mean image height/width is not a metric), and one rate change per compared anchor
+        metrics = {f"{prefix}/{k}": v for k, v in mean.items() if k in METRIC_KEYS}
+        for anchor_name, change in changes.items():
+            if change is not None:
+                metrics[f"{prefix}/rate_change_pct_vs_{anchor_name.replace('/', '_')}"] = change
         for lg in trainer.loggers:
             lg.log_metrics(metrics, step=trainer.global_step)
         change_txt = "; ".join(f"{c:+.1f} % rate vs {n} at equal PSNR" if c is not None else
