@@ -46,7 +46,18 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a Lightning checkpoint or a plain state dict, safely; clear errors for missing/corrupt files."""
+    """Load a Lightning checkpoint, a plain state dict or a CompressAI zoo model (``zoo:<arch>/<metric>/<quality>``),
+    safely; clear errors for missing/corrupt files."""
+    from .zoo import ZooError, is_zoo, load_zoo_checkpoint
+
+    if is_zoo(path):
+        try:
+            return load_zoo_checkpoint(str(path))
+        except ZooError as e:
+            raise CheckpointError(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - a corrupt cached file
+            raise CheckpointError(f"cannot read the zoo weights for {path}: {type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:300]}") from e
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")

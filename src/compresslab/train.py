@@ -195,8 +195,12 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     model = models.build(model_cfg)
     if cfg.get("init_from"):
         # Weights only: a fine-tune from another lambda starts a fresh schedule, optimizer and step count.
-        load_weights(model, load_checkpoint(cfg.init_from), source=str(cfg.init_from))
+        src = load_checkpoint(cfg.init_from)
+        load_weights(model, src, source=str(cfg.init_from))
         log.info("initialised weights from %s", cfg.init_from)
+        if pl.utilities.rank_zero_only.rank == 0:  # provenance: which weights, from where, with which digest
+            origin = (src.get("compresslab") or {}).get("source") or {"path": str(cfg.init_from)}
+            (run_dir / "init_from.json").write_text(json.dumps(origin, indent=2))
     if model.cache_latents:
         from .latent_cache import LatentCacheDataModule
 
