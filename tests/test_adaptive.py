@@ -1,4 +1,5 @@
 import math
+import json
 
 import pytest
 import torch
@@ -130,3 +131,16 @@ def test_static_refit_control_codes_real_bitstreams_with_one_static_pmf(factoriz
     # one PMF for every image: coding image A with B's tables is what the decoder of A does
     enc = model.compress(torch.zeros(1, 3, 64, 64))
     assert enc["strings"][1] == [b""]
+
+
+def test_an_ideal_run_is_named_ideal_and_forms_its_own_curve(tmp_path, factorized_ckpt):
+    from compresslab.evaluation.curves import load_points
+
+    train(tmp_path, ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "model.ideal=true",
+                     "callbacks.rd_eval.max_images=1", "trainer.max_steps=0"])  # the bound has nothing to train
+    doc = json.loads((tmp_path / "rd.json").read_text())
+    assert doc["name"] == "adaptive-ideal" and doc["meta"]["label"] == "adaptive-ideal"
+    assert list(load_points([str(tmp_path)])) == ["adaptive-ideal"]
+    from compresslab.train import ConfigError
+    with pytest.raises(ConfigError, match="nothing to train"):
+        train(tmp_path / "b", ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "model.ideal=true"])

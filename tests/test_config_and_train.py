@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from compresslab.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from compresslab.training import NonFiniteLossError
-from conftest import SMOKE, compose, run_py, train
+from conftest import DATA, SMOKE, compose, run_py, train
 
 
 def test_compose_top_level_lambda_and_model_sizes():
@@ -202,6 +202,16 @@ def test_validation_reconstructions_reach_wandb(tmp_path):
                      "trainer.val_check_interval=2"])
     media = list((tmp_path / "wandb").glob("offline-run-*/files/media/images/**/*.png"))
     assert media, "no validation reconstructions were logged to W&B"
+    import numpy as np
+    from PIL import Image
+
+    from compresslab.data import find_images, load_image_tensor
+    px = np.asarray(Image.open(media[0]).convert("RGB")).astype(float)
+    assert px.std() > 10 and px.max() > 100, "a black (or flat) image was logged"
+    # the left half is the original validation image: its mean matches one of the validation crops
+    left = px[:, : px.shape[1] // 2].mean() / 255
+    means = [load_image_tensor(f).mean().item() for f in find_images(DATA / "val")]
+    assert min(abs(left - m) for m in means) < 0.03
 
 
 def test_nan_in_the_cached_latent_path_is_also_a_clear_error(tmp_path, factorized_ckpt, monkeypatch):

@@ -92,7 +92,10 @@ class RDEvaluationCallback(Callback):
         if self.anchor in changes:
             meta["rate_change_vs_anchor"], meta["anchor"] = changes[self.anchor], self.anchor
         meta["rate_change_vs"] = changes
-        name = f"{self.model_cfg.get('name')}" + (" +LOF" if lof else "")
+        base_name = f"{self.model_cfg.get('name')}" + ("-ideal" if self.model_cfg.get("ideal") else "")
+        if base_name.endswith("-ideal"):  # oracle points (zero side bits) must never join the real model's curve
+            meta["label"] = base_name
+        name = base_name + (" +LOF" if lof else "")
         doc = to_compressai_json(result, name=name, description=f"{name} lambda={self.lmbda}", meta=meta)
         out_dir = self.run_dir / "lof" if lof else self.run_dir
         out_dir.mkdir(parents=True, exist_ok=True)

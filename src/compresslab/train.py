@@ -162,6 +162,9 @@ def validate_config(cfg: DictConfig) -> None:
         if got is not None and int(got) < need:
             raise ConfigError(f"data.{key}={got} is smaller than model={cfg.model.name}'s minimum crop {need} "
                               f"(its latent would vanish); set data.{key}>={need}")
+    if cfg.model.get("ideal") and int(cfg.trainer.get("max_steps") or 0) > 0:
+        raise ConfigError("model.ideal=true is the oracle bound (p_hat = p): it has nothing to train; evaluate it with "
+                          "trainer.max_steps=0")
     if cls.requires_base_ckpt and (OmegaConf.is_missing(cfg.model, "base_ckpt") or not cfg.model.get("base_ckpt")):
         raise ConfigError(f"model={cfg.model.name} needs model.base_ckpt=<trained factorized checkpoint>")
 

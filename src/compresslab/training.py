@@ -146,7 +146,9 @@ class RateDistortionModule(pl.LightningModule):
         if log_image is None or self.trainer.sanity_checking:
             return
         k = min(self.num_logged_images, x.shape[0])
-        pairs = [torch.cat([x[i], x_hat[i].clamp(0, 1)], dim=-1).cpu() for i in range(k)]
+        # uint8 HWC arrays: wandb 0.30 turns a float tensor in [0, 1] into an all-black PNG
+        pairs = [(torch.cat([x[i], x_hat[i].clamp(0, 1)], dim=-1).float() * 255).round().byte().permute(1, 2, 0)
+                 .cpu().numpy() for i in range(k)]
         log_image("val/reconstructions", images=pairs, step=self.global_step,
                   caption=["original | reconstruction"] * k)
 
