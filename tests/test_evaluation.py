@@ -239,8 +239,17 @@ def test_rd_reads_every_point_of_multi_point_result_files(tmp_path):
     assert n >= 6
     assert main(["rd", str(src), "--out", str(tmp_path / "rd"), "--method", "akima"]) == 0
     row = json.loads((tmp_path / "rd" / "summary.json").read_text())["rows"][0]
-    assert row["points"] == n
+    assert row["points"] == n and row["points_used"] == n  # the zoo curve is monotone
     assert abs(row["bd_rate_vs_kodak/vtm"] - GOLDEN[name][2]) <= 0.05
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"results": {"psnr-rgb": [30.0]}}))
     assert main(["rd", str(bad), "--out", str(tmp_path / "rd2")]) == 2
+
+
+def test_means_say_what_they_excluded():
+    from compresslab.evaluation.evaluator import mean_rows
+
+    with pytest.warns(RuntimeWarning, match="psnr-rgb: 1 of 3 images excluded"):
+        m = mean_rows([{"bpp": 1.0, "psnr-rgb": 30.0}, {"bpp": 2.0, "psnr-rgb": float("inf")},
+                       {"bpp": 3.0, "psnr-rgb": 32.0}])
+    assert m == {"bpp": 2.0, "psnr-rgb": 31.0}

@@ -90,9 +90,10 @@ def bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, method: str = 
         kw = dict(method=method, require_matching_points=False, min_overlap=0)
         res.bd_rate = float(bd.bd_rate(ra, qa, rt, qt, **kw))
         res.bd_psnr = float(bd.bd_psnr(ra, qa, rt, qt, **kw))
-    res.available = math.isfinite(res.bd_rate)
+    res.available = math.isfinite(res.bd_rate) and math.isfinite(res.bd_psnr)
     if not res.available:
-        res.reason = "the fit returned NaN"
+        bad = [n for n, v in (("BD-rate", res.bd_rate), ("BD-PSNR", res.bd_psnr)) if not math.isfinite(v)]
+        res.reason = f"the fit returned a non-finite {' and '.join(bad)}"
     return res
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -140,6 +141,9 @@ def mean_rows(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     for k in keys:
         vals = [float(r[k]) for r in rows if k in r]
         finite = [v for v in vals if math.isfinite(v)]
+        if len(finite) < len(vals):  # e.g. an infinite PSNR of a lossless image: say so, never drop silently
+            warnings.warn(f"mean of {k}: {len(vals) - len(finite)} of {len(vals)} images excluded (non-finite)",
+                          RuntimeWarning, stacklevel=2)
         out[k] = sum(finite) / len(finite) if finite else float("nan")
     return out
 
