@@ -10,6 +10,7 @@ import compresslab.config  # noqa: F401  (registers ${model_min_crop:} before Hy
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig):
+    from compresslab.checkpoints import CheckpointError
     from compresslab.config import ConfigError
     from compresslab.train import run  # imported here so `--help` and config errors come back fast
 
@@ -17,6 +18,8 @@ def main(cfg: DictConfig):
         result = run(cfg)
     except ConfigError as e:  # an impossible combination: one line, before any work
         sys.exit(f"config error: {e}")
+    except CheckpointError as e:  # init_from / ckpt_path / model.base_ckpt: missing, corrupt, unsafe, wrong model
+        sys.exit(f"checkpoint error: {e}")
     print(f"\nrun directory: {result['run_dir']}\nlast checkpoint: {result['last_ckpt']}")
     return result["objective"]  # what a sweeper (hparams_search=...) optimises; None without cfg.objective
 

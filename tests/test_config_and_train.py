@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,22 @@ def test_kodak_metrics_logged_are_measurements_only(tmp_path):
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"kodak/bpp", "kodak/psnr-rgb", "kodak/bpp_ratio"} <= set(header)
     assert not [h for h in header if h in ("kodak/height", "kodak/width")], header
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01 not a checkpoint", "pickle"])
+def test_bad_init_from_ends_in_one_line(tmp_path, content):
+    import pickle
+
+    f = tmp_path / "evil.ckpt"
+    if content == "pickle":  # a pickle that would run a command if it were unpickled unsafely
+        class Evil:
+            def __reduce__(self):
+                return (os.system, (f"touch {tmp_path / 'pwned'}",))
+        f.write_bytes(pickle.dumps(Evil()))
+    else:
+        f.write_bytes(content)
+    r = run_py(["train.py", "debug=smoke", "logger=csv", f"init_from={f}", f"hydra.run.dir={tmp_path / 'run'}"],
+               timeout=180)
+    assert r.returncode != 0 and not (tmp_path / "pwned").exists()
+    err = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert err[-1].startswith("checkpoint error: cannot read checkpoint") and "Traceback" not in r.stderr, r.stderr
