@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 
 from compresslab import models
-from compresslab.checkpoints import load_checkpoint, load_weights
+from compresslab.checkpoints import build_model_from_checkpoint
 from compresslab.data import load_image_tensor, resolve_data_root
 from compresslab.evaluation.evaluator import list_eval_images
 
@@ -34,10 +34,10 @@ def build(name: str, ckpts: dict[str, str]):
     if name == "adaptive":
         base = ckpts.get("factorized")
         m = models.build({"name": "adaptive", "base_ckpt": base, **SIZES["factorized"]})
+    elif name in ckpts:  # a trained model: its own size from the checkpoint
+        m, _ = build_model_from_checkpoint(ckpts[name])
     else:
         m = models.build({"name": name, **SIZES[name]})
-        if name in ckpts:
-            load_weights(m, load_checkpoint(ckpts[name]), source=ckpts[name])
     m.eval()
     m.update(force=True)
     return m

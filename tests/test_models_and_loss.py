@@ -18,7 +18,8 @@ def test_registry_builds_and_rejects_unknown():
 @pytest.mark.parametrize("name,ref", [("factorized", FactorizedPrior), ("hyperprior", ScaleHyperprior)])
 def test_weights_load_into_compressai_classes(name, ref):
     torch.manual_seed(0)
-    ours = models.build({"name": name, "N": 32, "M": 48}).eval()
+    extra = {"deterministic_coding": False} if name == "hyperprior" else {}  # CompressAI's float32 table selection
+    ours = models.build({"name": name, "N": 32, "M": 48, **extra}).eval()
     ours.update(force=True)
     theirs = ref.from_state_dict(ours.state_dict()).eval()
     assert set(theirs.state_dict()) == set(ours.state_dict())
@@ -60,3 +61,19 @@ def test_loss_rejects_bad_settings():
         RateDistortionLoss(0.01, metric="lpips")
     with pytest.raises(ValueError, match="lambda must be"):
         RateDistortionLoss(float("nan"))
+
+
+def test_hyperprior_deterministic_coding_picks_compressais_tables_except_at_grid_edges():
+    """The float64 CPU h_s on a 2^-8 grid may move an element to the neighbouring scale table only when its scale lies
+    within half a grid step of a table edge; everything else codes exactly as CompressAI does."""
+    torch.manual_seed(3)
+    m = models.build({"name": "hyperprior", "N": 32, "M": 48}).eval()
+    m.update(force=True)
+    z_hat = m.entropy_bottleneck.quantize(m.h_a(m.g_a(torch.rand(1, 3, 256, 256)).abs()), "dequantize",
+                                          m.entropy_bottleneck._get_medians())
+    with torch.no_grad():
+        ours = m._coding_indexes(z_hat)
+        ref = m.gaussian_conditional.build_indexes(m.h_s(z_hat))
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype
+    assert (ours != ref).float().mean() < 0.01
+    assert torch.equal(ours, m._coding_indexes(z_hat.clone()))

@@ -1,11 +1,15 @@
 """bmshj2018-hyperprior (Ballé et al. 2018, scale hyperprior).
 
-A thin subclass of CompressAI's ``ScaleHyperprior``: same modules and state-dict keys, same strings; compress and
+A thin subclass of CompressAI's ``ScaleHyperprior``: same modules and state-dict keys; CompressAI's own strings with
+``deterministic_coding=false``, device-independent ones by default (see ``_coding_indexes``). compress and
 decompress also return the quantised latents (y, z) for the evaluator's encoder/decoder equality check.
 """
 
 from __future__ import annotations
 
+import copy
+
+import torch
 from compressai.models import ScaleHyperprior
 
 from ..entropy.ste import coded_gaussian_likelihood, eb_likelihood, ste_round
@@ -18,9 +22,10 @@ class Hyperprior(LatentCodingMixin, ScaleHyperprior):
     coded_stride = 64  # compress returns z's shape, as CompressAI's ScaleHyperprior does
     compressai_arch = "bmshj2018-hyperprior"
 
-    def __init__(self, N: int = 128, M: int = 192):
+    def __init__(self, N: int = 128, M: int = 192, deterministic_coding: bool = True):
         super().__init__(N=N, M=M)
-        self.hparams_dict = {"N": N, "M": M}
+        self.deterministic_coding = bool(deterministic_coding)
+        self.hparams_dict = {"N": N, "M": M, "deterministic_coding": self.deterministic_coding}
 
     def forward(self, x):
         if self.training:  # CompressAI's objective: uniform noise, float scales
@@ -40,11 +45,26 @@ class Hyperprior(LatentCodingMixin, ScaleHyperprior):
             "y": coded_gaussian_likelihood(self.gaussian_conditional, y_hat, scales), "z": eb_likelihood(eb, z_hat)}}
 
 
+    def _coding_indexes(self, z_hat):
+        """The scale table index of every y element, the same on every device. h_s in float32 is not: a GPU
+        (TF32, other kernels) and a CPU pick other tables for some elements and a file encoded on one decodes to
+        garbage on the other (measured: 24/24 Kodak images with a trained model, H100 -> CPU; CompressAI issues
+        #20, #279). Deterministic mode: a float64 CPU copy of h_s on the integer z_hat, scales rounded to a 2^-8
+        grid (a float64 difference would have to straddle a grid point). ``deterministic_coding=false`` gives
+        CompressAI's own strings (same device only)."""
+        gc = self.gaussian_conditional
+        if not self.deterministic_coding:
+            return gc.build_indexes(self.h_s(z_hat))
+        h_s = copy.deepcopy(self.h_s).to(device="cpu", dtype=torch.float64).eval()
+        scales = h_s(z_hat.detach().to("cpu", torch.float64))
+        scales = torch.round(scales * 256) / 256
+        return copy.deepcopy(gc).cpu().build_indexes(scales).to(z_hat.device)
+
     def compress_latents(self, latents):
         y, z = latents["y"], latents["z"]
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
-        indexes = self.gaussian_conditional.build_indexes(self.h_s(z_hat))
+        indexes = self._coding_indexes(z_hat)
         y_strings = self.gaussian_conditional.compress(y, indexes)
         latents = {
             "y": self.gaussian_conditional.quantize(y, "dequantize"),
@@ -54,6 +74,6 @@ class Hyperprior(LatentCodingMixin, ScaleHyperprior):
 
     def decompress(self, strings, shape):
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        indexes = self.gaussian_conditional.build_indexes(self.h_s(z_hat))
+        indexes = self._coding_indexes(z_hat)
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "latents": {"y": y_hat, "z": z_hat}}
