@@ -18,7 +18,6 @@ bitstream codes y with tables built from p; p itself travels in a string group t
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import struct
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from compressai.models import CompressionModel
 from torch import Tensor
 
+from ..entropy.deterministic import PMF_GRID, float64_cpu_copy, to_grid
 from ..entropy.histogram import clip_range, histogram, range_bound
 from ..entropy.pdf_codec import PdfCodec
 from ..entropy.ste import ste_round
@@ -35,7 +35,6 @@ from .latent_coding import LatentCodingMixin
 from .registry import register_model
 
 KODAK_PIXELS = 768 * 512
-_PMF_GRID = 2.0**24
 _MIN_LOG2_LIK = -100.0  # keeps 2^-CE representable in float32
 
 
@@ -119,9 +118,8 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
     def decode_pmf(self, q_hat: Tensor) -> Tensor:
         """p_hat from decoded q, computed identically on both sides: float64 CPU copy of h_{s,q}, softmax, then
         rounded to a 2^-24 grid (so tiny float differences cannot reach the CDF construction)."""
-        h_s = copy.deepcopy(self.pdf.h_s).to(device="cpu", dtype=torch.float64).eval()
-        p_hat = torch.softmax(h_s(q_hat.to(device="cpu", dtype=torch.float64)), dim=-1)
-        return torch.round(p_hat * _PMF_GRID) / _PMF_GRID
+        p_hat = torch.softmax(float64_cpu_copy(self.pdf.h_s)(q_hat.to(device="cpu", dtype=torch.float64)), dim=-1)
+        return to_grid(p_hat, PMF_GRID)
 
     def _tables(self, pmf: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """CDF tables for one image from its (M, B) PMF, on the base EB's quantile support clipped to the bins."""
@@ -170,7 +168,7 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
         eb = self.entropy_bottleneck
         p = self.histogram(y)
         if self.ideal:
-            pmfs = torch.round(p.double().cpu() * _PMF_GRID) / _PMF_GRID
+            pmfs = to_grid(p.double().cpu(), PMF_GRID)
             side_strings, q_hat = [_pack_pmf(pm) for pm in pmfs], None
         else:
             q = self.pdf.analysis(p)
@@ -209,13 +207,13 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
 
 def _pack_pmf(pmf: Tensor) -> bytes:
     """Ideal mode's oracle PMF (not counted as bits): the 2^-24 grid values as uint32."""
-    ints = torch.round(pmf * _PMF_GRID).to(torch.int64).flatten().tolist()
+    ints = torch.round(pmf * PMF_GRID).to(torch.int64).flatten().tolist()
     return struct.pack(f"<{len(ints)}I", *ints)
 
 
 def _unpack_pmf(data: bytes, m: int, bins: int) -> Tensor:
     ints = struct.unpack(f"<{m * bins}I", data)
-    return torch.tensor(ints, dtype=torch.float64).reshape(m, bins) / _PMF_GRID
+    return torch.tensor(ints, dtype=torch.float64).reshape(m, bins) / PMF_GRID
 
 
 def _load_base(base: Factorized, path: str) -> None:
@@ -290,5 +288,5 @@ def fit_static_refit(base_ckpt: str, images, N: int = 128, M: int = 192, bins: i
         counts += model.histogram(y)[0].double() * y.shape[-2] * y.shape[-1]
     pmf = counts / counts.sum(-1, keepdim=True)
     pmf = (pmf + floor) / (1 + floor * bins)
-    model.static_pmf = torch.round(pmf * _PMF_GRID) / _PMF_GRID
+    model.static_pmf = to_grid(pmf, PMF_GRID)
     return model

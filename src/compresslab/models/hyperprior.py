@@ -7,11 +7,10 @@ decompress also return the quantised latents (y, z) for the evaluator's encoder/
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from compressai.models import ScaleHyperprior
 
+from ..entropy.deterministic import float64_cpu_copy, to_grid
 from ..entropy.ste import coded_gaussian_likelihood, eb_likelihood, ste_round
 from .latent_coding import LatentCodingMixin
 from .registry import register_model
@@ -55,10 +54,9 @@ class Hyperprior(LatentCodingMixin, ScaleHyperprior):
         gc = self.gaussian_conditional
         if not self.deterministic_coding:
             return gc.build_indexes(self.h_s(z_hat))
-        h_s = copy.deepcopy(self.h_s).to(device="cpu", dtype=torch.float64).eval()
-        scales = h_s(z_hat.detach().to("cpu", torch.float64))
-        scales = torch.round(scales * 256) / 256
-        return copy.deepcopy(gc).cpu().build_indexes(scales).to(z_hat.device)
+        scales = to_grid(float64_cpu_copy(self.h_s)(z_hat.detach().to("cpu", torch.float64)))
+        # exact comparisons of grid values with the (float32) scale table: the same indexes on any device
+        return gc.build_indexes(scales.to(z_hat.device))
 
     def compress_latents(self, latents):
         y, z = latents["y"], latents["z"]

@@ -37,6 +37,7 @@ from compressai.models import CompressionModel, FactorizedPrior
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ..entropy.deterministic import SCALE_GRID, float64_cpu_copy, to_grid
 from ..entropy.ste import coded_gaussian_likelihood, eb_likelihood, gaussian_likelihood, ste_round
 from .latent_coding import LatentCodingMixin
 from .registry import register_model
@@ -48,12 +49,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 #: decoding order of the unknown positions of a block ([1::2, 1::2] positions are the coarser scale)
 ORDERS = {(2, 2): [(0, 0), (0, 1), (1, 0)], (2, 4): [(1, 2), (1, 0), (0, 3), (0, 1), (0, 2), (0, 0)]}
-_GRID = 2.0**8
 TRANSFORMS = ("cheng_anchor", "gdn")
 
 
 def _q(t: Tensor) -> Tensor:
-    return torch.round(t * _GRID) / _GRID
+    return to_grid(t, SCALE_GRID)
 
 
 class _ResBlockPReLU(nn.Module):
@@ -153,8 +153,7 @@ class MSP(LatentCodingMixin, CompressionModel):
         between devices (TF32 and other kernels on GPUs, thread counts and ISAs on CPUs), and before this a file
         encoded on a GPU decoded to garbage on a CPU (24/24 Kodak images). Float64 on CPU, then the 2^-8 grid,
         leaves a mismatch only where a float64 rounding difference straddles a grid point."""
-        return (copy.deepcopy(self.net).to(device="cpu", dtype=torch.float64).eval(),
-                copy.deepcopy(self.context_up).to(device="cpu", dtype=torch.float64).eval(),
+        return (float64_cpu_copy(self.net), float64_cpu_copy(self.context_up),
                 copy.deepcopy(self.gaussian_conditional).cpu())  # its scale bound and table, for build_indexes
 
     def _progressive(self, coarse: Tensor, shapes: list[tuple[int, int]],
