@@ -1,12 +1,15 @@
-"""CPU RD sweep for the factorized and hyperprior models: pretrain at a middle lambda, fine-tune to each lambda,
-evaluate on Kodak with real bitstreams; the multirun's end-of-sweep hook writes the RD table, plot and BD-rates.
+"""CPU RD sweep: pretrain each model at a middle lambda, fine-tune to each lambda, evaluate on Kodak with real
+bitstreams, then publish the runs' rd.json and write the RD table, plot and BD-rates (vs VTM and pairwise).
 
-    python experiments/rd_cpu_proxy.py [--models factorized hyperprior] [--lambdas ...]
+    python experiments/rd_cpu_proxy.py [--models factorized] [--models hyperprior] [--lambdas ...]
+    python experiments/rd_cpu_proxy.py --recipe rd_cpu_ctx --models hyperprior factorized --models msp/fast_gdn
 
-The recipe (stage sizes, schedule, the lambda ladder) lives in conf/experiment/rd_cpu_proxy{,_finetune}.yaml;
---lambdas only overrides the ladder. Progress: each model's log names its stage; `tail -f <work>/<model>.log`.
+The recipe (stage sizes, schedule, the lambda ladder) lives in conf/experiment/<recipe>{,_finetune}.yaml; a model is
+a conf/model entry (msp/fast_gdn included); --lambdas only overrides the ladder. Progress: each queue's log names its
+model and stage with the time, and the runs print step/total, s/step and ETA; `tail -f <work>/<queue>.log`.
 
-Each model's two stages run in their own process (one thread each), so two models use both cores.
+Each --models flag is one queue, run in its own process (one thread), its models one after the other; two queues
+use both cores.
 """
 
 from __future__ import annotations
@@ -20,16 +23,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def pipeline(model: str, lambdas: list[float], work: Path) -> list[str]:
-    pre = work / model / "pretrain"
+def slug(model: str) -> str:
+    return model.replace("/", "_")
+
+
+def pipeline(model: str, lambdas: list[float], work: Path, recipe: str) -> str:
+    pre = work / slug(model) / "pretrain"
     ckpt = pre / "checkpoints" / "last.ckpt"
     py = sys.executable
-    stage1 = [py, "train.py", "experiment=rd_cpu_proxy", f"model={model}", f"hydra.run.dir={pre}"]
-    stage2 = [py, "train.py", "-m", "experiment=rd_cpu_proxy_finetune", f"model={model}", f"init_from={ckpt}",
-              *(["lambda=" + ",".join(map(str, lambdas))] if lambdas else []), f"hydra.sweep.dir={work / model / 'sweep'}"]
-    script = (f"echo '== {model}: stage 1 (warm start) -> {pre}'; [ -f {ckpt} ] || {' '.join(stage1)} && "
-              f"echo '== {model}: stage 2 (per-lambda) -> {work / model / 'sweep'}' && {' '.join(stage2)}")
-    return ["bash", "-c", script]
+    sweep = work / slug(model) / "sweep"
+    stage1 = [py, "train.py", f"experiment={recipe}", f"model={model}", f"hydra.run.dir={pre}"]
+    stage2 = [py, "train.py", "-m", f"experiment={recipe}_finetune", f"model={model}", f"init_from={ckpt}",
+              *(["lambda=" + ",".join(map(str, lambdas))] if lambdas else []), f"hydra.sweep.dir={sweep}"]
+    # a finished stage 1 is not rerun (its last.ckpt is the warm start), so a killed queue restarts cheaply
+    return (f"echo \"== $(date -u +%H:%M:%S) {model}: stage 1 (warm start) -> {pre}\"; "
+            f"[ -f {ckpt} ] || {' '.join(stage1)} && "
+            f"echo \"== $(date -u +%H:%M:%S) {model}: stage 2 (per-lambda) -> {sweep}\" && {' '.join(stage2)}")
 
 
 def publish(sweeps: list[Path], dest: Path) -> list[str]:
@@ -50,7 +59,10 @@ def publish(sweeps: list[Path], dest: Path) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", nargs="+", default=["factorized", "hyperprior"])
+    ap.add_argument("--models", nargs="+", action="append", default=None,
+                    help="a queue of models run one after the other; repeat the flag for a parallel queue "
+                         "(default: factorized and hyperprior in parallel)")
+    ap.add_argument("--recipe", default="rd_cpu_proxy", help="conf/experiment/<recipe>.yaml and <recipe>_finetune.yaml")
     ap.add_argument("--lambdas", nargs="+", type=float, default=None, help="default: the ladder in the YAML")
     ap.add_argument("--work", default=str(ROOT / "outputs" / "rd_cpu_proxy"))
     ap.add_argument("--out", default=str(ROOT / "experiments" / "rd_cpu_proxy"), help="committed results folder")
@@ -58,18 +70,23 @@ def main() -> None:
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
+    queues = a.models or [["factorized"], ["hyperprior"]]
+    models = [m for q in queues for m in q]
     procs = []
-    for m in ([] if a.publish_only else a.models):
-        log = open(work / f"{m}.log", "w")
-        procs.append(subprocess.Popen(pipeline(m, a.lambdas, work), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
-        print(f"{m}: log {work / f'{m}.log'}")
+    for q in ([] if a.publish_only else queues):
+        name = "+".join(slug(m) for m in q)
+        log = open(work / f"{name}.log", "w")
+        script = " && ".join(f"( {pipeline(m, a.lambdas, work, a.recipe)} )" for m in q)
+        procs.append(subprocess.Popen(["bash", "-c", script], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+        print(f"{' then '.join(q)}: log {work / f'{name}.log'}")
     codes = [p.wait() for p in procs]
     if any(codes):
-        sys.exit(f"failed: {dict(zip(a.models, codes))}")
-    runs = publish([work / m / "sweep" for m in a.models], Path(a.out))
-    ref = "factorized" if "factorized" in a.models else a.models[0]
+        sys.exit(f"failed: {dict(zip(['+'.join(q) for q in queues], codes))}")
+    runs = publish([work / slug(m) / "sweep" for m in models], Path(a.out))
+    # pairwise columns: every model vs the factorized baseline, and MSP vs the hyperprior (same transforms)
+    refs = [r for r in ("factorized", "hyperprior") if r in models] or [models[0]]
     subprocess.run([sys.executable, "-m", "compresslab.cli", "rd", *[str(Path(r).relative_to(ROOT)) for r in runs],
-                    "--reference", ref, "--anchor", "kodak/vtm", "--out", str(Path(a.out).relative_to(ROOT))],
+                    "--reference", *refs, "--anchor", "kodak/vtm", "--out", str(Path(a.out).relative_to(ROOT))],
                    cwd=ROOT, check=True)
 
 

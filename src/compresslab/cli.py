@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd_p = sub.add_parser("rd", help="RD curves, BD-rate table and plot from run directories")
     rd_p.add_argument("paths", nargs="+", help="run dirs, sweep dirs, rd.json files or globs")
     rd_p.add_argument("--anchor", default="kodak/vtm")
-    rd_p.add_argument("--reference", help="a curve label (e.g. factorized) or an anchor name")
+    rd_p.add_argument("--reference", nargs="+", help="curve labels (e.g. factorized) or anchor names: one pairwise "
+                      "BD-rate column each")
     rd_p.add_argument("--method", default="akima", choices=["akima", "pchip", "cubic"])
     rd_p.add_argument("--group-by", nargs="*", help="meta keys that split curves, e.g. model.N")
     rd_p.add_argument("--out")

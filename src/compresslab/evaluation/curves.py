@@ -73,21 +73,19 @@ def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str,
 
 
 def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str = "kodak/vtm",
-                   reference: str | None = None, method: str = DEFAULT_METHOD, group_by: Sequence[str] = (),
-                   group: str | None = None, log_wandb: bool = False, metric: str = "psnr-rgb") -> dict[str, Any]:
+                   reference: str | Sequence[str] | None = None, method: str = DEFAULT_METHOD,
+                   group_by: Sequence[str] = (), group: str | None = None, log_wandb: bool = False,
+                   metric: str = "psnr-rgb") -> dict[str, Any]:
+    """RD table, plot and summary.json for the curves under ``paths``: each curve's BD-rate vs ``anchor`` and vs each
+    ``reference`` (a curve label or an anchor name; several give one pairwise column each)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curves = load_points(paths, group_by)
     if not curves:
         raise FileNotFoundError(f"no rd.json files found under {list(paths)}")
     anc = load_anchor(anchor)
-    ref_pts = curves.get(reference) if reference else None
-    if reference and ref_pts is None:
-        try:
-            ra = load_anchor(reference)
-            ref_pts = [{"bpp": b, metric: q} for b, q in zip(*ra.curve(metric))]
-        except AnchorError:
-            raise KeyError(f"reference {reference!r} is neither a curve ({sorted(curves)}) nor an anchor") from None
+    references = [reference] if isinstance(reference, str) else list(reference or [])
+    ref_curves = {r: _reference_points(r, curves, metric) for r in references}
     rows = []
     for label, pts in sorted(curves.items()):
         rates, quals = [p["bpp"] for p in pts], [p[metric] for p in pts]
@@ -97,9 +95,12 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
                "bpp_ratio_real_est": _span([p["bpp_ratio"] for p in pts if "bpp_ratio" in p], "{:.4f}"),
                f"bd_rate_vs_{anchor}": vs_anchor.bd_rate, f"bd_psnr_vs_{anchor}": vs_anchor.bd_psnr,
                "overlap_vs_anchor_pct": None if vs_anchor.overlap is None else round(100 * vs_anchor.overlap, 1), "anchor_note": vs_anchor.reason, "method": method}
-        if ref_pts is not None and label != reference:
+        for ref, ref_pts in ref_curves.items():
+            if label == ref:
+                continue
             vs_ref = bd_rate([p["bpp"] for p in ref_pts], [p[metric] for p in ref_pts], rates, quals, method=method)
-            row.update({f"bd_rate_vs_{reference}": vs_ref.bd_rate, "reference_note": vs_ref.reason})
+            note = "reference_note" if len(references) == 1 else f"note_vs_{ref}"
+            row.update({f"bd_rate_vs_{ref}": vs_ref.bd_rate, note: vs_ref.reason})
         row["line"] = f"{label}: {vs_anchor.line(metric)} vs {anchor}"
         rows.append(row)
         print(row["line"])
@@ -113,6 +114,16 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
     if log_wandb:
         _log_wandb(summary, out, group)
     return summary
+
+
+def _reference_points(reference: str, curves: dict[str, list[dict]], metric: str) -> list[dict]:
+    if reference in curves:
+        return curves[reference]
+    try:
+        ra = load_anchor(reference)
+    except AnchorError:
+        raise KeyError(f"reference {reference!r} is neither a curve ({sorted(curves)}) nor an anchor") from None
+    return [{"bpp": b, metric: q} for b, q in zip(*ra.curve(metric))]
 
 
 def _span(values: list[float], fmt: str) -> str:
