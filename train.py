@@ -16,12 +16,23 @@ def main(cfg: DictConfig):
 
     try:
         result = run(cfg)
-    except ConfigError as e:  # an impossible combination: one line, before any work
-        sys.exit(f"config error: {e}")
-    except CheckpointError as e:  # init_from / ckpt_path / model.base_ckpt: missing, corrupt, unsafe, wrong model
-        sys.exit(f"checkpoint error: {e}")
+    except (ConfigError, CheckpointError) as e:
+        # config: an impossible combination, caught before any work; checkpoint: init_from / ckpt_path /
+        # model.base_ckpt missing, corrupt, unsafe or of another model. One line, no traceback.
+        line = f"{'config' if isinstance(e, ConfigError) else 'checkpoint'} error: {e}"
+        if _in_multirun():  # sys.exit would end the whole sweep; a failed job is recorded and the others go on
+            print(line, file=sys.stderr, flush=True)
+            raise RuntimeError(line) from None
+        sys.exit(line)
     print(f"\nrun directory: {result['run_dir']}\nlast checkpoint: {result['last_ckpt']}")
     return result["objective"]  # what a sweeper (hparams_search=...) optimises; None without cfg.objective
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -27,18 +28,24 @@ def slug(model: str) -> str:
     return model.replace("/", "_")
 
 
-def pipeline(model: str, lambdas: list[float], work: Path, recipe: str) -> str:
+def pipeline(model: str, lambdas: list[float], work: Path, recipe: str, extra: list[str] = ()) -> str:
     pre = work / slug(model) / "pretrain"
     ckpt = pre / "checkpoints" / "last.ckpt"
     py = sys.executable
     sweep = work / slug(model) / "sweep"
-    stage1 = [py, "train.py", f"experiment={recipe}", f"model={model}", f"hydra.run.dir={pre}"]
-    stage2 = [py, "train.py", "-m", f"experiment={recipe}_finetune", f"model={model}", f"init_from={ckpt}",
+    stage1 = [py, "train.py", f"experiment={recipe}", f"model={model}", *extra, f"hydra.run.dir={pre}"]
+    stage2 = [py, "train.py", "-m", f"experiment={recipe}_finetune", f"model={model}", f"init_from={ckpt}", *extra,
               *(["lambda=" + ",".join(map(str, lambdas))] if lambdas else []), f"hydra.sweep.dir={sweep}"]
     # a finished stage 1 is not rerun (its last.ckpt is the warm start), so a killed queue restarts cheaply
     return (f"echo \"== $(date -u +%H:%M:%S) {model}: stage 1 (warm start) -> {pre}\"; "
-            f"[ -f {ckpt} ] || {' '.join(stage1)} && "
-            f"echo \"== $(date -u +%H:%M:%S) {model}: stage 2 (per-lambda) -> {sweep}\" && {' '.join(stage2)}")
+            f"[ -f {ckpt} ] || {shlex.join(stage1)} && "
+            f"echo \"== $(date -u +%H:%M:%S) {model}: stage 2 (per-lambda) -> {sweep}\" && {shlex.join(stage2)}")
+
+
+def rel(path: Path) -> str:
+    """Repository-relative where possible (committed files carry no machine paths), absolute otherwise."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def publish(sweeps: list[Path], dest: Path) -> list[str]:
@@ -49,7 +56,7 @@ def publish(sweeps: list[Path], dest: Path) -> list[str]:
         for rd in sorted(sw.glob("*/rd.json")):
             doc = json.loads(rd.read_text())
             meta = doc["meta"]
-            meta["run_dir"] = str(rd.parent.resolve().relative_to(ROOT))
+            meta["run_dir"] = rel(rd.parent)
             target = dest / "runs" / f"{meta['model']['name']}-lambda{meta['lambda']}"
             target.mkdir(parents=True, exist_ok=True)
             (target / "rd.json").write_text(json.dumps(doc, indent=2))
@@ -66,6 +73,8 @@ def main() -> None:
     ap.add_argument("--lambdas", nargs="+", type=float, default=None, help="default: the ladder in the YAML")
     ap.add_argument("--work", default=str(ROOT / "outputs" / "rd_cpu_proxy"))
     ap.add_argument("--out", default=str(ROOT / "experiments" / "rd_cpu_proxy"), help="committed results folder")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="Hydra overrides for both stages (e.g. debug=smoke for a pipeline check)")
     ap.add_argument("--publish-only", action="store_true", help="skip training; publish and summarise finished runs")
     a = ap.parse_args()
     work = Path(a.work)
@@ -76,7 +85,7 @@ def main() -> None:
     for q in ([] if a.publish_only else queues):
         name = "+".join(slug(m) for m in q)
         log = open(work / f"{name}.log", "w")
-        script = " && ".join(f"( {pipeline(m, a.lambdas, work, a.recipe)} )" for m in q)
+        script = " && ".join(f"( {pipeline(m, a.lambdas, work, a.recipe, a.set)} )" for m in q)
         procs.append(subprocess.Popen(["bash", "-c", script], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
         print(f"{' then '.join(q)}: log {work / f'{name}.log'}")
     codes = [p.wait() for p in procs]
@@ -85,8 +94,8 @@ def main() -> None:
     runs = publish([work / slug(m) / "sweep" for m in models], Path(a.out))
     # pairwise columns: every model vs the factorized baseline, and MSP vs the hyperprior (same transforms)
     refs = [r for r in ("factorized", "hyperprior") if r in models] or [models[0]]
-    subprocess.run([sys.executable, "-m", "compresslab.cli", "rd", *[str(Path(r).relative_to(ROOT)) for r in runs],
-                    "--reference", *refs, "--anchor", "kodak/vtm", "--out", str(Path(a.out).relative_to(ROOT))],
+    subprocess.run([sys.executable, "-m", "compresslab.cli", "rd", *[rel(Path(r)) for r in runs],
+                    "--reference", *refs, "--anchor", "kodak/vtm", "--out", rel(Path(a.out))],
                    cwd=ROOT, check=True)
 
 

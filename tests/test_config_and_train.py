@@ -275,3 +275,24 @@ def test_bad_init_from_ends_in_one_line(tmp_path, content):
     assert r.returncode != 0 and not (tmp_path / "pwned").exists()
     err = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert err[-1].startswith("checkpoint error: cannot read checkpoint") and "Traceback" not in r.stderr, r.stderr
+
+
+def test_one_bar_over_the_run_and_no_known_noise(tmp_path):
+    """The bar spans max_steps (not "Epoch 0/-2") and shows bpp/PSNR; the per-run boilerplate warnings are gone."""
+    r = run_py(["train.py", "debug=smoke", "logger=wandb", "callbacks.rich_progress=true", "trainer.max_steps=20",
+                "callbacks.rd_eval.enabled=false", f"hydra.run.dir={tmp_path}/r"], timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert "train (steps)" in out and "20/20" in out and "Epoch 0/-2" not in out
+    assert "bpp" in out and "PSNR" in out
+    for noise in ("will be deleted", "anonymous setting", "Tip: For seamless", "LeafSpec"):
+        assert noise not in out, noise
+
+
+@pytest.mark.parametrize("override,message", [("lambda=-0.01", "lambda=-0.01 must be a positive number"),
+                                              ("optim.scheduler.name=cosine", "must exceed warmup_steps")])
+def test_bad_lambda_and_schedule_fail_before_any_work(tmp_path, override, message):
+    extra = ["+optim.scheduler.warmup_steps=10", "+optim.scheduler.total_steps=8"] if "cosine" in override else []
+    r = run_py(["train.py", "debug=smoke", override, *extra, f"hydra.run.dir={tmp_path}/r"], timeout=120)
+    assert r.returncode != 0 and message in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
+    assert not (tmp_path / "r" / "config.yaml").exists()

@@ -179,6 +179,22 @@ def test_smoke_multirun_ends_with_curve_table_plot_and_wandb_report(tmp_path):
     assert "hyperprior" in table and "akima" in table
 
 
+def test_a_failed_sweep_job_costs_only_its_own_point(tmp_path):
+    """Hydra's basic sweeper re-raises a failed job after the batch and skips on_multirun_end; the summary of the
+    finished jobs must exist anyway and name the failure with its error line."""
+    sweep = tmp_path / "sweep"
+    r = run_py(["train.py", "-m", "model=factorized", "lambda=0.0067,-1.0", "debug=smoke", "trainer.max_steps=2",
+                "trainer.val_check_interval=2", "callbacks.rd_eval.max_images=1", "logger=csv",
+                f"hydra.sweep.dir={sweep}"], timeout=300)
+    assert r.returncode != 0  # the sweep still reports that something failed
+    assert len(list(sweep.glob("*/rd.json"))) == 1
+    table = (sweep / "rd_summary" / "rd_table.md").read_text()
+    assert "factorized" in table
+    failed = (sweep / "rd_summary" / "failed_jobs.md").read_text()
+    assert "lambda=-1.0" in failed and "must be a positive number" in failed
+    assert "failed job(s)" in r.stdout
+
+
 def test_cli_evaluate_anchors_and_rd(tmp_path, factorized_ckpt, kodak_crops, capsys):
     from compresslab.cli import main
 

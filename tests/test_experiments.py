@@ -30,3 +30,25 @@ def test_msp_cpu_proxy_driver_trains_both_models_and_summarises(tmp_path):
     assert cfgs["msp"].model.transform == "gdn" and cfgs["msp"].model.profile == "fast"
     assert cfgs["msp"].trainer.max_steps == cfgs["hyperprior"].trainer.max_steps  # equal budgets
     assert cfgs["msp"].data == cfgs["hyperprior"].data
+
+
+def test_rd_cpu_proxy_driver_runs_queues_and_writes_pairwise_columns(tmp_path):
+    """Two queues (hyperprior then factorized; MSP-fast on the hyperprior's transforms) through both stages of the
+    rd_cpu_ctx recipe at smoke size; the published table has one pairwise column per reference."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    r = run_py(["experiments/rd_cpu_proxy.py", "--recipe", "rd_cpu_ctx", "--models", "hyperprior", "factorized",
+                "--models", "msp/fast_gdn", "--lambdas", "0.013", "--work", str(work), "--out", str(out),
+                "--set", *TINY, "data.patch_size=128", "optim.scheduler.warmup_steps=0"], timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    rows = {row["curve"]: row for row in csv.DictReader(open(out / "rd_table.csv"))}
+    assert set(rows) == {"msp", "hyperprior", "factorized"} and all(row["points"] == "1" for row in rows.values())
+    assert "bd_rate_vs_factorized" in rows["msp"] and "bd_rate_vs_hyperprior" in rows["msp"]
+    assert rows["hyperprior"]["note_vs_factorized"] and not rows["hyperprior"]["note_vs_hyperprior"]  # not vs itself
+    assert "need at least 4" in rows["msp"]["note_vs_hyperprior"]  # 1 point: unavailable, with the reason
+    assert len(list((out / "runs").glob("*/rd.json"))) == 3
+    msp = OmegaConf.load(next((work / "msp_fast_gdn" / "sweep").glob("0_*/config.yaml")))
+    hyp = OmegaConf.load(next((work / "hyperprior" / "sweep").glob("0_*/config.yaml")))
+    assert msp.model.transform == "gdn" and msp.model.scales == 2 and msp.data.patch_size == 128
+    assert msp.trainer.max_steps == hyp.trainer.max_steps and msp.data == hyp.data  # equal budgets
+    log = (work / "msp_fast_gdn.log").read_text()
+    assert "stage 1 (warm start)" in log and "stage 2 (per-lambda)" in log

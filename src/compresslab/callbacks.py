@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -122,33 +121,3 @@ class RDEvaluationCallback(Callback):
             except Exception as e:  # noqa: BLE001 - a plot must never lose the evaluation
                 log.warning("RD plot skipped: %s", e)
         return doc
-
-
-class ProgressLog(Callback):
-    """One plain log line every ``every_n_steps`` training steps: run name, step/max_steps, s/step, ETA, LR and the
-    train loss/bpp/PSNR. Long recipes run without a live progress bar (logs go to files), so this is what a person
-    following them reads (``tail -f <run>/train.log``)."""
-
-    def __init__(self, name: str, every_n_steps: int = 500):
-        self.name = name
-        self.every = int(every_n_steps)
-        self._t0: float | None = None
-        self._step0 = 0
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._t0, self._step0 = time.monotonic(), trainer.global_step
-
-    @rank_zero_only
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if self.every <= 0 or step % self.every or self._t0 is None or step == self._step0:
-            return
-        per_step = (time.monotonic() - self._t0) / (step - self._step0)
-        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
-        left = per_step * (total - step) if total else None
-        eta = "" if left is None else f", ETA {left:.0f} s" if left < 120 else f", ETA {left / 60:.1f} min"
-        log.info("%s: step %d%s, %.3f s/step%s, lr %.3g, loss %.4g, bpp %.4f, PSNR %.2f dB", self.name, step,
-                 f"/{total} ({100 * step / total:.0f} %)" if total else "", per_step, eta,
-                 trainer.optimizers[0].param_groups[0]["lr"], m.get("train/loss", float("nan")),
-                 m.get("train/bpp", float("nan")), m.get("train/psnr", float("nan")))

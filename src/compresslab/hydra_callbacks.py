@@ -1,33 +1,83 @@
-"""Hydra callbacks: create the sweep folder up front (for study storage in it) and, at the end of a multirun,
-gather the runs' rd.json files into curves, BD-rates and a plot."""
+"""Hydra callbacks: create the sweep folder up front (for study storage in it) and keep the sweep's RD summary (curves,
+BD-rates, plot) up to date after every job, so that a failed job costs its own point and nothing else."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
+FAILED_FILE = "failed_jobs.json"
+
 
 class SweepRDSummary(Callback):
+    """Hydra's basic sweeper re-raises the first failed job's exception after the batch and never calls
+    on_multirun_end, so a summary written only there is lost with one bad job. It is rewritten after each job
+    instead (from every rd.json present), with the failed jobs and their error lines beside it."""
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # The Optuna sweeper opens its study (sqlite:///<sweep dir>/optuna.db) before any job creates the folder.
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.get("mode") != RunMode.MULTIRUN:
+            return  # a single run has no sweep summary
         sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            from .evaluation.curves import summarize_runs
-        except ImportError:  # evaluation stack not installed
-            return
-        rd_files = sorted(sweep_dir.glob("*/rd.json"))
-        if not rd_files:
+        if job_return.status == JobStatus.FAILED:
+            record_failure(sweep_dir, config.hydra.runtime.output_dir, list(job_return.overrides or []),
+                           job_return._return_value)
+        write_summary(sweep_dir, log_wandb=False, quiet=True, so_far=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write_summary(Path(config.hydra.sweep.dir), log_wandb=config.get("logger", {}).get("wandb") is not None)
+
+
+def record_failure(sweep_dir: Path, job_dir: str, overrides: list[str], error: BaseException | Any) -> None:
+    path = sweep_dir / FAILED_FILE
+    failed = json.loads(path.read_text()) if path.exists() else []
+    line = f"{type(error).__name__}: {error}".strip().splitlines()[0] if error is not None else "unknown error"
+    failed.append({"job_dir": str(job_dir), "overrides": overrides, "error": line[:500]})
+    path.write_text(json.dumps(failed, indent=2))
+    log.error("sweep job failed (%s): %s", " ".join(overrides), line)
+
+
+def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False, so_far: bool = False) -> Path | None:
+    """RD table/plot of every finished job under ``sweep_dir`` in <sweep>/rd_summary, plus failed_jobs.md."""
+    try:
+        from .evaluation.curves import summarize_runs
+    except ImportError:  # evaluation stack not installed
+        return None
+    out = sweep_dir / "rd_summary"
+    rd_files = sorted(sweep_dir.glob("*/rd.json"))
+    failed_path = sweep_dir / FAILED_FILE
+    failed = json.loads(failed_path.read_text()) if failed_path.exists() else []
+    if failed:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = "\n".join(f"| {' '.join(f['overrides'])} | {f['job_dir']} | {f['error'].replace('|', '/')} |"
+                         for f in failed)
+        (out / "failed_jobs.md").write_text(f"# Failed jobs ({len(failed)})\n\n| overrides | run dir | error |\n"
+                                            f"|---|---|---|\n{rows}\n")
+    if not rd_files:
+        if not quiet:
             log.warning("sweep %s produced no rd.json files (is callbacks.rd_eval enabled?)", sweep_dir)
-            return
-        summarize_runs([str(p.parent) for p in rd_files], out_dir=sweep_dir / "rd_summary",
-                       group=sweep_dir.name, log_wandb=config.get("logger", {}).get("wandb") is not None)
-        print(f"sweep RD summary ({len(rd_files)} runs): {sweep_dir / 'rd_summary'}/rd_table.md, rd.png", flush=True)
+        return None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():  # per-curve lines
+            summarize_runs([str(p.parent) for p in rd_files], out_dir=out, group=sweep_dir.name, log_wandb=log_wandb)
+    except Exception as e:  # noqa: BLE001 - a summary problem must not turn a finished job into a failed one
+        log.warning("sweep RD summary not written: %s", e)
+        return None
+    extra = f"; {len(failed)} failed job(s): {out / 'failed_jobs.md'}" if failed else ""
+    print(f"sweep RD summary ({len(rd_files)} runs{' so far' if so_far else ''}): {out}/rd_table.md, rd.png{extra}",
+          flush=True)
+    return out

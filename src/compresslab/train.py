@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +20,7 @@ from . import models
 from .config import ConfigError
 from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights
 from .data import build_datamodule
+from .progress import ProgressLog, StepProgressBar
 from .provenance import config_hash, write_run_provenance
 from .training import RateDistortionModule
 
@@ -68,6 +70,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path, group: str | None) -> list[Log
             name=wb.pop("name", None) or cfg.get("name"), group=wb.pop("group", None) or group,
             project=wb.pop("project", "compresslab"), config=plain(cfg), **wb,
         )
+        # Lightning always passes anonymous=None, which this wandb version answers with a deprecation warning per run
+        wandb_logger._wandb_init.pop("anonymous", None)
         if pl.utilities.rank_zero_only.rank == 0:
             try:
                 id_file.write_text(wandb_logger.experiment.id)
@@ -84,10 +88,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback
     if ck:
         cbs.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), **ck))
     if ccfg.get("rich_progress", False):
-        cbs.append(RichProgressBar())
+        cbs.append(StepProgressBar())
     if ccfg.get("progress_log_every_n_steps"):
-        from .callbacks import ProgressLog
-
         cbs.append(ProgressLog(str(cfg.get("name")), int(ccfg["progress_log_every_n_steps"])))
     rd = ccfg.get("rd_eval")
     if rd and rd.get("enabled", True):
@@ -109,7 +111,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers, callbacks) -> pl.Trai
         backend = "gloo" if tcfg.get("accelerator") == "cpu" else None
         strategy = DDPStrategy(find_unused_parameters=True, process_group_backend=backend)
     return pl.Trainer(**tcfg, strategy=strategy, default_root_dir=str(run_dir), logger=loggers or False,
-                      callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_progress_bar=True)
+                      callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+                      # no bar unless configured (callbacks.rich_progress): log-file runs use ProgressLog lines
+                      enable_progress_bar=any(isinstance(c, StepProgressBar) for c in callbacks))
 
 
 OBJECTIVES = ("kodak_rd_cost", "val_loss", "bpp_psnr")
@@ -145,6 +149,17 @@ def validate_config(cfg: DictConfig) -> None:
         if objective == "kodak_rd_cost" and cfg.loss.metric != "mse":
             raise ConfigError("objective=kodak_rd_cost is the MSE RD cost; use objective=bpp_psnr or val_loss "
                               "with loss=msssim")
+    try:
+        lam = float(cfg["lambda"])
+    except (TypeError, ValueError):
+        lam = float("nan")
+    if not (math.isfinite(lam) and lam > 0):
+        raise ConfigError(f"lambda={cfg.get('lambda')} must be a positive number (the weight of distortion in "
+                          f"R + lambda*D), e.g. lambda=0.0067")
+    sched = cfg.optim.get("scheduler") or {}
+    if sched.get("name") == "cosine" and int(sched.get("warmup_steps") or 0) >= int(sched.get("total_steps") or 0):
+        raise ConfigError(f"optim.scheduler.total_steps ({sched.get('total_steps')}) must exceed warmup_steps "
+                          f"({sched.get('warmup_steps')}); lower optim.scheduler.warmup_steps for short runs")
     precision = str(cfg.trainer.get("precision", "32-true"))
     if precision not in ("32-true", "32", "bf16-mixed", "bf16-true"):
         raise ConfigError(f"trainer.precision={precision} is not supported: fp16 needs a loss scaler, and the auxiliary "
@@ -182,9 +197,27 @@ def prepare_model_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
     return model_cfg
 
 
+class _DropLightningTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless cloud logging" not in record.getMessage()
+
+
+def silence_known_noise() -> None:
+    """Messages every run printed that carry no information for our users; real warnings stay."""
+    import warnings
+
+    # CSV: we move an earlier metrics.csv aside ourselves (build_loggers), so "will be deleted" is not true here
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    # torch/lightning internal API churn, not actionable by a user
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # an advertisement for a cloud logger, printed at every fit
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTip())
+
+
 def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train one model. Returns paths and final metrics."""
     validate_config(cfg)
+    silence_known_noise()
     hydra_dir, group = hydra_run_info()
     run_dir = Path(run_dir or hydra_dir or Path(cfg.paths.output_dir) / "runs" / str(cfg.name)).resolve()
     threads = cfg.get("threads")
@@ -225,7 +258,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         last = run_dir / "checkpoints" / "last.ckpt"
         held = torch.load(last, map_location="cpu", weights_only=True).get("global_step") if last.exists() else None
         if held != trainer.global_step:
-            trainer.save_checkpoint(str(last))
+            trainer.save_checkpoint(str(last), weights_only=False)  # a full checkpoint: resumable
     result = {
         "run_dir": str(run_dir),
         "global_step": trainer.global_step,
