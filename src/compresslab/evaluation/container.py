@@ -5,16 +5,23 @@ Layout (big-endian)::
     magic  b"CLAB"          4 bytes
     format version          u8   (this module writes 1)
     header length           u32
-    header                  UTF-8 JSON: model name + config, weights hash, image H/W, latent shape, string layout
+    header                  UTF-8 JSON: model name + config, weights hash, image H/W, latent shape, string layout,
+                            and (version 2) payload_sha256, the SHA-256 of the payload
     payload                 the entropy-coded strings, concatenated (lengths are in the header)
     crc32                   u32 over everything above
 
 Everything is validated before a single byte reaches the entropy decoder: a truncated, corrupted or foreign file
 raises ``ContainerError`` with the reason, and a checkpoint whose weights hash differs is refused.
+
+What the two checks protect against: the CRC-32 catches accidental damage anywhere in the file; the payload digest
+catches a payload changed by accident or by a naive edit that left the header alone (it is not a signature: anyone
+can rewrite both). Memory safety does not depend on either: the decoder is hardened for any payload
+(evaluation.codec). Version 1 files (no digest) still decode.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zlib
@@ -22,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 MAGIC = b"CLAB"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _MAX_HEADER = 1 << 20
 _MAX_DEPTH = 8            # our headers nest 3 deep; json.loads recurses once per level (RecursionError)
 MAX_SIDE = 1 << 15        # 32768 px per side
@@ -66,7 +74,7 @@ def _int(v: Any, what: str, lo: int, hi: int) -> int:
     return v
 
 
-def _parse_header(raw: bytes, payload_len: int) -> dict[str, Any]:
+def _parse_header(raw: bytes, payload_len: int, version: int = VERSION) -> dict[str, Any]:
     """Strict schema: every field typed and range-checked before anything uses it."""
     if _json_depth(raw) > _MAX_DEPTH:
         raise ContainerError(f"corrupt header: nested deeper than {_MAX_DEPTH} levels")
@@ -98,7 +106,10 @@ def _parse_header(raw: bytes, payload_len: int) -> dict[str, Any]:
             not all(isinstance(g, list) and 1 <= len(g) <= 64 for g in lengths):
         raise ContainerError("corrupt header: 'lengths' must be 1-16 groups of 1-64 string lengths")
     lengths = [[_int(n, "string length", 0, payload_len) for n in g] for g in lengths]
-    return {**header, "height": h, "width": w, "shape": shape, "lengths": lengths}
+    digest = header.get("payload_sha256")
+    if version >= 2 and (not isinstance(digest, str) or len(digest) != 64):
+        raise ContainerError("corrupt header: 'payload_sha256' must be a 64-character hex string")
+    return {**header, "height": h, "width": w, "shape": shape, "lengths": lengths, "payload_sha256": digest}
 
 
 @dataclass
@@ -112,12 +123,12 @@ class Container:
 
     def to_bytes(self) -> bytes:
         lengths = [[len(s) for s in group] for group in self.strings]
+        payload = b"".join(s for group in self.strings for s in group)
         header = json.dumps({
             "model": self.model, "weights_hash": self.weights_hash, "height": self.height, "width": self.width,
-            "shape": list(self.shape), "lengths": lengths,
+            "shape": list(self.shape), "lengths": lengths, "payload_sha256": hashlib.sha256(payload).hexdigest(),
         }, sort_keys=True).encode()
-        body = MAGIC + struct.pack(">BI", VERSION, len(header)) + header + b"".join(
-            s for group in self.strings for s in group)
+        body = MAGIC + struct.pack(">BI", VERSION, len(header)) + header + payload
         return body + struct.pack(">I", zlib.crc32(body))
 
     @classmethod
@@ -127,16 +138,19 @@ class Container:
         if len(data) < 13:
             raise ContainerError(f"file is truncated ({len(data)} bytes)")
         version, hlen = struct.unpack(">BI", data[4:9])
-        if version != VERSION:
-            raise ContainerError(f"unsupported container version {version} (this CompressLab reads {VERSION}); "
-                                 f"use a matching CompressLab release")
+        if version not in READABLE_VERSIONS:
+            raise ContainerError(f"unsupported container version {version} (this CompressLab reads "
+                                 f"{', '.join(map(str, READABLE_VERSIONS))}); use a matching CompressLab release")
         if hlen > _MAX_HEADER or 9 + hlen + 4 > len(data):
             raise ContainerError(f"file is truncated or corrupt (header length {hlen}, file {len(data)} bytes)")
         body, crc = data[:-4], struct.unpack(">I", data[-4:])[0]
         if zlib.crc32(body) != crc:
             raise ContainerError("checksum mismatch: the file is corrupted or truncated")
         payload = body[9 + hlen:]
-        header = _parse_header(body[9: 9 + hlen], len(payload))
+        header = _parse_header(body[9: 9 + hlen], len(payload), version)
+        if header["payload_sha256"] is not None and hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
+            raise ContainerError("payload digest mismatch: the coded data was changed after encoding "
+                                 "(the header's payload_sha256 does not match)")
         lengths = header["lengths"]
         total = sum(n for group in lengths for n in group)
         if total != len(payload):

@@ -60,6 +60,7 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
         self.cache_latents = bool(cache_latents) and self.freeze_base
         self.cache_crops_per_image = int(cache_crops_per_image)
         self.free_string_groups = {1} if self.ideal else set()
+        self.raw_string_groups = {1} if self.ideal else set()  # the oracle PMFs are packed uint32, not rANS
         self.hparams_dict = {"N": N, "M": M, "bins": bins, "Nq": Nq, "Mq": Mq, "ideal": self.ideal}
         if self.freeze_base:
             for module in (self.g_a, self.g_s, self.entropy_bottleneck):
@@ -212,6 +213,8 @@ def _pack_pmf(pmf: Tensor) -> bytes:
 
 
 def _unpack_pmf(data: bytes, m: int, bins: int) -> Tensor:
+    if len(data) != 4 * m * bins:
+        raise ValueError(f"oracle PMF string is {len(data)} bytes, expected {4 * m * bins}")
     ints = struct.unpack(f"<{m * bins}I", data)
     return torch.tensor(ints, dtype=torch.float64).reshape(m, bins) / PMF_GRID
 

@@ -9,7 +9,7 @@ Training interface: ``training_losses(batch, criterion)`` (default: images throu
 
 Declared attributes: ``pad_multiple`` (evaluation pads images to it; evaluation also accepts plain CompressAI
 models, hence its getattr there), ``requires_base_ckpt`` (built on a trained base model), ``cache_latents``,
-``free_string_groups``, and ``min_crop(cfg)``: the smallest training crop that gives every latent the size the model needs,
+``free_string_groups``, ``raw_string_groups``, and ``min_crop(cfg)``: the smallest training crop that gives every latent the size the model needs,
 checked before any work (train.validate_config) and used by ``debug=smoke``.
 """
 
@@ -25,6 +25,7 @@ class LatentCodingMixin:
     requires_base_ckpt: bool = False
     cache_latents: bool = False                    # train on cached latents of a frozen analysis transform
     free_string_groups: frozenset[int] = frozenset()  # string groups the evaluator does not count (oracle side info)
+    raw_string_groups: frozenset[int] = frozenset()   # string groups that are not rANS streams (no decoder slack)
 
     @classmethod
     def min_crop(cls, cfg: Mapping[str, Any]) -> int:

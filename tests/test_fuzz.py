@@ -1,0 +1,102 @@
+"""The fuzz campaign's CI subset (issues 15/19): >= 1,000 mutated files over the four models, each decoded in a
+forked child; no signal, no hang, no exception other than ContainerError/CheckpointError, and no edited payload
+decoded under the old digest. The full campaign is benchmarks/fuzz_decoder.py."""
+
+import os
+import time
+
+import pytest
+from PIL import Image
+
+from compresslab.checkpoints import build_model_from_checkpoint
+from compresslab.evaluation import codec
+from compresslab.evaluation.fuzz import MUTATIONS, campaign, mutate, run_cases
+from conftest import DATA, train
+
+
+@pytest.fixture(scope="module")
+def crop(tmp_path_factory):
+    p = tmp_path_factory.mktemp("fuzz") / "in.png"
+    Image.open(DATA / "kodak" / "kodim05.png").convert("RGB").crop((0, 0, 128, 128)).save(p)
+    return p
+
+
+@pytest.fixture(scope="module")
+def msp_ckpt(tmp_path_factory):
+    return train(tmp_path_factory.mktemp("msp_fuzz"), ["model=msp/fast", "callbacks.rd_eval.enabled=false"])["last_ckpt"]
+
+
+@pytest.fixture(scope="module")
+def adaptive_fuzz_ckpt(tmp_path_factory, factorized_ckpt):
+    return train(tmp_path_factory.mktemp("adaptive_fuzz"), ["model=adaptive", f"model.base_ckpt={factorized_ckpt}",
+                                                            "callbacks.rd_eval.enabled=false"])["last_ckpt"]
+
+
+def test_the_harness_counts_signals_hangs_and_exceptions_per_case(factorized_ckpt, crop, tmp_path):
+    model, meta = build_model_from_checkpoint(factorized_ckpt)
+    codec.compress_file(factorized_ckpt, crop, tmp_path / "ok.clab")
+    good = (tmp_path / "ok.clab").read_bytes()
+
+    def decode(d):
+        if d == b"segv":
+            os.kill(os.getpid(), 11)
+        if d == b"hang":
+            time.sleep(60)
+        if d == b"boom":
+            raise KeyError("x")
+        return codec.decode_bytes(d, model, meta)
+
+    r = run_cases(decode, [good, b"segv", good, b"hang", b"junk", b"boom", good], timeout=3)
+    assert [x["outcome"] for x in r] == ["decoded", "signal", "decoded", "hang", "refused", "uncaught", "decoded"]
+    assert r[1]["detail"] == "SIGSEGV" and "KeyError" in r[5]["detail"]
+
+
+def test_every_mutation_class_changes_the_file(factorized_ckpt, crop, tmp_path):
+    import random
+
+    codec.compress_file(factorized_ckpt, crop, tmp_path / "ok.clab")
+    good = (tmp_path / "ok.clab").read_bytes()
+    rng = random.Random(0)
+    for m in MUTATIONS:
+        assert mutate(good, rng, m).data != good, m
+
+
+@pytest.mark.parametrize("name,cases", [("factorized", 400), ("hyperprior", 400), ("adaptive", 150), ("msp", 68)])
+def test_fuzz_subset_no_crash_no_hang_no_uncaught_no_silent_decode(name, cases, crop, tmp_path, factorized_ckpt,
+                                                                    hyperprior_ckpt, msp_ckpt, adaptive_fuzz_ckpt):
+    ckpt = {"factorized": factorized_ckpt, "hyperprior": hyperprior_ckpt, "msp": msp_ckpt,
+            "adaptive": adaptive_fuzz_ckpt}[name]
+    model, meta = build_model_from_checkpoint(ckpt)
+    codec.compress_file(ckpt, crop, tmp_path / "ok.clab")
+    good = (tmp_path / "ok.clab").read_bytes()
+    res = campaign(lambda d: codec.decode_bytes(d, model, meta), good, cases, seed=7, timeout=30)
+    o = res["outcomes"]
+    assert sum(o.values()) == cases
+    assert o.get("signal", 0) == o.get("hang", 0) == o.get("uncaught", 0) == 0, res["examples"]
+    assert res["silent_decodes_of_edited_payloads"] == 0
+    assert o.get("refused", 0) > 0 and o.get("decoded", 0) > 0  # both paths were exercised
+    assert res["by_mutation"]["digest_kept"] == {"refused": res["by_mutation"]["digest_kept"]["refused"]}
+
+
+def test_a_version_1_file_without_digest_still_decodes(factorized_ckpt, crop, tmp_path):
+    import json
+    import struct
+    import zlib
+
+    from compresslab.evaluation.container import MAGIC
+
+    codec.compress_file(factorized_ckpt, crop, tmp_path / "ok.clab")
+    data = (tmp_path / "ok.clab").read_bytes()
+    hlen = struct.unpack(">I", data[5:9])[0]
+    header = json.loads(data[9: 9 + hlen])
+    del header["payload_sha256"]
+    raw = json.dumps(header).encode()
+    body = MAGIC + struct.pack(">BI", 1, len(raw)) + raw + data[9 + hlen: -4]
+    (tmp_path / "v1.clab").write_bytes(body + struct.pack(">I", zlib.crc32(body)))
+    a = codec.decompress_file(tmp_path / "v1.clab", factorized_ckpt)
+    b = codec.decompress_file(tmp_path / "ok.clab", factorized_ckpt)
+    assert a.tobytes() == b.tobytes()
+    v2 = body.replace(b"CLAB\x01", b"CLAB\x02", 1)  # a version-2 header must carry the digest
+    (tmp_path / "v2.clab").write_bytes(v2 + struct.pack(">I", zlib.crc32(v2)))
+    with pytest.raises(codec.ContainerError, match="payload_sha256"):
+        codec.decompress_file(tmp_path / "v2.clab", factorized_ckpt)
