@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 
 from compresslab import models
-from compresslab.checkpoints import build_model_from_checkpoint
+from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.data import load_image_tensor, resolve_data_root
 from compresslab.evaluation.evaluator import list_eval_images
 

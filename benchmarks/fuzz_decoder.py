@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)  # before any op: forked children must not inherit a live thread pool
 
-from compresslab.checkpoints import build_model_from_checkpoint  # noqa: E402
+from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
 from compresslab.evaluation import codec  # noqa: E402
 from compresslab.evaluation.fuzz import campaign  # noqa: E402
 

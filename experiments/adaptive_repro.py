@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from compresslab import models  # noqa: E402
-from compresslab.checkpoints import build_model_from_checkpoint  # noqa: E402
+from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
 from compresslab.data import resolve_data_root  # noqa: E402
 from compresslab.evaluation.curves import summarize_runs  # noqa: E402
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402

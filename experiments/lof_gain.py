@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from compresslab.checkpoints import build_model_from_checkpoint  # noqa: E402
+from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
 from compresslab.data import resolve_data_root  # noqa: E402
 from compresslab.evaluation.bdrate import bd_rate  # noqa: E402
 from compresslab.evaluation.curves import plot_curves  # noqa: E402

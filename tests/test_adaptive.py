@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from compresslab import models
-from compresslab.checkpoints import CheckpointError, build_model_from_checkpoint
+from compresslab.checkpoints import CheckpointError
+from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.entropy.histogram import clip_range, histogram, range_bound
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images

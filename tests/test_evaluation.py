@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from compresslab.checkpoints import CheckpointError, build_model_from_checkpoint
+from compresslab.checkpoints import CheckpointError
+from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.data import DataLayoutError
 from compresslab.evaluation.anchors import AnchorError, list_anchors, load_anchor
 from compresslab.evaluation.bdrate import bd_rate, monotone_points, rate_change_at_equal_quality

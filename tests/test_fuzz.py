@@ -8,7 +8,7 @@ import time
 import pytest
 from PIL import Image
 
-from compresslab.checkpoints import build_model_from_checkpoint
+from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.evaluation import codec
 from compresslab.evaluation.fuzz import MUTATIONS, campaign, mutate, run_cases
 from conftest import DATA, train

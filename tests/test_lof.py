@@ -2,7 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
-from compresslab.checkpoints import build_model_from_checkpoint
+from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
 from compresslab.lof import LOFConfig, lof_encoder_factory, overfit_latents, rd_cost

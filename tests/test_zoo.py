@@ -9,7 +9,8 @@ import torch
 from compressai.models import FactorizedPrior
 from compressai.zoo.image import model_urls
 
-from compresslab.checkpoints import CheckpointError, build_model_from_checkpoint
+from compresslab.checkpoints import CheckpointError
+from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from conftest import compose
 
 SPEC = "zoo:bmshj2018-factorized/mse/3"

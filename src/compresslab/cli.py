@@ -28,7 +28,7 @@ def _model_override(args) -> dict | None:
 def cmd_evaluate(args) -> int:
     import torch
 
-    from .checkpoints import build_model_from_checkpoint
+    from .models.from_checkpoint import build_model_from_checkpoint
     from .data import resolve_data_root
     from .evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
 
@@ -87,7 +87,7 @@ def _log_lof_curves(rows, args) -> None:
 
 
 def cmd_export(args) -> int:
-    from .checkpoints import export_state_dict
+    from .models.from_checkpoint import export_state_dict
 
     out = export_state_dict(args.ckpt, args.out)
     print(f"wrote {out} (plain state dict with updated CDF tables; load with compressai.models.*.from_state_dict)")

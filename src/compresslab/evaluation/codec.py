@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from PIL import Image
 
-from ..checkpoints import CheckpointError, build_model_from_checkpoint, weights_hash
+from ..checkpoints import CheckpointError, weights_hash
+from ..models.from_checkpoint import build_model_from_checkpoint
 from ..data import load_image_tensor
 from .container import Container, ContainerError
 
