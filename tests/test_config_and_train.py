@@ -296,3 +296,22 @@ def test_bad_lambda_and_schedule_fail_before_any_work(tmp_path, override, messag
     r = run_py(["train.py", "debug=smoke", override, *extra, f"hydra.run.dir={tmp_path}/r"], timeout=120)
     assert r.returncode != 0 and message in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
     assert not (tmp_path / "r" / "config.yaml").exists()
+
+
+def test_callbacks_and_loggers_from_config_without_code(tmp_path):
+    """Any Lightning callback/logger is a YAML file with a _target_: EarlyStopping + LearningRateMonitor + a second
+    CSV logger added from the command line, each doing its job in a smoke run."""
+    res = train(tmp_path, ["+callbacks/extra=[early_stopping,lr_monitor]", "+logger/extra=csv_copy",
+                           "callbacks.rd_eval.enabled=false", "trainer.max_steps=6", "trainer.val_check_interval=2"])
+    assert res["global_step"] == 6
+    header = (tmp_path / "csv_copy" / "metrics.csv").read_text().splitlines()[0]
+    assert "lr-Adam" in header and "val/loss" in header  # LearningRateMonitor's column, in the extra logger
+    cfg = compose(SMOKE + ["+callbacks/extra=early_stopping"])
+    assert cfg.callbacks.extra.early_stopping._target_.endswith("EarlyStopping")
+
+
+def test_a_broken_extra_logger_is_one_line(tmp_path):
+    from compresslab.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"logger.extra.bad \(no.such.Logger\) could not be built"):
+        train(tmp_path, ["+logger.extra.bad._target_=no.such.Logger", "callbacks.rd_eval.enabled=false"])

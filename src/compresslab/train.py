@@ -78,7 +78,29 @@ def build_loggers(cfg: DictConfig, run_dir: Path, group: str | None) -> list[Log
             except Exception as e:  # noqa: BLE001 - logging must never stop training
                 log.warning("could not start W&B: %s", e)
         loggers.append(wandb_logger)
+    loggers += instantiate_extras(lcfg.get("extra"), "logger", run_dir)
     return loggers
+
+
+def instantiate_extras(section: Any, kind: str, run_dir: Path | None = None) -> list[Any]:
+    """``callbacks.extra`` / ``logger.extra``: {name: {_target_: ..., kwargs}} built with Hydra's instantiate, so any
+    Lightning callback or logger is a YAML file away (conf/callbacks/extra, conf/logger/extra). Loggers without a
+    save_dir write into the run directory."""
+    from hydra.utils import instantiate
+
+    out = []
+    for name, spec in (plain(section) or {}).items():
+        if not isinstance(spec, dict) or "_target_" not in spec:
+            raise ConfigError(f"{kind}.extra.{name} needs a _target_ (a class path), got {spec!r}")
+        if run_dir is not None and kind == "logger":
+            spec = {"save_dir": str(run_dir), **spec}
+        try:
+            out.append(instantiate(spec))
+        except Exception as e:  # noqa: BLE001 - one line naming the entry, the class and the cause
+            cause = e.__cause__ or e
+            raise ConfigError(f"{kind}.extra.{name} ({spec['_target_']}) could not be built: "
+                              f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}") from None
+    return out
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback]:
@@ -91,6 +113,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback
         cbs.append(StepProgressBar())
     if ccfg.get("progress_log_every_n_steps"):
         cbs.append(ProgressLog(str(cfg.get("name")), int(ccfg["progress_log_every_n_steps"])))
+    cbs += instantiate_extras(ccfg.get("extra"), "callbacks")
     rd = ccfg.get("rd_eval")
     if rd and rd.get("enabled", True):
         from .callbacks import RDEvaluationCallback
