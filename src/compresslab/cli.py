@@ -135,6 +135,20 @@ def _default_rd_out(paths: list[str]) -> str:
     return str(Path("outputs") / "rd" / time.strftime("%Y%m%d-%H%M%S"))
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import papers, reproduce
+
+    if args.list or not args.paper:
+        for name, doc in papers().items():
+            print(f"{name}: {doc['title']}\n  profiles: {', '.join(doc['profiles'])}")
+        return 0
+    report = reproduce(args.paper, args.profile, out=args.out, rerun=args.rerun, report_only=args.report_only,
+                       dry_run=args.dry_run)
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
 def cmd_rd(args) -> int:
     from .evaluation.curves import summarize_runs
 
@@ -259,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     decompress_p.add_argument("--timeout", type=float, default=600.0, help="seconds before an isolated decode is abandoned")
     decompress_p.add_argument("--memory-mb", type=int, default=16384, help="address-space limit of the isolated decoder")
     decompress_p.set_defaults(func=cmd_decompress)
+
+    repro_p = sub.add_parser("reproduce", help="run a paper's recipe and report its numbers beside ours")
+    repro_p.add_argument("paper", nargs="?", help="see --list")
+    repro_p.add_argument("--profile", default="cpu_proxy")
+    repro_p.add_argument("--out", help="report folder (default experiments/reproduce/<paper>_<profile>)")
+    repro_p.add_argument("--list", action="store_true", help="papers and their profiles")
+    repro_p.add_argument("--rerun", action="store_true", help="run the steps even if the results are present")
+    repro_p.add_argument("--report-only", action="store_true", help="only (re)write the report from the results")
+    repro_p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
+    repro_p.set_defaults(func=cmd_reproduce)
 
     kodak_p = sub.add_parser("download-kodak", help="download the Kodak test set (needs network)")
     kodak_p.add_argument("dest", nargs="?", default="data/kodak")

@@ -1,0 +1,130 @@
+"""`compresslab reproduce PAPER`: run (or reuse) a paper's recipe and write a report that puts the paper's published
+numbers beside ours, with the scale we ran at. Papers, profiles, steps and published values live in
+conf/reproduce/<paper>.yaml; the steps are the experiment drivers, so this module only orchestrates and reports."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf" / "reproduce"
+
+
+class ReproduceError(ValueError):
+    pass
+
+
+def papers() -> dict[str, dict[str, Any]]:
+    return {p.stem: OmegaConf.to_container(OmegaConf.load(p), resolve=True) for p in sorted(CONF.glob("*.yaml"))}
+
+
+def read_md_table(path: Path) -> list[dict[str, str]]:
+    """The first Markdown table of a file as rows of {column: cell} (our rd_table.md and benchmark tables)."""
+    rows, header = [], None
+    for line in path.read_text().splitlines():
+        if not line.startswith("|"):
+            if header is not None and rows:
+                break
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif not set("".join(cells)) <= set("-: "):
+            rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def _ours(spec: dict[str, Any], results: Path, tables: dict[str, str]) -> str | None:
+    """Our value for one published quantity: a cell of the results' rd_table.md (by curve) or of an extra table."""
+    if "table" in spec:
+        path, key, row = ROOT / tables[spec["table"]], spec["key"], spec["row"]
+    else:
+        path, key, row = results / "rd_table.md", "curve", spec["curve"]
+    if not path.exists():
+        return None
+    for r in read_md_table(path):
+        if r.get(key) == row:
+            return r.get(spec["column"]) or None
+    return None
+
+
+def _number(cell: str | None) -> float | None:
+    try:
+        return float(str(cell).replace("%", "").replace("+", "").strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = False) -> list[str]:
+    cfg = papers()[paper]["profiles"][profile]
+    results = ROOT / cfg["results"]
+    done = (results / "rd_table.md").exists() and not rerun
+    log = []
+    for step in cfg["steps"]:
+        cmd = [sys.executable, *map(str, step)]
+        if done:
+            log.append(f"skipped (results present in {cfg['results']}): {' '.join(map(str, step))}")
+            continue
+        log.append(f"ran: {' '.join(map(str, step))}")
+        print("$", " ".join(map(str, step)), flush=True)
+        if not dry_run and subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            # each driver skips the stages it already finished, so rerunning the same command resumes
+            raise ReproduceError(f"step failed: {' '.join(map(str, step))}; its log is above; rerun "
+                                 f"`compresslab reproduce {paper} --profile {profile}` to resume")
+    return log
+
+
+def write_report(paper: str, profile: str, out: Path, log: list[str] | None = None) -> Path:
+    doc = papers()[paper]
+    cfg = doc["profiles"][profile]
+    results = ROOT / cfg["results"]
+    if not (results / "rd_table.md").exists():
+        raise ReproduceError(f"{cfg['results']}/rd_table.md is missing: run `compresslab reproduce {paper} "
+                             f"--profile {profile}` without --report-only first")
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Reproduction: {doc['title']}", "",
+             f"Profile **{profile}**: {cfg['scale']}.", "",
+             f"Our numbers are read from `{cfg['results']}/rd_table.md` (real bitstreams, BD-rate with `bjontegaard`, "
+             f"Akima); the paper's from the source named in each row. A paper's number is never printed as ours.", "",
+             "| quantity | paper | ours | ours − paper | paper's source |", "|---|---|---|---|---|"]
+    for row in doc["published"]:
+        ours = _ours(row["ours"], results, doc.get("extra_tables", {}))
+        p, o = row.get("value"), _number(ours)
+        diff = f"{o - p:+.2f}" if p is not None and o is not None else ""
+        lines.append(f"| {row['quantity']} | {'' if p is None else p} | {ours or 'not available'} | {diff} | "
+                     f"{row['source']} |")
+    for name in ("rd.png", "rd.pdf"):
+        if (results / name).exists():
+            shutil.copy(results / name, out / name)
+    if (out / "rd.png").exists():
+        lines += ["", "![RD curves against the anchors](rd.png)"]
+    lines += ["", "## What differs from the paper", "",
+              f"- Scale: {cfg['scale']}.",
+              "- Design choices that are ours are tagged in the code and listed in the README's model section "
+              "(Provenance).",
+              f"- Full tables: `{cfg['results']}/` (README there: command, machine, wall time, commit)."]
+    if log:
+        lines += ["", "## Steps", "", *[f"- {entry}" for entry in log]]
+    lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}`."]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def reproduce(paper: str, profile: str, out: str | None = None, rerun: bool = False, report_only: bool = False,
+              dry_run: bool = False) -> Path:
+    known = papers()
+    if paper not in known:
+        raise ReproduceError(f"unknown paper {paper!r}; one of: {', '.join(known)} (compresslab reproduce --list)")
+    if profile not in known[paper]["profiles"]:
+        raise ReproduceError(f"{paper} has no profile {profile!r}; one of: {', '.join(known[paper]['profiles'])}")
+    log = None if report_only else run_steps(paper, profile, rerun=rerun, dry_run=dry_run)
+    dest = Path(out) if out else ROOT / "experiments" / "reproduce" / f"{paper}_{profile}"
+    return write_report(paper, profile, dest, log)
