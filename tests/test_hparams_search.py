@@ -30,6 +30,12 @@ def test_search_runs_records_and_resumes(tmp_path):
     r = run_py(args + ["hydra.sweeper.n_trials=1"], timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert len(optuna.load_study(study_name="factorized_lr", storage=f"sqlite:///{sweep}/optuna.db").trials) == 3
+    # the end-of-sweep report covers the whole study (3 trials), with the best trial and the history plot
+    report = (sweep / "sweep_report" / "sweep_report.md").read_text()
+    best3 = min(t.value for t in optuna.load_study(study_name="factorized_lr",
+                                                   storage=f"sqlite:///{sweep}/optuna.db").trials if t.value is not None)
+    assert "3 trials" in report and f"objective {best3:.4g}" in report
+    assert (sweep / "sweep_report" / "history.png").stat().st_size > 0
 
 
 def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(tmp_path):
@@ -42,6 +48,20 @@ def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(tmp_path):
     states = {t.params["optim.lr"]: t.state for t in trials}
     assert states.get(1e30) == optuna.trial.TrialState.FAIL and states.get(1e-4) == optuna.trial.TrialState.COMPLETE
     assert "non-finite training loss" in r.stdout + r.stderr
+    report = (sweep / "sweep_report" / "sweep_report.md").read_text()
+    assert "| FAIL |" in report and "| COMPLETE |" in report  # the failed trial is in the report's table
+
+
+def test_variance_share_and_pareto_front():
+    from compresslab.sweep_report import pareto_front, variance_share
+
+    trials = [{"state": "COMPLETE", "values": [v, q], "params": {"lr": lr, "N": n}}
+              for v, q, lr, n in [(1.0, 30, 1e-4, 64), (1.1, 30.5, 2e-4, 64), (3.0, 29, 1e-3, 128),
+                                  (3.1, 31, 2e-3, 128)]]
+    imp = variance_share(trials)
+    assert imp["N"] == pytest.approx(imp["lr"]) and imp["N"] > 0.99  # N (and lr's median split) explain the spread
+    front = pareto_front(trials, ["minimize", "maximize"])
+    assert sorted(t["values"][0] for t in front) == [1.0, 1.1, 3.1]  # (3.0, 29) is dominated
 
 
 def test_objective_needs_its_measurement():

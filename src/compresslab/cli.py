@@ -135,6 +135,13 @@ def _default_rd_out(paths: list[str]) -> str:
     return str(Path("outputs") / "rd" / time.strftime("%Y%m%d-%H%M%S"))
 
 
+def cmd_sweep_report(args) -> int:
+    from .sweep_report import write_sweep_report
+
+    print(f"wrote {write_sweep_report(args.sweep_dir)}")
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from .reproduce import papers, reproduce
 
@@ -273,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     decompress_p.add_argument("--timeout", type=float, default=600.0, help="seconds before an isolated decode is abandoned")
     decompress_p.add_argument("--memory-mb", type=int, default=16384, help="address-space limit of the isolated decoder")
     decompress_p.set_defaults(func=cmd_decompress)
+
+    sr_p = sub.add_parser("sweep-report", help="report of an Optuna study (hparams_search sweep folder)")
+    sr_p.add_argument("sweep_dir")
+    sr_p.set_defaults(func=cmd_sweep_report)
 
     repro_p = sub.add_parser("reproduce", help="run a paper's recipe and report its numbers beside ours")
     repro_p.add_argument("paper", nargs="?", help="see --list")

@@ -39,7 +39,15 @@ class SweepRDSummary(Callback):
         write_summary(sweep_dir, log_wandb=False, quiet=True, so_far=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        write_summary(Path(config.hydra.sweep.dir), log_wandb=config.get("logger", {}).get("wandb") is not None)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        write_summary(sweep_dir, log_wandb=config.get("logger", {}).get("wandb") is not None)
+        if (sweep_dir / "optuna.db").exists():  # an hparams_search study: its own report
+            try:
+                from .sweep_report import write_sweep_report
+
+                print(f"sweep report: {write_sweep_report(sweep_dir)}", flush=True)
+            except Exception as e:  # noqa: BLE001 - a report problem must not fail a finished study
+                log.warning("sweep report not written: %s", e)
 
 
 def record_failure(sweep_dir: Path, job_dir: str, overrides: list[str], error: BaseException | Any) -> None:
