@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import math
 import logging
 import os
 from collections import defaultdict
@@ -106,7 +107,10 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
         print(row["line"])
 
     _write_table(rows, out)
-    png = plot_curves(curves, out / "rd.png", metric=metric, title=f"Kodak RD ({metric}); BD-rate vs {anchor}, "
+    notes = {r["curve"]: f"BD {r[f'bd_rate_vs_{anchor}']:+.1f} % vs {anchor}" for r in rows
+             if isinstance(r.get(f"bd_rate_vs_{anchor}"), float) and math.isfinite(r[f"bd_rate_vs_{anchor}"])}
+    png = plot_curves(curves, out / "rd.png", metric=metric, legend_notes=notes,
+                      title=f"Kodak RD ({metric}); BD-rate vs {anchor}, "
                       f"{method}")
     summary = {"anchor": anchor, "anchor_meta": anc.meta, "method": method, "metric": metric, "rows": rows,
                "curves": curves, "plot": str(png)}
@@ -154,14 +158,19 @@ def _write_table(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, metric: str = "psnr-rgb",
-                context: Sequence[str] = CONTEXT_ANCHORS, title: str = "") -> Path:
+                context: Sequence[str] = CONTEXT_ANCHORS, title: str = "",
+                legend_notes: dict[str, str] | None = None) -> Path:
+    """The one RD figure style (sweeps, `rd`, reproductions): our curves with markers and λ labels, the context
+    anchors dashed with small markers, BD numbers in the legend (``legend_notes``); PNG and a vector PDF beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=150)
     max_bpp = max(p["bpp"] for pts in curves.values() for p in pts)
+    lo_q = min(p[metric] for pts in curves.values() for p in pts if metric in p)
+    hi_q = max(p[metric] for pts in curves.values() for p in pts if metric in p)
     for name in context:
         try:
             a = load_anchor(name)
@@ -170,17 +179,27 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, metric: str
             continue
         keep = [(b, v) for b, v in zip(r, q) if b <= max(1.5 * max_bpp, 0.3)]
         if keep:
-            ax.plot(*zip(*sorted(keep)), "--", lw=1, alpha=0.7, label=a.label if "compressai" not in name else
+            ax.plot(*zip(*sorted(keep)), "--", marker=".", ms=4, lw=1, alpha=0.7,
+                    label=a.label if "compressai" not in name else
                     name.split("/")[-1].replace("compressai-", "zoo ").replace("_mse_cpu", ""))
+    notes = legend_notes or {}
     for label, pts in sorted(curves.items()):
-        ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], "o-", lw=2, label=label)
-    ax.set_xlabel("bpp (real bitstream)")
+        xs, ys = [p["bpp"] for p in pts], [p[metric] for p in pts]
+        line, = ax.plot(xs, ys, "o-", lw=2, ms=5, label=f"{label} ({notes[label]})" if label in notes else label)
+        for p in pts:
+            if p.get("lmbda") is not None:
+                ax.annotate(f"λ={p['lmbda']:g}", (p["bpp"], p[metric]), textcoords="offset points", xytext=(4, -9),
+                            fontsize=6, color=line.get_color())
+    ax.set_xlim(0, max(1.5 * max_bpp, 0.3))
+    ax.set_ylim(lo_q - 2, hi_q + 2)
+    ax.set_xlabel("rate [bpp, real bitstream]")
     ax.set_ylabel({"psnr-rgb": "PSNR RGB [dB]", "ms-ssim-db-rgb": "MS-SSIM [dB]"}.get(metric, metric))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
+    fig.savefig(Path(path).with_suffix(".pdf"))
     plt.close(fig)
     return path
 
