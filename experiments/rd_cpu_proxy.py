@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def pipeline(model: str, lambdas: list[float], work: Path, recipe: str, extra: l
 
 def rel(path: Path) -> str:
     """Repository-relative where possible (committed files carry no machine paths), absolute otherwise."""
-    path = Path(path).resolve()
+    path = Path(os.path.abspath(path))  # not resolve(): a work folder linked into outputs/ stays repository-relative
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
