@@ -233,7 +233,7 @@ def test_nan_in_the_cached_latent_path_is_also_a_clear_error(tmp_path, factorize
 def test_progress_log_names_step_total_and_eta(tmp_path, caplog):
     import logging
 
-    with caplog.at_level(logging.INFO, logger="compresslab.callbacks"):
+    with caplog.at_level(logging.INFO, logger="compresslab.progress"):
         train(tmp_path, ["model=factorized", "callbacks.rd_eval.enabled=false",
                          "callbacks.progress_log_every_n_steps=4"])
     lines = [r.getMessage() for r in caplog.records if "s/step" in r.getMessage()]
