@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def main() -> None:
     data_root = Path(os.environ.get("COMPRESSLAB_DATA", ROOT / "data"))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    src = out / "input_kodim05_128.png"
+    src = Path(tempfile.mkdtemp()) / "input_kodim05_128.png"  # a crop of the data set: never in the results folder
     Image.open(data_root / "kodak" / "kodim05.png").convert("RGB").crop((0, 0, 128, 128)).save(src)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     summary = {"command": " ".join(["python", "benchmarks/fuzz_decoder.py", *sys.argv[1:]]), "commit": commit,
