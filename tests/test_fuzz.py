@@ -59,6 +59,10 @@ def test_every_mutation_class_changes_the_file(factorized_ckpt, crop, tmp_path):
     rng = random.Random(0)
     for m in MUTATIONS:
         assert mutate(good, rng, m).data != good, m
+    payload = good[9 + int.from_bytes(good[5:9], "big"): -4]
+    for _ in range(300):  # an edit under the old digest always changes the payload (else a decode is no finding)
+        d = mutate(good, rng, "digest_kept").data
+        assert d[9 + int.from_bytes(d[5:9], "big"): -4] != payload
 
 
 @pytest.mark.parametrize("name,cases", [("factorized", 400), ("hyperprior", 400), ("adaptive", 150), ("msp", 68)])

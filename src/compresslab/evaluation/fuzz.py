@@ -73,8 +73,8 @@ def mutate(good: bytes, rng: random.Random, mutation: str | None = None) -> Case
     if m in ("bitflip", "digest_kept"):
         if not s:
             s = bytearray(b"\0")
-        for _ in range(rng.randint(1, 8)):
-            i = rng.randrange(len(s) * 8)
+        # distinct positions: flipping one bit twice would leave the payload unchanged (a no-op "edit")
+        for i in rng.sample(range(len(s) * 8), min(rng.randint(1, 8), len(s) * 8)):
             s[i // 8] ^= 1 << (i % 8)
         data = put(s)
         if m == "digest_kept":  # the payload changed, the header still carries the digest of the original
