@@ -84,6 +84,18 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def write_sweep_report(sweep_dir: str | Path) -> Path:
     import matplotlib
 
@@ -112,14 +124,8 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
             run.append(cur)
         ax.plot(xs, ys, "o", label="trial")
         ax.step(xs, run, where="post", label="best so far")
-        ax.set_xlabel("trial")
-        ax.set_ylabel("objective")
         ax.set_title(f"optimisation history: {name}", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "history.png")
-        plt.close(fig)
+        _finish(fig, ax, "trial", "objective", out / "history.png")
         lines += ["![optimisation history](history.png)", ""]
     elif len(directions) == 2 and done:
         front = pareto_front(trials, directions)
@@ -139,13 +145,7 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
         ax.plot([t["values"][0] for t in done], [t["values"][1] for t in done], "o", alpha=0.5, label="trial")
         fr = sorted(front, key=lambda t: t["values"][0])
         ax.plot([t["values"][0] for t in fr], [t["values"][1] for t in fr], "o-", color="C3", label="Pareto front")
-        ax.set_xlabel("bpp (real bitstream)")
-        ax.set_ylabel("PSNR RGB [dB]")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "pareto.png")
-        plt.close(fig)
+        _finish(fig, ax, "bpp (real bitstream)", "PSNR RGB [dB]", out / "pareto.png")
         lines += ["![Pareto front](pareto.png)", ""]
     imp = variance_share(trials)
     if imp:

@@ -209,10 +209,6 @@ def run_cases(decode: Callable[[bytes], object], datas: list[bytes], timeout: fl
     return results
 
 
-def run_case(decode: Callable[[bytes], object], data: bytes, timeout: float = 10.0, memory_mb: int = 2048) -> dict:
-    return run_cases(decode, [data], timeout, memory_mb)[0]
-
-
 def campaign(decode: Callable[[bytes], object], good: bytes, cases: int, seed: int = 0, timeout: float = 10.0,
              memory_mb: int = 2048) -> dict:
     """``cases`` mutations of ``good`` (mutation classes in turn, parameters from ``seed``); counts per outcome and
