@@ -22,6 +22,9 @@ class StepProgressBar(RichProgressBar):
     runs are step-budgeted, so this bar spans trainer.max_steps (its remaining time is the run's ETA), survives epoch
     boundaries, and shows the train loss, bpp and PSNR. Falls back to per-epoch counting without max_steps."""
 
+    REDRAW_S = 0.5
+    _drawn_at = float("-inf")
+
     def _steps_total(self) -> int | None:
         ms = self.trainer.max_steps
         return int(ms) if ms and ms > 0 else None
@@ -49,9 +52,14 @@ class StepProgressBar(RichProgressBar):
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if not self.is_disabled and self.train_progress_bar_id is None:
             self._initialize_train_progress_bar_id()
-        self._update(self.train_progress_bar_id, trainer.global_step)
-        self._update_metrics(trainer, pl_module)
-        self.refresh()
+        # Reading the metrics is one device-to-host copy each (a GPU sync) and a redraw costs milliseconds of CPU:
+        # both at most every REDRAW_S seconds, so a fast GPU step does not wait for the terminal.
+        now = time.monotonic()
+        if now - self._drawn_at >= self.REDRAW_S or trainer.global_step >= (self._steps_total() or 0):
+            self._drawn_at = now
+            self._update(self.train_progress_bar_id, trainer.global_step)
+            self._update_metrics(trainer, pl_module)
+            self.refresh()
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)

@@ -4,8 +4,9 @@ kodak/vtm curve. Written by ``compresslab sweep-report SWEEP_DIR`` (and at the e
 
 Importance: optuna 2.10's evaluators need scikit-learn, which we do not ship, so the report uses a simple,
 stated measure: the share of the objective's variance explained by each parameter's marginal (between-group
-variance over total variance; numeric parameters are split at their median). With a dozen trials it ranks
-parameters roughly and nothing more; the report says so.
+variance over total variance). Parameters with at most 5 distinct values are grouped by value; others into rank
+terciles, so a U-shaped response (a learning rate too low and too high both hurt) is seen, which a split at the
+median would average away. With a dozen trials it ranks parameters roughly and nothing more; the report says so.
 """
 
 from __future__ import annotations
@@ -37,7 +38,38 @@ def load_trials(sweep_dir: Path) -> tuple[str, list[str], list[dict[str, Any]]]:
         trials.append({"number": t.number, "state": t.state.name, "values": values, "params": dict(t.params),
                        "seconds": t.duration.total_seconds() if t.duration else None,
                        "fail_reason": t.system_attrs.get("fail_reason") or t.user_attrs.get("fail_reason")})
+    _add_job_errors(Path(sweep_dir), trials)
     return name, [d.name.lower() for d in study.directions], trials
+
+
+def _add_job_errors(sweep_dir: Path, trials: list[dict[str, Any]]) -> None:
+    """Optuna stores no reason for a trial whose job raised; the sweep callback's failed_jobs.json does (the error
+    line per job). Matched on the trial's parameters, since job numbers restart when a study is resumed."""
+    from .hydra_callbacks import FAILED_FILE
+
+    path = sweep_dir / FAILED_FILE
+    if not path.exists():
+        return
+    jobs = json.loads(path.read_text())
+
+    def same(params: dict[str, Any], overrides: list[str]) -> bool:
+        given = dict(o.split("=", 1) for o in overrides if "=" in o)
+        for k, v in params.items():
+            if k not in given:
+                return False
+            try:
+                if float(given[k]) != float(v):
+                    return False
+            except (TypeError, ValueError):
+                if str(given[k]) != str(v):
+                    return False
+        return True
+
+    for t in trials:
+        if t["state"] != STATE_COMPLETE and not t["fail_reason"]:
+            job = next((j for j in reversed(jobs) if same(t["params"], j.get("overrides", []))), None)
+            if job:
+                t["fail_reason"] = job.get("error")
 
 
 def variance_share(trials: list[dict[str, Any]], objective: int = 0) -> dict[str, float]:
@@ -51,9 +83,12 @@ def variance_share(trials: list[dict[str, Any]], objective: int = 0) -> dict[str
     out = {}
     for p in sorted({k for t in done for k in t["params"]}):
         vals = [t["params"].get(p) for t in done]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals) and len(set(vals)) > 2:
-            med = sorted(vals)[len(vals) // 2]
-            keys = ["high" if v >= med else "low" for v in vals]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+        if numeric and len(set(vals)) > 5:
+            order = sorted(range(len(vals)), key=lambda i: vals[i])
+            keys = [""] * len(vals)
+            for rank, i in enumerate(order):
+                keys[i] = str(3 * rank // len(vals))  # rank terciles
         else:
             keys = [str(v) for v in vals]
         groups: dict[str, list[float]] = {}

@@ -21,6 +21,7 @@ from .config import ConfigError
 from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights
 from .data import build_datamodule
 from .progress import ProgressLog, StepProgressBar
+from .speed import apply_speed_settings
 from .provenance import config_hash, write_run_provenance
 from .training import RateDistortionModule
 
@@ -266,8 +267,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         datamodule = LatentCacheDataModule(model.g_a, model.cache_crops_per_image, **plain(cfg.data))
     else:
         datamodule = build_datamodule(plain(cfg.data))
+    speed = apply_speed_settings(model, plain(cfg.get("speed")))
     module = RateDistortionModule(model, lmbda=float(cfg["lambda"]), loss=plain(cfg.loss), optim=plain(cfg.optim),
-                                  model_cfg=model_cfg)
+                                  model_cfg=model_cfg, channels_last=speed["channels_last"])
     loggers = build_loggers(cfg, run_dir, group)
     callbacks = build_callbacks(cfg, run_dir, datamodule)
     trainer = build_trainer(cfg, run_dir, loggers, callbacks)

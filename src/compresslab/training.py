@@ -9,6 +9,7 @@ under DDP the main pass syncs the network gradients and the aux pass syncs the q
 from __future__ import annotations
 
 import random
+from collections import deque
 from typing import Any, Mapping
 
 import lightning.pytorch as pl
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from .entropy.precision import entropy_models_in_fp32
 from .losses import RateDistortionLoss, psnr_from_mse
 from .optim import build_optimizers, build_scheduler, step_scheduler
+from .speed import to_memory_format
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -44,6 +46,7 @@ class RateDistortionModule(pl.LightningModule):
         optim: Mapping[str, Any],
         model_cfg: Mapping[str, Any] | None = None,
         num_logged_images: int = 4,
+        channels_last: bool = False,
     ):
         super().__init__()
         self.model = model
@@ -54,6 +57,7 @@ class RateDistortionModule(pl.LightningModule):
         # Plain containers only, so checkpoints stay loadable with torch.load(weights_only=True).
         self.model_cfg = dict(model_cfg or {"name": getattr(model, "registry_name", type(model).__name__)})
         self.num_logged_images = num_logged_images
+        self.channels_last = channels_last  # speed.channels_last: batches to NHWC like the weights
         self.automatic_optimization = False
         self.save_hyperparameters(
             {"model": self.model_cfg, "lambda": self.lmbda, "loss": dict(loss), "optim": self.optim_cfg}
@@ -72,16 +76,10 @@ class RateDistortionModule(pl.LightningModule):
 
     def training_step(self, batch: Tensor | dict, batch_idx: int) -> Tensor:
         net_opt, aux_opt = self.optimizers()
+        batch = to_memory_format(batch, self.channels_last)
         losses, batch_size = self.model.training_losses(batch, self.criterion)
         loss = losses["loss"]
-        # On a GPU, reading the flag now would stall the launch queue every step (the framework tax measured by
-        # benchmarks/train_step.py); it is read at the next step or before any checkpoint instead.
-        self._check_finite()
-        self._pending_finite = (torch.isfinite(loss.detach()), loss.detach(),
-                                {k: v.detach() for k, v in losses.items() if k != "loss"},
-                                self.global_step, self.current_epoch, batch_idx)
-        if loss.device.type == "cpu":
-            self._check_finite()
+        self._watch_finite(losses, batch_idx)
         net_opt.zero_grad()
         self.manual_backward(loss)
         clip = self.optim_cfg.get("grad_clip")
@@ -101,25 +99,72 @@ class RateDistortionModule(pl.LightningModule):
         if sched is not None:
             step_scheduler(sched, self.optim_cfg.get("scheduler"), when="step")
 
-        self._log_losses("train", losses, batch_size, on_step=True)
-        self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=False, batch_size=batch_size)
-        self.log("lr", net_opt.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
+        if self._log_this_step():
+            self._log_losses("train", losses, batch_size, on_step=True)
+            self.log("train/aux_loss", aux_loss.detach(), on_step=True, on_epoch=False, batch_size=batch_size)
+            # A Python float would become a device tensor: on a GPU a blocking host-to-device copy that drains the
+            # launch queue. A CPU tensor stays on the host.
+            self.log("lr", torch.tensor(float(net_opt.param_groups[0]["lr"])), on_step=True, on_epoch=False)
         return loss.detach()
 
-    def _check_finite(self) -> None:
-        pending, self._pending_finite = getattr(self, "_pending_finite", None), None
-        if pending is None or bool(pending[0]):
+    def _log_this_step(self) -> bool:
+        """Train metrics only on the steps the loggers write (trainer.log_every_n_steps, Lightning's own rule), the
+        first and the last: each self.log costs host time on every step, which a GPU step cannot hide."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        done = trainer.fit_loop.epoch_loop._batches_that_stepped  # batches before this one, as Lightning counts
+        every = max(1, int(trainer.log_every_n_steps))
+        return done == 0 or (done + 1) % every == 0 or 0 < trainer.max_steps <= self.global_step
+
+    # -- non-finite losses ---------------------------------------------------------------------------------------
+    def _watch_finite(self, losses: Mapping[str, Tensor], batch_idx: int) -> None:
+        """Stop on a NaN/inf loss. On a CPU the check is immediate (the step is never applied). On a GPU, reading the
+        flag now would stall the launch queue every step (the framework tax of benchmarks/train_step.py), so the flag
+        is copied to pinned host memory without blocking and read once its event has completed: at a later step, or
+        (waiting) before any checkpoint and at the end of training."""
+        loss = losses["loss"].detach()
+        record = (loss, {k: v.detach() for k, v in losses.items() if k != "loss"}, self.global_step,
+                  self.current_epoch, batch_idx)
+        if loss.device.type != "cuda":
+            if not bool(torch.isfinite(loss)):
+                raise self._non_finite_error(record, applied=False)
             return
-        _, loss, parts, step, epoch, batch_idx = pending
+        host = torch.empty((), dtype=torch.bool, pin_memory=True)
+        host.copy_(torch.isfinite(loss), non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self._finite_queue.append((done, host, record))
+        self._check_finite(wait=False)
+
+    @property
+    def _finite_queue(self) -> deque:
+        if not hasattr(self, "_finite_pending"):
+            self._finite_pending: deque = deque()
+        return self._finite_pending
+
+    def _check_finite(self, wait: bool = True) -> None:
+        queue = self._finite_queue
+        while queue and (wait or queue[0][0].query()):
+            done, host, record = queue.popleft()
+            done.synchronize()
+            if not bool(host):
+                queue.clear()
+                raise self._non_finite_error(record, applied=True)
+
+    @staticmethod
+    def _non_finite_error(record: tuple, applied: bool) -> NonFiniteLossError:
+        loss, parts, step, epoch, batch_idx = record
         detail = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
-        applied = ("the step was not applied" if loss.device.type == "cpu" else
-                   "the step reached the weights in memory only (GPU: checked one step late, without a stall)")
-        raise NonFiniteLossError(
+        how = ("the step reached the weights in memory only (GPU: read without stalling, a few steps late)" if applied
+               else "the step was not applied")
+        return NonFiniteLossError(
             f"non-finite training loss ({loss.item()}) at global step {step} (epoch {epoch}, batch {batch_idx}); "
-            f"{applied} and no checkpoint was written from it. Resume from the last checkpoint with a lower optim.lr "
+            f"{how} and no checkpoint was written from it. Resume from the last checkpoint with a lower optim.lr "
             f"or check the input data ({detail}).")
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        batch = to_memory_format(batch, self.channels_last)
         out = self.model(batch)
         losses = self.criterion(out, batch)
         self._log_losses("val", losses, batch.shape[0], on_step=False)
@@ -137,8 +182,10 @@ class RateDistortionModule(pl.LightningModule):
             metrics[f"{stage}/psnr"] = psnr_from_mse(losses["mse_loss"].detach())
         sync = stage == "val"
         self.log_dict(metrics, on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=sync)
+        # prog_bar would convert the value to a Python number after every step (a GPU sync); StepProgressBar reads
+        # the train metrics from callback_metrics at its own pace instead.
         self.log(f"{stage}/loss", losses["loss"].detach(), on_step=on_step, on_epoch=not on_step,
-                 prog_bar=True, batch_size=batch_size, sync_dist=sync)
+                 prog_bar=stage == "val", batch_size=batch_size, sync_dist=sync)
 
     def _log_reconstructions(self, x: Tensor, x_hat: Tensor) -> None:
         # self.logger is only the first logger (CSV has no images); use whichever logger can take them (W&B)

@@ -3,7 +3,8 @@
 Under ``trainer.precision=bf16-mixed`` autocast runs convolutions and matmuls in bfloat16. The entropy models'
 CDF networks (EntropyBottleneck's cumulative logits are matmuls), the Gaussian CDF differences and the aux loss
 lose the small probability differences a rate is made of in 8 mantissa bits, so their entry points run with
-autocast disabled on float32 inputs; the transforms keep the bf16 speed-up.
+autocast disabled on float32 inputs; the transforms keep the bf16 speed-up. EntropyBottleneck's forward is also
+swapped for the synchronisation-free one of ``sync_free`` (same outputs).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import types
 import torch
 from compressai.entropy_models import EntropyModel
 from torch import nn
+
+from .sync_free import stock_forward
 
 _FP32_METHODS = ("forward", "_likelihood", "_logits_cumulative", "loss")
 
@@ -35,7 +38,7 @@ def entropy_models_in_fp32(model: nn.Module) -> int:
     for m in model.modules():
         if isinstance(m, EntropyModel):
             for name in _FP32_METHODS:
-                fn = getattr(type(m), name, None)
+                fn = stock_forward(type(m)) if name == "forward" else getattr(type(m), name, None)
                 if fn is not None and not getattr(getattr(m, name), "_fp32", False):
                     # bound per instance (deepcopy rebinds a bound method to the copy, a closure would not)
                     setattr(m, name, types.MethodType(_fp32(fn), m))
