@@ -24,8 +24,8 @@ from compresslab.models.from_checkpoint import build_model_from_checkpoint  # no
 from compresslab.data import resolve_data_root  # noqa: E402
 from compresslab.evaluation.bdrate import bd_rate  # noqa: E402
 from compresslab.evaluation.curves import plot_curves  # noqa: E402
-from compresslab.evaluation.evaluator import (evaluate_model, list_eval_images, mean_rd_cost,  # noqa: E402
-                                              to_compressai_json)
+from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
+from compresslab.evaluation.metrics import mean_rd_cost  # noqa: E402
 from compresslab.lof import LOFConfig, lof_encoder_factory  # noqa: E402
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from compresslab.evaluation.evaluator import mean_rd_cost  # noqa: E402
+from compresslab.evaluation.metrics import mean_rd_cost  # noqa: E402
 
 #: per recipe: the experiment config, each model's overrides, the default lambdas
 RECIPES = {

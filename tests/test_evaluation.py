@@ -231,7 +231,7 @@ def test_cli_evaluate_anchors_and_rd(tmp_path, factorized_ckpt, kodak_crops, cap
 def test_mean_rd_cost_matches_compressai_rate_distortion_loss():
     from compressai.losses import RateDistortionLoss
 
-    from compresslab.evaluation.evaluator import mean_rd_cost, psnr_8bit
+    from compresslab.evaluation.metrics import mean_rd_cost, psnr_8bit
 
     torch.manual_seed(0)
     lmbda, per_image, losses = 0.0483, [], []

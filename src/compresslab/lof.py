@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from torch import Tensor
 
-from .losses import msssim
+from .evaluation import metrics
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,10 @@ def supports_lof(model) -> bool:
 def rd_cost(model, latents: dict[str, Tensor], x: Tensor, unpad, lmbda: float, metric: str) -> tuple[Tensor, dict]:
     out = model.latent_forward(latents)
     h, w = x.shape[-2:]
-    bits = sum((-torch.log2(v)).sum() for v in out["likelihoods"].values())
-    bpp = bits / (x.shape[0] * h * w)
+    bpp = metrics.likelihood_bits(out["likelihoods"]) / (x.shape[0] * h * w)
     x_hat = F.pad(out["x_hat"], unpad).clamp(0, 1)
-    if metric == "mse":
-        d = F.mse_loss(x_hat, x)
-        cost = lmbda * 255**2 * d + bpp
-    else:
-        d = 1 - msssim(x_hat, x)
-        cost = lmbda * d + bpp
+    d = F.mse_loss(x_hat, x) if metric == "mse" else 1 - metrics.msssim(x_hat, x)
+    cost = metrics.rd_cost(bpp, d, lmbda, metric)
     return cost, {"bpp": float(bpp.detach()), "distortion": float(d.detach())}
 
 

@@ -155,7 +155,7 @@ def objective_value(cfg: DictConfig, run_dir: Path, metrics: dict[str, float]):
     doc = json.loads((run_dir / "rd.json").read_text())
     if name == "bpp_psnr":
         return float(doc["results"]["bpp"][0]), float(doc["results"]["psnr-rgb"][0])
-    from .evaluation.evaluator import mean_rd_cost
+    from .evaluation.metrics import mean_rd_cost
 
     return float(mean_rd_cost(doc["per_image"], float(cfg["lambda"])))
 

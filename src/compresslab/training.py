@@ -19,7 +19,8 @@ from compressai.models import CompressionModel
 from torch import Tensor, nn
 
 from .entropy.precision import entropy_models_in_fp32
-from .losses import RateDistortionLoss, psnr_from_mse
+from .evaluation.metrics import psnr_from_mse
+from .losses import RateDistortionLoss
 from .optim import build_optimizers, build_scheduler, step_scheduler
 from .speed import to_memory_format
 

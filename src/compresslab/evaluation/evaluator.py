@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from compressai.ops import compute_padding
 from torch import Tensor
-from pytorch_msssim import ms_ssim
 
 from ..data import DataLayoutError, find_images, load_image_tensor
+from .metrics import bpp_from_bytes, likelihood_bits, msssim_8bit, msssim_db, psnr_8bit
 
 METRIC_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb", "bpp_est", "bpp_ratio", "encoding_time",
                "decoding_time")
@@ -36,32 +36,6 @@ def kodak_error(path: Path) -> DataLayoutError:
         f"Kodak images not found at {path}. Expected kodim01.png ... kodim24.png there. Get them with "
         f"`compresslab download-kodak {path}`, or point data.root / $COMPRESSLAB_DATA at a folder with kodak/."
     )
-
-
-def psnr_8bit(x: Tensor, x_hat: Tensor) -> float:
-    """PSNR on RGB after rounding both images to 8 bits (compressai.utils.eval_model.compute_metrics)."""
-    org = (x * 255).clamp(0, 255).round()
-    rec = (x_hat * 255).clamp(0, 255).round()
-    mse = F.mse_loss(org, rec).item()
-    return float("inf") if mse == 0 else 20 * math.log10(255) - 10 * math.log10(mse)
-
-
-def mean_rd_cost(per_image: Sequence[dict], lmbda: float) -> float:
-    """Mean over images of the training objective bpp + lambda * 255^2 * MSE (MSE of [0, 1] pixels, from each image's
-    8-bit PSNR), for comparing models or encoders at one lambda from their RD results."""
-    return sum(i["bpp"] + lmbda * 255**2 * 10 ** (-i["psnr-rgb"] / 10) for i in per_image) / len(per_image)
-
-
-def msssim_8bit(x: Tensor, x_hat: Tensor) -> float:
-    org = (x * 255).clamp(0, 255).round()
-    rec = (x_hat * 255).clamp(0, 255).round()
-    if min(org.shape[-2:]) <= 160:  # the 5-scale MS-SSIM is undefined below 161 px
-        return float("nan")
-    return ms_ssim(org, rec, data_range=255.0).item()  # as compressai.utils.eval_model
-
-
-def msssim_db(v: float) -> float:
-    return -10 * math.log10(max(1 - v, 1e-12)) if math.isfinite(v) else float("nan")
 
 
 def payload_bytes(strings: Sequence[Any]) -> int:
@@ -92,8 +66,7 @@ def check_latents(enc: dict[str, Tensor] | None, dec: dict[str, Tensor] | None, 
 @torch.no_grad()
 def estimate_bpp(model, x_padded: Tensor, num_pixels: int) -> float:
     out = model(x_padded)
-    bits = sum((-torch.log2(v)).sum().item() for v in out["likelihoods"].values())
-    return bits / num_pixels
+    return float(likelihood_bits(out["likelihoods"])) / num_pixels
 
 
 @torch.no_grad()
@@ -120,7 +93,7 @@ def evaluate_image(model, x: Tensor, name: str = "image", check: bool = True,
     # A model's "free" string groups carry oracle data for bounds (the adaptive model's ideal mode), not bits.
     free = getattr(model, "free_string_groups", ())
     nbytes = payload_bytes([s for i, s in enumerate(enc["strings"]) if i not in free])
-    bpp = nbytes * 8.0 / num_pixels
+    bpp = bpp_from_bytes(nbytes, num_pixels)
     bpp_est = estimate_bpp(model, x_padded, num_pixels)
     ms = msssim_8bit(x, x_hat)
     row = {
