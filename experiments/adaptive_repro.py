@@ -81,7 +81,7 @@ def evaluate_ideal(base_ckpt: Path, out_dir: Path, lmbda: float, like: dict) -> 
 
 
 def _base_size(ckpt: Path) -> dict:
-    from compresslab.models.adaptive import base_size_from_checkpoint
+    from compresslab.models.base_weights import base_size_from_checkpoint
 
     return base_size_from_checkpoint(str(ckpt))
 

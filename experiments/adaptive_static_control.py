@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from compresslab.data import find_images, load_image_tensor, resolve_data_root  # noqa: E402
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
-from compresslab.models.adaptive import base_size_from_checkpoint, fit_static_refit  # noqa: E402
+from compresslab.models.adaptive import fit_static_refit  # noqa: E402
+from compresslab.models.base_weights import base_size_from_checkpoint  # noqa: E402
 
 
 def main() -> None:

@@ -87,3 +87,29 @@ def assert_decodes_identically_elsewhere(clab: Path, ckpt, expected, tmp: Path) 
     there = Image.open(out)
     assert there.size == expected.size
     assert list(there.getdata()) == list(expected.getdata())
+
+
+# -- fast unit tests vs slow integration tests ------------------------------------------------------------------
+# `pytest -m "not slow"` runs the unit tests alone (about a minute); CI runs both. A test is an integration test when
+# it trains, runs a command in a subprocess, or needs a trained checkpoint (fixtures named *_ckpt / *_ckpts); the
+# rule is applied at collection, so a new test is classified without anyone remembering a decorator.
+_INTEGRATION_CALLS = ("train(", "run_py(", "subprocess.", "assert_decodes_identically_elsewhere(")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: integration test (trains, runs a subprocess or needs a trained "
+                                       "checkpoint); deselect with -m 'not slow'")
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+
+    for item in items:
+        fn = getattr(item, "function", None)
+        try:
+            src = inspect.getsource(fn) if fn else ""
+        except (OSError, TypeError):
+            src = ""
+        ckpt = any(name.endswith(("_ckpt", "_ckpts")) for name in getattr(item, "fixturenames", ()))
+        if ckpt or any(call in src for call in _INTEGRATION_CALLS) or "request.getfixturevalue" in src:
+            item.add_marker(pytest.mark.slow)

@@ -68,6 +68,19 @@ def test_adaptive_trains_only_the_side_info_codec(adaptive_ckpt, factorized_ckpt
     assert changed, "side-info codec did not train"
 
 
+def test_the_base_reaches_the_constructor_as_weights(factorized_ckpt, hyperprior_ckpt):
+    """registry.build opens model.base_ckpt; the adaptive class itself takes tensors and opens no file."""
+    base, _ = build_model_from_checkpoint(factorized_ckpt)
+    m = models.build({"name": "adaptive", "N": 32, "M": 48, "base_ckpt": str(factorized_ckpt)})
+    for k in ("g_a.0.weight", "g_s.6.weight", "entropy_bottleneck._matrices.0"):
+        assert torch.equal(m.state_dict()[k], base.state_dict()[k])
+    assert torch.equal(m.entropy_bottleneck.quantized_cdf, base.entropy_bottleneck.quantized_cdf)  # tables fixed
+    with pytest.raises(TypeError, match="base_ckpt"):
+        models.get_model_class("adaptive")(N=32, M=48, base_ckpt=str(factorized_ckpt))
+    with pytest.raises(CheckpointError, match="holds a 'hyperprior' model.*needs a trained factorized"):
+        models.build({"name": "adaptive", "N": 32, "M": 48, "base_ckpt": str(hyperprior_ckpt)})
+
+
 def test_rate_is_the_cross_entropy_of_the_histogram(factorized_ckpt):
     torch.manual_seed(0)
     m = models.build({"name": "adaptive", "N": 32, "M": 48, "base_ckpt": str(factorized_ckpt), "ideal": True})

@@ -215,7 +215,7 @@ def prepare_model_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
         base = model_cfg.get("base_ckpt")
         if not base or base == "???":
             raise ConfigError(f"model={model_cfg['name']} needs model.base_ckpt=<trained factorized checkpoint>")
-        from .models.adaptive import base_size_from_checkpoint
+        from .models.base_weights import base_size_from_checkpoint
 
         model_cfg = {**model_cfg, **base_size_from_checkpoint(base)}
     return model_cfg

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import struct
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from compressai.models import CompressionModel
@@ -41,15 +41,17 @@ _MIN_LOG2_LIK = -100.0  # keeps 2^-CE representable in float32
 @register_model("adaptive")
 class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
     requires_base_ckpt = True
+    base_model = "factorized"  # model.base_ckpt must hold one; registry.build loads it into ``base_state``
 
-    def __init__(self, N: int = 128, M: int = 192, base_ckpt: str | None = None, freeze_base: bool = True,
+    def __init__(self, N: int = 128, M: int = 192, base_state: Mapping[str, Tensor] | None = None,
+                 freeze_base: bool = True,
                  bins: int = 256, Nq: int = 32, Mq: int = 16, kernel: int = 15, groups: int = 8,
                  bound_factor: float = 0.75, ideal: bool = False, lambda_q: float | None = None,
                  target_pixels: int = KODAK_PIXELS, cache_latents: bool = True, cache_crops_per_image: int = 4):
         super().__init__()
         base = Factorized(N, M)
-        if base_ckpt:
-            _load_base(base, base_ckpt)
+        if base_state is not None:
+            base.load_state_dict(base_state)
         self.g_a, self.g_s, self.entropy_bottleneck = base.g_a, base.g_s, base.entropy_bottleneck
         self.pdf = PdfCodec(M, bins, Nq=Nq, Mq=Mq, kernel=kernel, groups=groups)
         self.bins, self.M, self.ideal = bins, M, bool(ideal)
@@ -65,7 +67,7 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
         if self.freeze_base:
             for module in (self.g_a, self.g_s, self.entropy_bottleneck):
                 module.requires_grad_(False)
-        if base_ckpt:
+        if base_state is not None:
             # Fixed support and medians for the whole training. (Not without a base: CompressAI's load_state_dict
             # only resizes empty CDF buffers, and a model being restored gets its tables from the checkpoint.)
             self.entropy_bottleneck.update(force=True)
@@ -219,25 +221,6 @@ def _unpack_pmf(data: bytes, m: int, bins: int) -> Tensor:
     return torch.tensor(ints, dtype=torch.float64).reshape(m, bins) / PMF_GRID
 
 
-def _load_base(base: Factorized, path: str) -> None:
-    from ..checkpoints import CheckpointError, load_checkpoint, load_weights, model_config_of
-
-    ckpt = load_checkpoint(path)
-    saved = model_config_of(ckpt)
-    if saved and saved.get("name") != "factorized":
-        raise CheckpointError(f"model.base_ckpt={path} holds a {saved.get('name')!r} model; the adaptive model "
-                              f"needs a trained factorized checkpoint (train one with model=factorized)")
-    load_weights(base, ckpt, source=f"model.base_ckpt={path}")
-
-
-def base_size_from_checkpoint(path: str) -> dict[str, int]:
-    """N and M of a base checkpoint, so `model=adaptive model.base_ckpt=...` needs no size overrides."""
-    from ..checkpoints import load_checkpoint, model_config_of
-
-    saved = model_config_of(load_checkpoint(path)) or {}
-    return {k: int(saved[k]) for k in ("N", "M") if k in saved}
-
-
 class StaticRefitControl(AdaptiveFactorized):
     """The control a reviewer asks for (issue 17): the frozen base coded with ONE static per-channel PMF re-fitted
     on training latents, through the adaptive model's own coding path (same support, escape symbol, 2^-24 grid,
@@ -284,7 +267,10 @@ def fit_static_refit(base_ckpt: str, images, N: int = 128, M: int = 192, bins: i
                      floor: float = 1e-6) -> StaticRefitControl:
     """Pool the hard histograms of g_a(x) over ``images`` (the training crops, (3,H,W) tensors) per channel, with a
     small floor so a symbol unseen in training stays codable, and round to the adaptive coder's 2^-24 grid."""
-    model = StaticRefitControl(N=N, M=M, base_ckpt=base_ckpt, bins=bins).eval()
+    from .base_weights import load_base_state
+
+    base = load_base_state(base_ckpt, StaticRefitControl.base_model, {"N": N, "M": M})
+    model = StaticRefitControl(N=N, M=M, base_state=base, bins=bins).eval()
     counts = torch.zeros(M, bins, dtype=torch.float64)
     for x in images:
         y = model.g_a(x[None])

@@ -42,4 +42,12 @@ def build(cfg: Mapping[str, Any]) -> CompressionModel:
     if name is None:
         raise ValueError("model config has no 'name' key; pick one of: " + ", ".join(model_names()))
     cls = get_model_class(name)
+    if getattr(cls, "requires_base_ckpt", False):
+        # A model built on a trained base gets the base's weights, not a path to open (checkpoint reading stays here).
+        path = kwargs.pop("base_ckpt", None)
+        if path:
+            from .base_weights import load_base_state
+
+            size = {k: kwargs[k] for k in ("N", "M") if k in kwargs}
+            kwargs["base_state"] = load_base_state(str(path), cls.base_model, size)
     return cls(**kwargs)
