@@ -315,3 +315,29 @@ def test_a_broken_extra_logger_is_one_line(tmp_path):
 
     with pytest.raises(ConfigError, match=r"logger.extra.bad \(no.such.Logger\) could not be built"):
         train(tmp_path, ["+logger.extra.bad._target_=no.such.Logger", "callbacks.rd_eval.enabled=false"])
+
+
+def test_live_rd_view_every_n_steps_reaches_csv_jsonl_and_wandb(tmp_path):
+    """callbacks.rd_eval.live_every_n_steps: a real-bitstream point on a fixed Kodak subset every N steps."""
+    train(tmp_path, ["logger=wandb", "callbacks.rd_eval.live_every_n_steps=4", "callbacks.rd_eval.live_images=2",
+                     "callbacks.rd_eval.live_crop=128", "callbacks.rd_eval.max_images=1"])
+    points = [json.loads(line) for line in (tmp_path / "rd_live.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in points] == [4, 8] and all(p["images"] == 2 and p["crop"] == 128 for p in points)
+    assert all(0 < p["bpp"] < 30 and 5 < p["psnr-rgb"] < 60 and 0.9 < p["bpp_ratio"] < 1.2 for p in points)
+    tables = list((tmp_path / "wandb").glob("offline-run-*/files/media/table/kodak_live/rd*.table.json"))
+    assert tables, "the live RD scatter was not logged to W&B"
+    doc = json.loads(sorted(tables)[-1].read_text())
+    curves = {row[0] for row in doc["data"]}
+    assert curves == {"this run (live subset)", "kodak/vtm"} and len(doc["data"]) > 2
+    per_image = list((tmp_path / "wandb").glob("offline-run-*/files/media/table/kodak_live/per_image*.table.json"))
+    assert per_image and len(json.loads(per_image[0].read_text())["data"]) == 2
+
+
+def test_live_scatter_rows_clip_the_anchor_to_the_runs_rates():
+    from compresslab.callbacks import live_scatter_rows
+
+    rows = live_scatter_rows([{"bpp": 0.2, "psnr-rgb": 27.0, "step": 100}], "kodak/vtm")
+    anchor = [r for r in rows if r[0] == "kodak/vtm"]
+    assert rows[0] == ["this run (live subset)", 0.2, 27.0, 100]
+    assert anchor and max(r[1] for r in anchor) <= 0.4  # VTM's points above twice the run's rate are left out
+    assert live_scatter_rows([], "kodak/vtm") == []

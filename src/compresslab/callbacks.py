@@ -28,7 +28,8 @@ class RDEvaluationCallback(Callback):
     def __init__(self, run_dir: str | Path, kodak_dir: str | Path, lmbda: float, model_cfg: dict[str, Any],
                  config_hash: str, eval_every_n_epochs: int = 0, max_images: int | None = None, crop: int | None = None,
                  anchor: str | None = "kodak/vtm", enabled: bool = True, lof: dict | None = None,
-                 loss_metric: str = "mse", also_compare: list[str] | None = None, plot: bool = False):
+                 loss_metric: str = "mse", also_compare: list[str] | None = None, plot: bool = False,
+                 live_every_n_steps: int = 0, live_images: int = 3, live_crop: int | None = 256):
         self.run_dir = Path(run_dir)
         self.kodak_dir = Path(kodak_dir)
         self.lmbda = lmbda
@@ -42,9 +43,58 @@ class RDEvaluationCallback(Callback):
         self.loss_metric = loss_metric
         self.also_compare = list(also_compare or [])  # more anchors for the single-point rate change (e.g. JPEG)
         self.plot = plot                             # draw this run's point against the anchors (rd.png)
+        self.live_every = int(live_every_n_steps or 0)  # live RD view: a small fixed subset every N steps
+        self.live_images = int(live_images)
+        self.live_crop = live_crop
+        self.live_points: list[dict[str, Any]] = []
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         list_eval_images(self.kodak_dir, self.max_images)  # fail before training, not after hours of it
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        if self.live_every and trainer.global_step % self.live_every == 0:
+            self.evaluate_live(trainer, pl_module)
+
+    @rank_zero_only
+    def evaluate_live(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        """Real bitstreams on the first ``live_images`` Kodak images (centre-cropped to ``live_crop``): one point
+        of the run's trajectory in the RD plane, appended to <run>/rd_live.jsonl, logged to every logger
+        (``kodak_live/*``) and, for W&B, drawn as a native scatter against the anchor curve with a per-image table."""
+        files = list_eval_images(self.kodak_dir, self.live_images)
+        model = pl_module.model
+        was_training, device = model.training, next(model.parameters()).device
+        model.cpu()
+        try:
+            result = evaluate_model(model, files, crop=self.live_crop)
+        finally:
+            model.to(device)
+            model.train(was_training)
+        point = {"step": trainer.global_step, **{k: v for k, v in result["mean"].items() if k in METRIC_KEYS},
+                 "images": len(files), "crop": self.live_crop}
+        self.live_points.append(point)
+        with (self.run_dir / "rd_live.jsonl").open("a") as f:
+            f.write(json.dumps(point) + "\n")
+        metrics = {f"kodak_live/{k}": v for k, v in point.items() if k in METRIC_KEYS}
+        for lg in trainer.loggers:
+            lg.log_metrics(metrics, step=trainer.global_step)
+            if hasattr(lg, "log_table"):  # W&B
+                self._log_live_wandb(lg, result["per_image"], trainer.global_step)
+        log.info("live RD (step %d, %d images, real bitstreams): %.4f bpp, %.2f dB", trainer.global_step,
+                 len(files), point["bpp"], point["psnr-rgb"])
+        return point
+
+    def _log_live_wandb(self, logger, per_image: list[dict], step: int) -> None:
+        import wandb
+
+        rows = live_scatter_rows(self.live_points, self.anchor)
+        table = wandb.Table(columns=["curve", "bpp", "psnr-rgb", "step"], data=rows)
+        logger.experiment.log({"kodak_live/rd": wandb.plot.scatter(table, "bpp", "psnr-rgb",
+                                                                   title="live RD: this run vs the anchor"),
+                               "kodak_live/per_image": wandb.Table(
+                                   columns=["image", "bpp", "psnr-rgb", "bpp_est"],
+                                   data=[[r["name"], r["bpp"], r["psnr-rgb"], r["bpp_est"]] for r in per_image]),
+                               "trainer/global_step": step})
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
@@ -121,3 +171,18 @@ class RDEvaluationCallback(Callback):
             except Exception as e:  # noqa: BLE001 - a plot must never lose the evaluation
                 log.warning("RD plot skipped: %s", e)
         return doc
+
+
+def live_scatter_rows(points: list[dict[str, Any]], anchor: str | None) -> list[list[Any]]:
+    """Rows (curve, bpp, PSNR, step) for the live RD scatter: the run's points so far and the anchor's points up to
+    twice the run's highest rate (its low-rate end is where a training run travels; the rest would flatten the view).
+    The live points are on a cropped subset, so they are a trajectory, not a number to compare with the anchor."""
+    rows = [["this run (live subset)", p["bpp"], p["psnr-rgb"], p["step"]] for p in points]
+    if anchor and points:
+        try:
+            rates, psnrs = load_anchor(anchor).curve()
+            top = 2 * max(p["bpp"] for p in points)
+            rows += [[anchor, r, q, None] for r, q in zip(rates, psnrs) if r <= top]
+        except AnchorError as e:
+            log.warning("live RD view without the anchor: %s", e)
+    return rows
