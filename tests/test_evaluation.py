@@ -226,6 +226,16 @@ def test_cli_evaluate_anchors_and_rd(tmp_path, factorized_ckpt, kodak_crops, cap
     assert (tmp_path / "runs" / "rd_summary" / "rd_table.md").exists()
     assert main(["evaluate", str(tmp_path / "nope.ckpt")]) == 2  # a clear error, not a traceback
     assert "does not exist" in capsys.readouterr().err
+    # --data NAME: a named evaluation set under the data root, recorded in the result
+    (tmp_path / "root" / "tecnick").mkdir(parents=True)
+    for f in sorted(kodak_crops.iterdir())[:1]:
+        (tmp_path / "root" / "tecnick" / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "tecnick.json"
+    assert main(["evaluate", str(factorized_ckpt), "--data", "tecnick", "--data-root", str(tmp_path / "root"),
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["meta"]["dataset"] == "tecnick" and len(json.loads(out.read_text())["per_image"]) == 1
+    assert main(["evaluate", str(factorized_ckpt), "--data", "clic2020-mobile", "--data-root", str(tmp_path / "root")]) == 2
+    assert "evaluation set 'clic2020-mobile' not found" in capsys.readouterr().err
 
 
 def test_mean_rd_cost_matches_compressai_rate_distortion_loss():

@@ -12,6 +12,13 @@ import sys
 from pathlib import Path
 
 KODAK_URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
+# Evaluation sets LIC papers report on, as folders under the data root (anchors: <name>/vtm, ... where shipped).
+EVAL_SETS = {
+    "kodak": "24 PNGs, kodim01.png ... kodim24.png; `compresslab download-kodak`",
+    "clic2020-professional": "the CLIC 2020 professional valid (41) or test (250) images, https://www.compression.cc/",
+    "clic2020-mobile": "the CLIC 2020 mobile valid (61) or test (178) images, https://www.compression.cc/",
+    "tecnick": "the 100 RGB 1200x1200 images of the Tecnick SAMPLING set, https://sourceforge.net/projects/testimages/",
+}
 
 
 def _model_override(args) -> dict | None:
@@ -34,7 +41,10 @@ def cmd_evaluate(args) -> int:
 
     torch.set_num_threads(args.threads) if args.threads else None
     model, meta = build_model_from_checkpoint(args.ckpt, _model_override(args))
-    images = args.images or str(resolve_data_root(args.data_root) / "kodak")
+    images = args.images or str(resolve_data_root(args.data_root) / args.data)
+    if not args.images and not Path(images).is_dir():
+        raise FileNotFoundError(f"evaluation set {args.data!r} not found at {images}: expected its images in "
+                                f"<data root>/{args.data}/ ({EVAL_SETS[args.data]}); pass --data-root or --images")
     files = list_eval_images(images, args.max_images)
     encode_factory, curves, lof_cfg = None, [], None
     if args.lof:
@@ -60,6 +70,7 @@ def cmd_evaluate(args) -> int:
                                    "lambda": meta.get("lambda") if meta.get("lambda") is not None else args.lmbda,
                                    "step": meta.get("global_step"), "checkpoint": str(args.ckpt),
                                    "images": len(files), "image_source": str(images), "crop": args.crop, "lof": bool(args.lof),
+                                   "dataset": None if args.images else args.data,
                                    "lof_config": config_dict(lof_cfg) if lof_cfg else None})
     m = result["mean"]
     print(f"mean over {len(files)} images: bpp {m['bpp']:.4f} | PSNR {m['psnr-rgb']:.3f} dB | MS-SSIM "
@@ -211,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_p = sub.add_parser("evaluate", help="real-bitstream evaluation of a checkpoint (Kodak by default)")
     evaluate_p.add_argument("ckpt")
     evaluate_p.add_argument("--images", help="folder or file (default: <data root>/kodak)")
-    evaluate_p.add_argument("--data", choices=["kodak"], default="kodak")
+    evaluate_p.add_argument("--data", choices=sorted(EVAL_SETS), default="kodak",
+                            help="evaluation set: <data root>/<name>/ (anchors exist for kodak and clic2020-*)")
     evaluate_p.add_argument("--data-root", default=None)
     evaluate_p.add_argument("--out", help="write CompressAI-format JSON here")
     evaluate_p.add_argument("--max-images", type=int)

@@ -131,7 +131,7 @@ class ImageFolderDataset(Dataset):
 
     def __init__(self, folder: str | os.PathLike, patch_size: int | None, train: bool,
                  small_images: str = "pad", max_images: int | None = None, name: str | None = None,
-                 cache_images: bool = False):
+                 cache_images: bool = False, files: list[Path] | None = None):
         if small_images not in ("pad", "skip"):
             raise ValueError(f"data.small_images must be 'pad' or 'skip', got {small_images!r}")
         self.folder = Path(folder)
@@ -139,7 +139,7 @@ class ImageFolderDataset(Dataset):
         self.train = train
         self.small_images = small_images
         self.report = SkipReport(name or self.folder.name, [], [])
-        files = find_images(self.folder)
+        files = list(files) if files is not None else find_images(self.folder)  # a layout's file list, or a folder
         if max_images:
             files = files[: int(max_images)]
         self.files: list[Path] = []
@@ -215,12 +215,17 @@ class ImageDataModule(pl.LightningDataModule):
                  kodak_dir: str = "kodak", patch_size: int = 256, val_patch_size: int = 256, batch_size: int = 16,
                  val_batch_size: int = 8, num_workers: int = 2, small_images: str = "pad",
                  max_train_images: int | None = None, max_val_images: int | None = None,
-                 cache_images: bool = False, **unused: Any):
+                 cache_images: bool = False, name: str = "default", layout: str = "folder",
+                 train_list: str | None = None, val_list: str | None = None, source: str | None = None,
+                 eval_root: str | None = None, **unused: Any):
         super().__init__()
         if unused:
             raise ValueError(f"unknown data config keys {sorted(unused)}")
         self.root = resolve_data_root(root)
+        # Kodak (and the anchors) may live apart from a large training set: data.eval_root, else the data root.
+        self.eval_root = Path(eval_root).expanduser().resolve() if eval_root else self.root
         self.cfg = dict(train_dir=train_dir, val_dir=val_dir, kodak_dir=kodak_dir)
+        self.dataset = dict(layout=layout, train_list=train_list, val_list=val_list, name=name, source=source)
         self.patch_size, self.val_patch_size = int(patch_size), int(val_patch_size)
         self.batch_size, self.val_batch_size = int(batch_size), int(val_batch_size)
         self.num_workers = int(num_workers)
@@ -232,17 +237,22 @@ class ImageDataModule(pl.LightningDataModule):
 
     @property
     def kodak_dir(self) -> Path:
-        return self.root / self.cfg["kodak_dir"]
+        return self.eval_root / self.cfg["kodak_dir"]
 
     def setup(self, stage: str | None = None) -> None:
+        from .datasets import split_files
+
+        d = self.dataset
         if self.train_set is None:
+            files = split_files(self.root, self.cfg["train_dir"], d["layout"], d["train_list"], d["name"], d["source"])
             self.train_set = ImageFolderDataset(self.root / self.cfg["train_dir"], self.patch_size, train=True,
                                                 small_images=self.small_images, max_images=self.max_train_images,
-                                                name="train", cache_images=self.cache_images)
+                                                name="train", cache_images=self.cache_images, files=files)
         if self.val_set is None:
+            files = split_files(self.root, self.cfg["val_dir"], d["layout"], d["val_list"], d["name"], d["source"])
             self.val_set = ImageFolderDataset(self.root / self.cfg["val_dir"], self.val_patch_size, train=False,
                                               small_images=self.small_images, max_images=self.max_val_images,
-                                              name="val", cache_images=self.cache_images)
+                                              name="val", cache_images=self.cache_images, files=files)
 
     def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
