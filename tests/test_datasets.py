@@ -72,3 +72,17 @@ def test_training_runs_from_a_vimeo_tree(tmp_path, vimeo):
     res = train(tmp_path / "run", ["data=vimeo90k", f"data.root={vimeo}", "callbacks.rd_eval.enabled=false",
                                    "data.num_workers=0", "trainer.max_steps=2"])
     assert res["global_step"] == 2
+
+
+def test_multi_node_slurm_launcher_takes_its_size_from_the_trainer():
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    from conftest import REPO
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = hcompose(config_name="train", return_hydra_config=True,
+                       overrides=["hydra/launcher=slurm_ddp", "trainer=ddp", "trainer.num_nodes=3", "trainer.devices=4"])
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (3, 4, 4)
+    assert launcher._target_.endswith("SlurmLauncher") and cfg.trainer.num_nodes == 3

@@ -1,4 +1,5 @@
-"""``compresslab`` console entry point: evaluate, export, anchors, bd-rate, rd, compress, decompress, download-kodak.
+"""``compresslab`` console entry point: evaluate, export, anchors, bd-rate, rd, compress, decompress, make-shards,
+download-kodak.
 
 Errors the user can fix (missing files, corrupt checkpoints, bad containers) exit with status 2 and one line that
 names the problem, instead of a traceback.
@@ -199,6 +200,15 @@ def cmd_decompress(args) -> int:
     return 0
 
 
+def cmd_make_shards(args) -> int:
+    from .shards import write_shards
+
+    index = write_shards(args.src, args.out, max_count=args.max_count, max_size=args.max_size_mb * 1e6)
+    print(f"{index['images']} images in {len(index['shards'])} shards under {args.out}; train with\n"
+          f"  python train.py data.layout=shards \"data.train_shards='{index['train_shards']}'\"")  # braces: quoted
+    return 0
+
+
 def cmd_download_kodak(args) -> int:
     """Download the 24 Kodak PNGs (needs network; not available on the CI machines)."""
     import urllib.request
@@ -307,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     repro_p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
     repro_p.set_defaults(func=cmd_reproduce)
 
+    shards_p = sub.add_parser("make-shards", help="pack an image folder into WebDataset tar shards (data.layout=shards)")
+    shards_p.add_argument("src", help="image folder (recursive)")
+    shards_p.add_argument("out", help="empty output folder")
+    shards_p.add_argument("--max-count", type=int, default=10_000, help="images per shard")
+    shards_p.add_argument("--max-size-mb", type=float, default=1000.0, help="bytes per shard (MB)")
+    shards_p.set_defaults(func=cmd_make_shards)
     kodak_p = sub.add_parser("download-kodak", help="download the Kodak test set (needs network)")
     kodak_p.add_argument("dest", nargs="?", default="data/kodak")
     kodak_p.set_defaults(func=cmd_download_kodak)
@@ -322,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CheckpointError, ContainerError, DataLayoutError, ImageDecodeError, AnchorError, FileNotFoundError,
+    except (CheckpointError, ContainerError, DataLayoutError, ImageDecodeError, AnchorError, FileNotFoundError, FileExistsError,
             ValueError) as e:
         print(f"compresslab {args.cmd}: error: {e}", file=sys.stderr)
         return 2

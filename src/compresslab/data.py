@@ -190,24 +190,29 @@ class ImageFolderDataset(Dataset):
         raise DataLayoutError(f"every image under {self.folder} failed to decode")
 
     def _crop(self, x: Tensor) -> Tensor:
-        p = self.patch_size
-        if not p:
-            return x
+        return crop_patch(x, self.patch_size, self.train)
+
+
+def crop_patch(x: Tensor, p: int | None, train: bool) -> Tensor:
+    """Training: a random p x p crop and a random horizontal flip; validation: the centre crop. Images smaller than
+    the patch are padded (reflect where possible)."""
+    if not p:
+        return x
+    _, h, w = x.shape
+    if h < p or w < p:
+        pad_h, pad_w = max(0, p - h), max(0, p - w)
+        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        x = torch.nn.functional.pad(x[None], (0, pad_w, 0, pad_h), mode=mode)[0]
         _, h, w = x.shape
-        if h < p or w < p:
-            pad_h, pad_w = max(0, p - h), max(0, p - w)
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = torch.nn.functional.pad(x[None], (0, pad_w, 0, pad_h), mode=mode)[0]
-            _, h, w = x.shape
-        if self.train:
-            top = int(torch.randint(0, h - p + 1, (1,)))
-            left = int(torch.randint(0, w - p + 1, (1,)))
-            x = x[:, top: top + p, left: left + p]
-            if torch.rand(1).item() < 0.5:
-                x = x.flip(-1)
-            return x
-        top, left = (h - p) // 2, (w - p) // 2
-        return x[:, top: top + p, left: left + p]
+    if train:
+        top = int(torch.randint(0, h - p + 1, (1,)))
+        left = int(torch.randint(0, w - p + 1, (1,)))
+        x = x[:, top: top + p, left: left + p]
+        if torch.rand(1).item() < 0.5:
+            x = x.flip(-1)
+        return x
+    top, left = (h - p) // 2, (w - p) // 2
+    return x[:, top: top + p, left: left + p]
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -217,7 +222,8 @@ class ImageDataModule(pl.LightningDataModule):
                  max_train_images: int | None = None, max_val_images: int | None = None,
                  cache_images: bool = False, name: str = "default", layout: str = "folder",
                  train_list: str | None = None, val_list: str | None = None, source: str | None = None,
-                 eval_root: str | None = None, **unused: Any):
+                 eval_root: str | None = None, train_shards: str | None = None, shuffle_buffer: int = 1000,
+                 **unused: Any):
         super().__init__()
         if unused:
             raise ValueError(f"unknown data config keys {sorted(unused)}")
@@ -225,7 +231,8 @@ class ImageDataModule(pl.LightningDataModule):
         # Kodak (and the anchors) may live apart from a large training set: data.eval_root, else the data root.
         self.eval_root = Path(eval_root).expanduser().resolve() if eval_root else self.root
         self.cfg = dict(train_dir=train_dir, val_dir=val_dir, kodak_dir=kodak_dir)
-        self.dataset = dict(layout=layout, train_list=train_list, val_list=val_list, name=name, source=source)
+        self.dataset = dict(layout=layout, train_list=train_list, val_list=val_list, name=name, source=source,
+                            train_shards=train_shards, shuffle_buffer=shuffle_buffer)
         self.patch_size, self.val_patch_size = int(patch_size), int(val_patch_size)
         self.batch_size, self.val_batch_size = int(batch_size), int(val_batch_size)
         self.num_workers = int(num_workers)
@@ -243,20 +250,27 @@ class ImageDataModule(pl.LightningDataModule):
         from .datasets import split_files
 
         d = self.dataset
+        if self.train_set is None and d["layout"] == "shards":
+            from .shards import ShardedImageDataset
+
+            self.train_set = ShardedImageDataset(d["train_shards"], self.patch_size, d["shuffle_buffer"])
         if self.train_set is None:
             files = split_files(self.root, self.cfg["train_dir"], d["layout"], d["train_list"], d["name"], d["source"])
             self.train_set = ImageFolderDataset(self.root / self.cfg["train_dir"], self.patch_size, train=True,
                                                 small_images=self.small_images, max_images=self.max_train_images,
                                                 name="train", cache_images=self.cache_images, files=files)
         if self.val_set is None:
-            files = split_files(self.root, self.cfg["val_dir"], d["layout"], d["val_list"], d["name"], d["source"])
+            val_layout = "folder" if d["layout"] == "shards" else d["layout"]  # validation stays a local folder
+            files = split_files(self.root, self.cfg["val_dir"], val_layout, d["val_list"], d["name"], d["source"])
             self.val_set = ImageFolderDataset(self.root / self.cfg["val_dir"], self.val_patch_size, train=False,
                                               small_images=self.small_images, max_images=self.max_val_images,
                                               name="val", cache_images=self.cache_images, files=files)
 
     def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=shuffle and len(ds) >= batch_size, pin_memory=torch.cuda.is_available(),
+        streamed = isinstance(ds, torch.utils.data.IterableDataset)  # shards: order comes from the stream
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle and not streamed, num_workers=self.num_workers,
+                          drop_last=shuffle and (streamed or len(ds) >= batch_size),
+                          pin_memory=torch.cuda.is_available(),
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

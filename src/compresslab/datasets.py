@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .data import IMAGE_EXTENSIONS, DataLayoutError
 
-LAYOUTS = ("folder", "vimeo90k")
+LAYOUTS = ("folder", "vimeo90k", "shards")  # shards: compresslab.shards (train only)
 VIMEO_FRAMES = tuple(f"im{i}.png" for i in range(1, 8))
 
 
