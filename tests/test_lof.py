@@ -92,3 +92,20 @@ def test_lof_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown lof"):
         LOFConfig.from_mapping({"stepz": 3})
     assert LOFConfig.from_mapping({"enabled": True, "steps": 7}).steps == 7
+
+
+def test_lof_defaults_have_one_definition():
+    """LOFConfig holds the defaults; conf/train.yaml's lof block and the CLI's --lof-* flags must agree with it."""
+    import dataclasses
+
+    from compresslab.cli import build_parser
+    from compresslab.lof import LOFConfig
+    from conftest import compose
+
+    defaults = {f.name: f.default for f in dataclasses.fields(LOFConfig) if f.name != "metric"}
+    conf = {k: v for k, v in compose([]).lof.items() if k != "enabled"}
+    assert conf == defaults
+    args = build_parser().parse_args(["evaluate", "x.ckpt"])
+    assert (args.lof_steps, args.lof_patience, args.lof_lr, args.lof_lr_end) == \
+        (defaults["steps"], defaults["patience"], defaults["lr"], defaults["lr_end"])
+    assert build_parser().parse_args(["compress", "x.ckpt", "a.png", "-o", "a.clab"]).lof_steps == defaults["steps"]

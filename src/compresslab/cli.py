@@ -240,10 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_p.add_argument("--crop", type=int, help="centre-crop each image (quick runs)")
     evaluate_p.add_argument("--threads", type=int)
     evaluate_p.add_argument("--lof", action="store_true", help="latent overfitting at encode time (decoder unchanged)")
-    evaluate_p.add_argument("--lof-steps", type=int, default=500)
-    evaluate_p.add_argument("--lof-patience", type=int, default=50)
-    evaluate_p.add_argument("--lof-lr", type=float, default=1e-3)
-    evaluate_p.add_argument("--lof-lr-end", type=float, default=1e-4)
+    from .lof import LOFConfig
+
+    lof_defaults = LOFConfig()  # one definition of LOF's defaults (conf/train.yaml's lof block mirrors it, tested)
+    evaluate_p.add_argument("--lof-steps", type=int, default=lof_defaults.steps)
+    evaluate_p.add_argument("--lof-patience", type=int, default=lof_defaults.patience)
+    evaluate_p.add_argument("--lof-lr", type=float, default=lof_defaults.lr)
+    evaluate_p.add_argument("--lof-lr-end", type=float, default=lof_defaults.lr_end)
     evaluate_p.add_argument("--lof-fixed-z", action="store_true", help="hyperprior models: optimise y only")
     evaluate_p.add_argument("--lmbda", type=float, help="lambda for LOF when the checkpoint does not record it")
     evaluate_p.add_argument("--wandb", action="store_true", help="log LOF cost curves to W&B (offline unless configured)")
@@ -288,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress_p.add_argument("image")
     compress_p.add_argument("-o", "--output", required=True)
     compress_p.add_argument("--lof", action="store_true", help="overfit the latent first (same decoder)")
-    compress_p.add_argument("--lof-steps", type=int, default=500)
+    compress_p.add_argument("--lof-steps", type=int, default=lof_defaults.steps)
     compress_p.add_argument("--lmbda", type=float)
     compress_p.set_defaults(func=cmd_compress)
 
