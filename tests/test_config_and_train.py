@@ -341,3 +341,14 @@ def test_live_scatter_rows_clip_the_anchor_to_the_runs_rates():
     assert rows[0] == ["this run (live subset)", 0.2, 27.0, 100]
     assert anchor and max(r[1] for r in anchor) <= 0.4  # VTM's points above twice the run's rate are left out
     assert live_scatter_rows([], "kodak/vtm") == []
+
+
+def test_wandb_mode_one_rule(monkeypatch):
+    from compresslab.wandb_mode import wandb_mode
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert wandb_mode() == "offline" and os.environ["WANDB_MODE"] == "offline"  # the default needs no account
+    monkeypatch.delenv("WANDB_MODE")
+    assert wandb_mode(offline=False) == "online"  # logger.wandb.offline=false
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mode(offline=False) == "disabled"  # an explicit environment wins

@@ -85,11 +85,11 @@ def cmd_evaluate(args) -> int:
 
 
 def _log_lof_curves(rows, args) -> None:
-    import os
-
     import wandb
 
-    os.environ.setdefault("WANDB_MODE", "offline")
+    from .wandb_mode import wandb_mode
+
+    wandb_mode()
     run = wandb.init(project="compresslab", job_type="lof", name=f"lof-{Path(args.ckpt).stem}",
                      dir=str(Path(args.out).parent if args.out else "."))
     run.log({"lof/cost": wandb.plot.line_series(

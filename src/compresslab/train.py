@@ -22,6 +22,7 @@ from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights
 from .data import build_datamodule
 from .progress import ProgressLog, StepProgressBar
 from .speed import apply_speed_settings
+from .wandb_mode import wandb_mode
 from .provenance import config_hash, write_run_provenance
 from .training import RateDistortionModule
 
@@ -60,9 +61,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, group: str | None) -> list[Log
     wb = lcfg.get("wandb")
     if wb:
         wb = dict(wb)
-        offline = bool(wb.pop("offline", True))
-        if offline:
-            os.environ.setdefault("WANDB_MODE", "offline")
+        offline = wandb_mode(bool(wb.pop("offline", True))) != "online"
         # Reuse the W&B run id when a run directory is resumed, so the curves continue in one W&B run.
         id_file = run_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else None

@@ -208,7 +208,9 @@ def _log_wandb(summary: dict[str, Any], out: Path, group: str | None) -> None:
     try:
         import wandb
 
-        os.environ.setdefault("WANDB_MODE", "offline")
+        from ..wandb_mode import wandb_mode
+
+        wandb_mode()
         run = wandb.init(project="compresslab", group=group, job_type="rd-report", name=f"rd-{group or out.name}",
                          dir=str(out), config={"anchor": summary["anchor"], "method": summary["method"]})
         cols = [k for k in summary["rows"][0] if k != "line"]
