@@ -158,3 +158,17 @@ def test_an_ideal_run_is_named_ideal_and_forms_its_own_curve(tmp_path, factorize
     from compresslab.train import ConfigError
     with pytest.raises(ConfigError, match="nothing to train"):
         train(tmp_path / "b", ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "model.ideal=true"])
+
+
+def test_a_lambda_other_than_the_bases_is_reported(factorized_ckpt, caplog):
+    from compresslab.models.base_weights import base_lambda
+    from compresslab.train import prepare_model_config
+
+    trained = base_lambda(str(factorized_ckpt))
+    assert trained is not None
+    with caplog.at_level("WARNING", logger="compresslab.train"):
+        cfg = prepare_model_config({"name": "adaptive", "base_ckpt": str(factorized_ckpt)}, lmbda=trained)
+    assert cfg["N"] == 32 and not caplog.records
+    with caplog.at_level("WARNING", logger="compresslab.train"):
+        prepare_model_config({"name": "adaptive", "base_ckpt": str(factorized_ckpt)}, lmbda=trained * 2)
+    assert any(f"differs from the base checkpoint's lambda {trained:g}" in r.getMessage() for r in caplog.records)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from compresslab import models
 from compresslab.checkpoints import CheckpointError
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.data import DataLayoutError
@@ -79,6 +80,37 @@ def test_cli_bd_rate_line():
     assert "BD-rate +23.31 %" in r.stdout and "pchip" in r.stdout and "overlap" in r.stdout
 
 
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_plain_state_dicts_give_their_size_and_msp_export_says_how_to_load(tmp_path, factorized_ckpt, capsys):
+    """N/M of a plain state dict come from its weights; a model CompressAI lacks is not sent to CompressAI."""
+    from compresslab.cli import main
+
+    plain_sd = tmp_path / "plain.pth"
+    assert main(["export", str(factorized_ckpt), str(plain_sd)]) == 0
+    model, meta = build_model_from_checkpoint(plain_sd, {"name": "factorized"})
+    assert (meta["model"]["N"], meta["model"]["M"]) == (32, 48)
+    msp = models.build({"name": "msp", "N": 32, "M": 48})
+    from compresslab.checkpoints import atomic_torch_save
+
+    atomic_torch_save(msp.state_dict(), tmp_path / "msp.pth")
+    _, meta = build_model_from_checkpoint(tmp_path / "msp.pth", {"name": "msp"})
+    assert (meta["model"]["N"], meta["model"]["M"]) == (32, 48)
+    atomic_torch_save({"state_dict": {f"model.{k}": v for k, v in msp.state_dict().items()},
+                       "compresslab": {"model": {"name": "msp", "N": 32, "M": 48}}}, tmp_path / "msp.ckpt")
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "msp.ckpt"), str(tmp_path / "msp_out.pth")]) == 0
+    out = capsys.readouterr().out
+    assert "no CompressAI class" in out and "compresslab evaluate" in out and "--model msp --N 32 --M 48" in out
+    assert "compressai.models" not in out
+
+
 @pytest.mark.parametrize("fixture,arch", [("factorized_ckpt", "bmshj2018-factorized"),
                                           ("hyperprior_ckpt", "bmshj2018-hyperprior")])
 def test_evaluator_agrees_with_compressai_eval_model(request, tmp_path, kodak_crops, fixture, arch):
@@ -86,6 +118,9 @@ def test_evaluator_agrees_with_compressai_eval_model(request, tmp_path, kodak_cr
     exported = tmp_path / "model.pth.tar"
     r = run_py(["-m", "compresslab.cli", "export", str(ckpt), str(exported)], timeout=120)
     assert r.returncode == 0, r.stderr
+    cls = {"bmshj2018-factorized": "FactorizedPrior", "bmshj2018-hyperprior": "ScaleHyperprior"}[arch]
+    assert f"compressai.models.{cls}.from_state_dict" in r.stdout and f"-a {arch}" in r.stdout  # the message is true
+    assert exported.stat().st_mode & 0o777 == 0o666 & ~_umask()  # a normal file, not mkstemp's 0600
     ref = run_py(["-m", "compressai.utils.eval_model", "checkpoint", str(kodak_crops), "-a", arch, "-p",
                   str(exported)], timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]

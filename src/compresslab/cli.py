@@ -101,8 +101,8 @@ def _log_lof_curves(rows, args) -> None:
 def cmd_export(args) -> int:
     from .models.from_checkpoint import export_state_dict
 
-    out = export_state_dict(args.ckpt, args.out)
-    print(f"wrote {out} (plain state dict with updated CDF tables; load with compressai.models.*.from_state_dict)")
+    out, how = export_state_dict(args.ckpt, args.out)
+    print(f"wrote {out}: a plain state dict with updated CDF tables; {how}")
     return 0
 
 

@@ -207,16 +207,23 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"model={cfg.model.name} needs model.base_ckpt=<trained factorized checkpoint>")
 
 
-def prepare_model_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
-    """Models built on a trained base (adaptive) need its checkpoint; their N/M are read from it."""
+def prepare_model_config(model_cfg: dict[str, Any], lmbda: float | None = None) -> dict[str, Any]:
+    """Models built on a trained base (adaptive) need its checkpoint; their N/M are read from it, and a lambda that
+    differs from the base's is reported (the adaptive stage trains rates only: its point on an RD curve is the
+    base's operating point, so a different lambda would label it wrongly)."""
     cls = models.get_model_class(model_cfg["name"])
     if cls.requires_base_ckpt:
         base = model_cfg.get("base_ckpt")
         if not base or base == "???":
             raise ConfigError(f"model={model_cfg['name']} needs model.base_ckpt=<trained factorized checkpoint>")
-        from .models.base_weights import base_size_from_checkpoint
+        from .models.base_weights import base_lambda, base_size_from_checkpoint
 
         model_cfg = {**model_cfg, **base_size_from_checkpoint(base)}
+        trained = base_lambda(base)
+        if lmbda is not None and trained is not None and not math.isclose(float(lmbda), trained, rel_tol=1e-6):
+            log.warning("lambda=%g differs from the base checkpoint's lambda %g (model.base_ckpt=%s): the adaptive "
+                        "model keeps the base's distortion, so its RD point belongs to lambda %g; pass lambda=%g "
+                        "to label it so", float(lmbda), trained, base, trained, trained)
     return model_cfg
 
 
@@ -250,7 +257,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     if pl.utilities.rank_zero_only.rank == 0:
         write_run_provenance(run_dir, cfg)
 
-    model_cfg = prepare_model_config(plain(cfg.model))
+    model_cfg = prepare_model_config(plain(cfg.model), float(cfg["lambda"]))
     model = models.build(model_cfg)
     if cfg.get("init_from"):
         # Weights only: a fine-tune from another lambda starts a fresh schedule, optimizer and step count.

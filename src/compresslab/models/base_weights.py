@@ -17,6 +17,17 @@ def base_size_from_checkpoint(path: str) -> dict[str, int]:
     return {k: int(saved[k]) for k in ("N", "M") if k in saved}
 
 
+def base_lambda(path: str) -> float | None:
+    """The lambda a base checkpoint was trained at (None for plain state dicts and zoo weights without it)."""
+    from ..checkpoints import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    value = (ckpt.get("compresslab") or {}).get("lambda")
+    if value is None:
+        value = (ckpt.get("hyper_parameters") or {}).get("lambda")
+    return float(value) if value is not None else None
+
+
 def load_base_state(path: str, base_name: str, size: dict[str, Any]) -> dict[str, Tensor]:
     """The base model's state dict from a CompressLab checkpoint, a plain state dict or a zoo reference, checked to
     hold a ``base_name`` model and loaded through that model's class (so key layouts and CDF buffers are resolved

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 
 from compressai.models import CompressionModel
 
-from ..checkpoints import CheckpointError, atomic_torch_save, load_checkpoint, load_weights, model_config_of
+from ..checkpoints import (CheckpointError, atomic_torch_save, load_checkpoint, load_weights, model_config_of,
+                           state_dict_of)
 from .registry import build, get_model_class
 
 
@@ -19,6 +20,8 @@ def build_model_from_checkpoint(path: str | os.PathLike, model_cfg: Mapping[str,
     plain state dicts, which do not say what they are)."""
     ckpt = load_checkpoint(path)
     cfg = dict(model_cfg) if model_cfg else model_config_of(ckpt)
+    if model_cfg and not {"N", "M"} <= set(cfg):  # a plain state dict: its sizes are in its weights
+        cfg = {**infer_size(state_dict_of(ckpt)), **cfg}
     if cfg is None:
         raise CheckpointError(f"{path} is a plain state dict without CompressLab metadata; say which model it is "
                               f"(e.g. --model factorized --N 128 --M 192)")
@@ -36,9 +39,38 @@ def build_model_from_checkpoint(path: str | os.PathLike, model_cfg: Mapping[str,
     return model, meta
 
 
-def export_state_dict(ckpt_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Plain state dict with updated CDF buffers, loadable by CompressAI's ``from_state_dict`` and ``eval_model``."""
-    model, _ = build_model_from_checkpoint(ckpt_path, update=True)
+def export_state_dict(ckpt_path: str | os.PathLike, out_path: str | os.PathLike) -> tuple[Path, str]:
+    """Plain state dict with updated CDF buffers. Returns the path and how to load it: CompressAI's own class for
+    the architectures CompressAI has (same keys), ``compresslab evaluate --model`` for ours."""
+    model, meta = build_model_from_checkpoint(ckpt_path, update=True)
     out = Path(out_path)
     atomic_torch_save(model.state_dict(), out)
-    return out
+    arch = getattr(model, "compressai_arch", None)
+    if arch:
+        cls = _compressai_class(arch)
+        how = (f"CompressAI loads it as compressai.models.{cls}.from_state_dict(torch.load(path)), and "
+               f"`python -m compressai.utils.eval_model checkpoint <images> -a {arch} -p {out}` evaluates it")
+    else:
+        name = meta["model"]["name"]
+        cmd = " ".join(["compresslab evaluate", str(out), "--model", name,
+                        *(f"--{k} {meta['model'][k]}" for k in ("N", "M") if k in meta["model"])])
+        how = f"a {name} model has no CompressAI class; evaluate it with `{cmd}`"
+    return out, how
+
+
+def _compressai_class(arch: str) -> str:
+    from compressai.zoo.image import model_architectures
+
+    return model_architectures[arch].__name__
+
+
+def infer_size(state_dict: Mapping[str, Any]) -> dict[str, int]:
+    """N and M of a plain state dict from its analysis transform g_a: N = the output channels of the conv that reads
+    the RGB image, M = those of g_a's last layer (every registered model's g_a ends in the latent's conv)."""
+    convs = [(int(k.split(".")[1]), k, v) for k, v in state_dict.items()
+             if k.startswith("g_a.") and k.endswith("weight") and getattr(v, "dim", lambda: 0)() == 4]
+    rgb = [v for _, _, v in sorted(convs, key=lambda c: (c[0], c[1])) if v.shape[1] == 3]
+    if not convs or not rgb:
+        return {}
+    last = max(convs, key=lambda c: (c[0], c[1] == f"g_a.{c[0]}.weight"))
+    return {"N": int(rgb[0].shape[0]), "M": int(last[2].shape[0])}
