@@ -315,3 +315,37 @@ def test_means_say_what_they_excluded():
         m = mean_rows([{"bpp": 1.0, "psnr-rgb": 30.0}, {"bpp": 2.0, "psnr-rgb": float("inf")},
                        {"bpp": 3.0, "psnr-rgb": 32.0}])
     assert m == {"bpp": 2.0, "psnr-rgb": 31.0}
+
+
+def test_rd_and_bd_rate_agree_on_two_multi_point_files_in_any_metric(tmp_path, capsys):
+    """Two 8-point CompressAI result files (copies of the VTM and HM anchors, read as plain files): `rd` keeps all 8
+    points per curve and its pairwise BD-rate equals `bd-rate` on the same two files, in PSNR and in MS-SSIM dB
+    (derived from ms-ssim-rgb, which the files hold)."""
+    from compresslab.cli import main
+
+    files = {}
+    for name in ("vtm", "hm"):
+        doc = json.loads(load_anchor(f"kodak/{name}").path.read_text())
+        doc["name"] = f"{name}-file"
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(json.dumps(doc))
+    for metric in ("psnr-rgb", "ms-ssim-db-rgb"):
+        out = tmp_path / f"rd-{metric}"
+        assert main(["rd", str(files["vtm"]), str(files["hm"]), "--reference", "vtm-file", "--metric", metric,
+                     "--out", str(out)]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert {c: len(p) for c, p in summary["curves"].items()} == {"vtm-file": 8, "hm-file": 8}
+        row = next(r for r in summary["rows"] if r["curve"] == "hm-file")
+        capsys.readouterr()
+        assert main(["bd-rate", str(files["vtm"]), str(files["hm"]), "--metric", metric, "--min-overlap", "0"]) == 0
+        line = capsys.readouterr().out
+        assert f"BD-rate {row['bd_rate_vs_vtm-file']:+.2f} %" in line, (line, row)
+        assert row["bd_rate_vs_vtm-file"] > 0  # HM needs more bits than VTM, in either metric
+
+
+def test_sweep_summaries_use_the_losss_metric():
+    from compresslab.hydra_callbacks import summary_metric
+    from conftest import compose
+
+    assert summary_metric(compose([])) == "psnr-rgb"
+    assert summary_metric(compose(["loss=msssim"])) == "ms-ssim-db-rgb"

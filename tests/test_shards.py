@@ -1,6 +1,5 @@
 """WebDataset shards: an image folder packed losslessly, and training streamed from the shards."""
 
-import io
 import json
 import tarfile
 

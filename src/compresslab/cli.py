@@ -120,8 +120,10 @@ def cmd_anchors(args) -> int:
 
 
 def _load_curve(path: str, metric: str):
+    from .evaluation.metrics import with_derived_metrics
+
     doc = json.loads(Path(path).read_text())
-    res = doc.get("results", doc)
+    res = with_derived_metrics(doc.get("results", doc))
     if "bpp" not in res or metric not in res:
         raise ValueError(f"{path} is not a CompressAI-format result with 'bpp' and {metric!r} lists")
     return res["bpp"], res[metric]
@@ -131,9 +133,10 @@ def cmd_bd_rate(args) -> int:
     from .evaluation.anchors import load_anchor
     from .evaluation.bdrate import bd_rate
 
-    anchor = load_anchor(args.anchor, args.root)
-    res = bd_rate(*anchor.curve(args.metric), *_load_curve(args.curve, args.metric), method=args.method,
-                  min_overlap=args.min_overlap)
+    # the reference is a registry name (kodak/vtm) or any CompressAI-format result file
+    ref = _load_curve(args.anchor, args.metric) if Path(args.anchor).is_file() else \
+        load_anchor(args.anchor, args.root).curve(args.metric)
+    res = bd_rate(*ref, *_load_curve(args.curve, args.metric), method=args.method, min_overlap=args.min_overlap)
     print(f"{Path(args.curve).name} vs {args.anchor}: {res.line(args.metric)}")
     return 0 if res.available else 1
 
@@ -173,7 +176,7 @@ def cmd_rd(args) -> int:
 
     out = args.out or _default_rd_out(args.paths)
     summarize_runs(args.paths, out_dir=out, anchor=args.anchor, reference=args.reference, method=args.method,
-                   group_by=args.group_by or (), log_wandb=args.wandb)
+                   group_by=args.group_by or (), log_wandb=args.wandb, metric=args.metric)
     print(f"wrote {out}/rd_table.md, rd_table.csv, rd.png")
     return 0
 
@@ -267,10 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     anchors_p.set_defaults(func=cmd_anchors)
 
     bd_rate_p = sub.add_parser("bd-rate", help="BD-rate of a CompressAI-format curve vs an anchor")
-    bd_rate_p.add_argument("anchor", help="registry name, e.g. kodak/vtm")
+    bd_rate_p.add_argument("anchor", help="registry name (kodak/vtm) or a CompressAI-format result file")
     bd_rate_p.add_argument("curve", help="CompressAI-format JSON")
     bd_rate_p.add_argument("--method", default="akima", choices=["akima", "pchip", "cubic"])
-    bd_rate_p.add_argument("--metric", default="psnr-rgb")
+    bd_rate_p.add_argument("--metric", default="psnr-rgb", choices=["psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb"])
     bd_rate_p.add_argument("--min-overlap", type=float, default=0.05)
     bd_rate_p.add_argument("--root")
     bd_rate_p.set_defaults(func=cmd_bd_rate)
@@ -281,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd_p.add_argument("--reference", nargs="+", help="curve labels (e.g. factorized) or anchor names: one pairwise "
                       "BD-rate column each")
     rd_p.add_argument("--method", default="akima", choices=["akima", "pchip", "cubic"])
+    rd_p.add_argument("--metric", default="psnr-rgb", choices=["psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb"],
+                      help="quality axis (ms-ssim-db-rgb is derived from ms-ssim-rgb where a file lacks it)")
     rd_p.add_argument("--group-by", nargs="*", help="meta keys that split curves, e.g. model.N")
     rd_p.add_argument("--out")
     rd_p.add_argument("--wandb", action="store_true", help="also log a W&B report run (offline unless configured)")

@@ -36,11 +36,12 @@ class SweepRDSummary(Callback):
         if job_return.status == JobStatus.FAILED:
             record_failure(sweep_dir, config.hydra.runtime.output_dir, list(job_return.overrides or []),
                            job_return._return_value)
-        write_summary(sweep_dir, log_wandb=False, quiet=True, so_far=True)
+        write_summary(sweep_dir, log_wandb=False, quiet=True, so_far=True, metric=summary_metric(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        write_summary(sweep_dir, log_wandb=config.get("logger", {}).get("wandb") is not None)
+        write_summary(sweep_dir, log_wandb=config.get("logger", {}).get("wandb") is not None,
+                      metric=summary_metric(config))
         if (sweep_dir / "optuna.db").exists():  # an hparams_search study: its own report
             try:
                 from .sweep_report import write_sweep_report
@@ -59,7 +60,13 @@ def record_failure(sweep_dir: Path, job_dir: str, overrides: list[str], error: B
     log.error("sweep job failed (%s): %s", " ".join(overrides), line)
 
 
-def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False, so_far: bool = False) -> Path | None:
+def summary_metric(config: DictConfig) -> str:
+    """The quality axis of a sweep's summary: the one its loss optimises (MS-SSIM in dB for loss=msssim)."""
+    return "ms-ssim-db-rgb" if str(config.get("loss", {}).get("metric", "mse")) == "msssim" else "psnr-rgb"
+
+
+def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False, so_far: bool = False,
+                  metric: str = "psnr-rgb") -> Path | None:
     """RD table/plot of every finished job under ``sweep_dir`` in <sweep>/rd_summary, plus failed_jobs.md."""
     try:
         from .evaluation.curves import summarize_runs
@@ -81,7 +88,8 @@ def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False,
         return None
     try:
         with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():  # per-curve lines
-            summarize_runs([str(p.parent) for p in rd_files], out_dir=out, group=sweep_dir.name, log_wandb=log_wandb)
+            summarize_runs([str(p.parent) for p in rd_files], out_dir=out, group=sweep_dir.name, log_wandb=log_wandb,
+                           metric=metric)
     except Exception as e:  # noqa: BLE001 - a summary problem must not turn a finished job into a failed one
         log.warning("sweep RD summary not written: %s", e)
         return None

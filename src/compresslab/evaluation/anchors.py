@@ -58,6 +58,9 @@ class Anchor:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def curve(self, metric: str = "psnr-rgb") -> tuple[list[float], list[float]]:
+        from .metrics import with_derived_metrics
+
+        self.results = with_derived_metrics(self.results)
         if metric not in self.results:
             raise AnchorError(f"anchor {self.name} has no {metric!r} values (has {sorted(self.results)})")
         return list(self.results["bpp"]), list(self.results[metric])

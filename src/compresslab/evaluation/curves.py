@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .metrics import with_derived_metrics
 from .anchors import AnchorError, load_anchor
 from .bdrate import DEFAULT_METHOD, bd_rate
 
@@ -48,6 +49,7 @@ def file_points(doc: dict[str, Any], f: Path) -> list[dict[str, Any]]:
     if not isinstance(results, dict) or not isinstance(results.get("bpp"), list) or not results["bpp"]:
         raise ValueError(f"{f}: not an RD result file (expected a non-empty results.bpp list, CompressAI's format)")
     n = len(results["bpp"])
+    results = with_derived_metrics(results)
     cols = {k: v for k, v in results.items() if isinstance(v, list) and len(v) == n}
     meta = doc.get("meta", {})
     lambdas = meta.get("lambdas") or ([meta.get("lambda")] * n if n == 1 else [None] * n)
@@ -112,8 +114,15 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
     png = plot_curves(curves, out / "rd.png", metric=metric, legend_notes=notes,
                       title=f"Kodak RD ({metric}); BD-rate vs {anchor}, "
                       f"{method}")
+    # The other quality axis as its own figure (MS-SSIM in dB beside a PSNR figure, and the reverse), when every
+    # point carries it: a paper usually shows both panels.
+    other = "ms-ssim-db-rgb" if metric == "psnr-rgb" else "psnr-rgb"
+    second = None
+    if all(other in p and math.isfinite(p[other]) for pts in curves.values() for p in pts):
+        second = plot_curves(curves, out / f"rd_{other}.png", metric=other,
+                             title=f"Kodak RD ({other}); BD-rates in rd_table.md are in {metric}")
     summary = {"anchor": anchor, "anchor_meta": anc.meta, "method": method, "metric": metric, "rows": rows,
-               "curves": curves, "plot": str(png)}
+               "curves": curves, "plot": str(png), "second_plot": str(second) if second else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if log_wandb:
         _log_wandb(summary, out, group)

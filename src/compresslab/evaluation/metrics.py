@@ -86,6 +86,18 @@ def msssim_db(v: float) -> float:
     return -10 * math.log10(max(1 - v, 1e-12)) if math.isfinite(v) else float("nan")
 
 
+QUALITY_METRICS = ("psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb")
+
+
+def with_derived_metrics(results: dict) -> dict:
+    """CompressAI-format results with ``ms-ssim-db-rgb`` derived from ``ms-ssim-rgb`` where a file lacks it (published
+    curves and eval_model outputs often do)."""
+    ms = results.get("ms-ssim-rgb")
+    if isinstance(ms, list) and "ms-ssim-db-rgb" not in results:
+        results = {**results, "ms-ssim-db-rgb": [msssim_db(float(v)) for v in ms]}
+    return results
+
+
 # -- rate-distortion cost -----------------------------------------------------------------------------------------
 def rd_cost(bpp, distortion, lmbda: float, metric: str = "mse"):
     """R + lambda * D in CompressAI's convention: D is the MSE of [0, 1] pixels scaled by 255^2 (metric "mse") or
