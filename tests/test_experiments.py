@@ -52,3 +52,28 @@ def test_rd_cpu_proxy_driver_runs_queues_and_writes_pairwise_columns(tmp_path):
     assert msp.trainer.max_steps == hyp.trainer.max_steps and msp.data == hyp.data  # equal budgets
     log = (work / "msp_fast_gdn.log").read_text()
     assert "stage 1 (warm start)" in log and "stage 2 (per-lambda)" in log
+
+
+def test_no_committed_file_names_a_machine_path():
+    """Results are committed from a checkout: none may carry an absolute path of the machine they ran on (the
+    checkout's parent folder: sibling checkouts, worktrees, the shared data)."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        import pytest
+
+        pytest.skip("not a git checkout")
+    needle = str(repo.parent).rstrip("/") + "/"
+    found = []
+    for name in files:
+        try:
+            text = (repo / name).read_text()
+        except (UnicodeDecodeError, OSError):
+            continue  # binary files (figures, the study database)
+        if needle in text:
+            found.append(name)
+    assert not found, f"absolute paths under {needle} in {found[:10]}"

@@ -130,7 +130,7 @@ class RDEvaluationCallback(Callback):
         mean = result["mean"]
         meta = {"model": self.model_cfg, "lambda": self.lmbda, "step": trainer.global_step,
                 "epoch": trainer.current_epoch, "config_hash": self.config_hash, "dataset": "kodak",
-                "images": len(files), "crop": self.crop, "run_dir": str(self.run_dir), "lof": lof}
+                "images": len(files), "crop": self.crop, "run_dir": portable_path(self.run_dir), "lof": lof}
         changes: dict[str, float | None] = {}
         for name in [a for a in [self.anchor, *self.also_compare] if a]:
             try:
@@ -186,3 +186,13 @@ def live_scatter_rows(points: list[dict[str, Any]], anchor: str | None) -> list[
         except AnchorError as e:
             log.warning("live RD view without the anchor: %s", e)
     return rows
+
+
+def portable_path(path: str | Path) -> str:
+    """A path as results record it: relative to the working directory when it lies below it (so a result folder
+    committed from a checkout names no machine path), absolute otherwise."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import logging
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ def record_failure(sweep_dir: Path, job_dir: str, overrides: list[str], error: B
     path = sweep_dir / FAILED_FILE
     failed = json.loads(path.read_text()) if path.exists() else []
     line = f"{type(error).__name__}: {error}".strip().splitlines()[0] if error is not None else "unknown error"
-    failed.append({"job_dir": str(job_dir), "overrides": overrides, "error": line[:500]})
+    # relative to the sweep folder: a committed sweep names no machine path
+    failed.append({"job_dir": os.path.relpath(job_dir, sweep_dir), "overrides": overrides, "error": line[:500]})
     path.write_text(json.dumps(failed, indent=2))
     log.error("sweep job failed (%s): %s", " ".join(overrides), line)
 
