@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import IMAGE_EXTENSIONS, DataLayoutError
+from .data import IMAGE_EXTENSIONS, DataLayoutError, find_images
 
 LAYOUTS = ("folder", "vimeo90k", "shards")  # shards: compresslab.shards (train only)
 VIMEO_FRAMES = tuple(f"im{i}.png" for i in range(1, 8))
@@ -24,6 +24,8 @@ def split_files(root: Path, split_dir: str, layout: str = "folder", list_file: s
     where = f" Get it from {source}." if source else ""
     if layout == "folder":
         folder = root / split_dir
+        if dataset == "default":
+            return find_images(folder)  # the default layout's own message (train/ val/ kodak/, download-kodak)
         if not folder.is_dir():
             raise DataLayoutError(f"data={dataset}: image folder {folder} does not exist. Expected layout: "
                                   f"<data.root>/{split_dir}/**.png|jpg|jpeg|webp (sub-folders allowed).{where} "
