@@ -254,8 +254,15 @@ def test_single_run_compares_with_several_anchors_and_plots_its_point(tmp_path, 
 def test_kodak_metrics_logged_are_measurements_only(tmp_path):
     train(tmp_path, ["callbacks.rd_eval.max_images=1", "trainer.max_steps=2", "trainer.val_check_interval=2"])
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"kodak/bpp", "kodak/psnr-rgb", "kodak/bpp_ratio"} <= set(header)
+    assert {"kodak/bpp", "kodak/psnr-rgb", "kodak/bpp_ratio", "kodak/rd_cost"} <= set(header)
     assert not [h for h in header if h in ("kodak/height", "kodak/width")], header
+    import csv
+
+    from compresslab.evaluation.metrics import mean_rd_cost
+
+    row = [r for r in csv.DictReader((tmp_path / "metrics.csv").open()) if r.get("kodak/rd_cost")][-1]
+    doc = json.loads((tmp_path / "rd.json").read_text())
+    assert float(row["kodak/rd_cost"]) == pytest.approx(mean_rd_cost(doc["per_image"], doc["meta"]["lambda"]), rel=1e-6)
 
 
 @pytest.mark.parametrize("content", [b"\x00\x01 not a checkpoint", "pickle"])

@@ -80,3 +80,24 @@ def test_objective_needs_its_measurement():
         validate_config(compose(["objective=kodak_rd_cost", "callbacks.rd_eval.enabled=false"]))
     with pytest.raises(ConfigError, match="not one of"):
         validate_config(compose(["objective=psnr"]))
+
+
+def test_the_wandb_sweep_file_composes_with_our_config():
+    """What can be checked without a W&B server: the sweep file parses, names a metric the RD callback logs, and the
+    command the W&B agent would run (its ${args_no_hyphens} filled with sampled values) composes with Hydra."""
+    import yaml
+
+    from conftest import REPO
+
+    spec = yaml.safe_load((REPO / "conf" / "wandb" / "sweep_quickstart_lr.yaml").read_text())
+    assert spec["program"] == "train.py" and spec["metric"] == {"name": "kodak/rd_cost", "goal": "minimize"}
+    sampled = {k: (v["min"] if "min" in v else v["values"][-1]) for k, v in spec["parameters"].items()}
+    args = []
+    for item in spec["command"]:
+        if item == "${args_no_hyphens}":
+            args += [f"{k}={v}" for k, v in sampled.items()]
+        elif not item.startswith("${"):
+            args.append(item)
+    cfg = compose(args)
+    assert cfg.optim.lr == pytest.approx(1e-4) and cfg.optim.scheduler.warmup_steps == 500
+    assert cfg.trainer.max_steps == 1200 and cfg.logger.wandb.offline is False

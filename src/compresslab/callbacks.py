@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from .evaluation.anchors import AnchorError, load_anchor
 from .evaluation.bdrate import rate_change_at_equal_quality
 from .evaluation.evaluator import METRIC_KEYS, evaluate_model, list_eval_images, to_compressai_json
+from .evaluation.metrics import mean_rd_cost
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,8 @@ class RDEvaluationCallback(Callback):
         prefix = "kodak_lof" if lof else "kodak"
         # measurements only (the mean image height/width is not a metric), and one rate change per compared anchor
         metrics = {f"{prefix}/{k}": v for k, v in mean.items() if k in METRIC_KEYS}
+        if self.loss_metric == "mse":  # the objective an external sweeper (W&B) minimises: the sweep's RD cost
+            metrics[f"{prefix}/rd_cost"] = mean_rd_cost(result["per_image"], self.lmbda)
         for anchor_name, change in changes.items():
             if change is not None:
                 metrics[f"{prefix}/rate_change_pct_vs_{anchor_name.replace('/', '_')}"] = change
