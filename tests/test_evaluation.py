@@ -36,7 +36,10 @@ def test_golden_bd_rates_vs_vtm(name):
 def test_bd_rate_sanity_and_unavailable_cases():
     vtm = load_anchor("kodak/vtm")
     r, q = vtm.curve()
-    assert abs(bd_rate(r, q, r, q).bd_rate) < 1e-9
+    same = bd_rate(r, q, r, q)
+    assert abs(same.bd_rate) < 1e-9 and same.anchor_points_in_overlap == len(r)
+    band = bd_rate(r, q, [0.05, 0.07, 0.09, 0.11], [26.0, 26.6, 27.2, 27.8])  # our CPU curves' band: one VTM point
+    assert band.available and band.anchor_points_in_overlap == 1 and "holding 1 anchor point(s)" in band.line()
     assert abs(bd_rate(r, q, [0.9 * v for v in r], q).bd_rate - (-10.0)) < 1e-6
     few = bd_rate(r, q, r[:3], q[:3])
     assert not few.available and "at least 4" in few.reason and "unavailable" in few.line()

@@ -29,6 +29,8 @@ class BDResult:
     bd_psnr: float | None = None      # dB (or the metric's unit); positive = test better
     overlap: float | None = None      # quality overlap / union of both ranges (bjontegaard's definition)
     overlap_range: tuple[float, float] | None = None
+    anchor_points_in_overlap: int | None = None  # measured anchor points inside the band (a band holding one point
+    # is a local comparison: the anchor is interpolated across it from a single measurement and its neighbours)
     n_anchor: int = 0
     n_test: int = 0
     dropped: int = 0
@@ -39,7 +41,8 @@ class BDResult:
             return f"BD-rate unavailable: {self.reason} (method {self.method})"
         lo, hi = self.overlap_range
         return (f"BD-rate {self.bd_rate:+.2f} % (method {self.method}, {metric}), BD-PSNR {self.bd_psnr:+.3f} dB, "
-                f"overlap {100 * self.overlap:.0f} % [{lo:.2f}, {hi:.2f}], points {self.n_test} vs {self.n_anchor}"
+                f"overlap {100 * self.overlap:.0f} % [{lo:.2f}, {hi:.2f}] holding {self.anchor_points_in_overlap} "
+                f"anchor point(s), points {self.n_test} vs {self.n_anchor}"
                 + (f", dropped {self.dropped} non-monotone" if self.dropped else ""))
 
     def as_dict(self) -> dict:
@@ -81,6 +84,7 @@ def bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, method: str = 
     union = max(qa.max(), qt.max()) - min(qa.min(), qt.min())
     res.overlap = max(hi - lo, 0.0) / union if union > 0 else 0.0
     res.overlap_range = (float(lo), float(hi))
+    res.anchor_points_in_overlap = int(((qa >= lo) & (qa <= hi)).sum())
     if res.overlap < min_overlap or hi <= lo:
         res.reason = (f"quality ranges overlap {100 * res.overlap:.1f} % (< {100 * min_overlap:.0f} %): test "
                       f"[{qt.min():.2f}, {qt.max():.2f}] vs anchor [{qa.min():.2f}, {qa.max():.2f}]")

@@ -93,11 +93,14 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
     for label, pts in sorted(curves.items()):
         rates, quals = [p["bpp"] for p in pts], [p[metric] for p in pts]
         vs_anchor = bd_rate(*anc.curve(metric), rates, quals, method=method)
-        row = {"curve": label, "points": len(pts), "points_used": vs_anchor.n_test,  # after the monotone filter "bpp_range": f"{min(rates):.3f}-{max(rates):.3f}",
+        row = {"curve": label, "points": len(pts), "points_used": vs_anchor.n_test,  # after the monotone filter
+               "bpp_range": f"{min(rates):.3f}-{max(rates):.3f}",
                "psnr_range": f"{min(quals):.2f}-{max(quals):.2f}",
                "bpp_ratio_real_est": _span([p["bpp_ratio"] for p in pts if "bpp_ratio" in p], "{:.4f}"),
                f"bd_rate_vs_{anchor}": vs_anchor.bd_rate, f"bd_psnr_vs_{anchor}": vs_anchor.bd_psnr,
-               "overlap_vs_anchor_pct": None if vs_anchor.overlap is None else round(100 * vs_anchor.overlap, 1), "anchor_note": vs_anchor.reason, "method": method}
+               "overlap_vs_anchor_pct": None if vs_anchor.overlap is None else round(100 * vs_anchor.overlap, 1),
+               "anchor_points_in_overlap": vs_anchor.anchor_points_in_overlap,
+               "anchor_note": vs_anchor.reason, "method": method}
         for ref, ref_pts in ref_curves.items():
             if label == ref:
                 continue
