@@ -125,7 +125,9 @@ def test_resume_continues_at_the_right_step(tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, factorized_ckpt):
-    with pytest.raises(Exception, match="factorized|size mismatch|Missing"):
+    # the message, not the path (which contains "factorized"), must say what is wrong and how to fix it
+    with pytest.raises(ValueError, match="checkpoint holds model 'factorized' but this run builds 'hyperprior'; "
+                                         "pass model=factorized"):
         train(tmp_path, ["model=hyperprior", "callbacks.rd_eval.enabled=false", f"ckpt_path={factorized_ckpt}"])
 
 
@@ -359,3 +361,20 @@ def test_wandb_mode_one_rule(monkeypatch):
     assert wandb_mode(offline=False) == "online"  # logger.wandb.offline=false
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode(offline=False) == "disabled"  # an explicit environment wins
+
+
+def test_progress_bar_reads_metrics_at_its_own_pace(tmp_path, monkeypatch):
+    """Reading metrics is a GPU sync per read: the bar reads them on its first and last step and at most every
+    REDRAW_S seconds in between, not after every step."""
+    from compresslab.progress import StepProgressBar
+
+    reads = []
+    original = StepProgressBar._update_metrics
+    monkeypatch.setattr(StepProgressBar, "REDRAW_S", 3600.0)
+    monkeypatch.setattr(StepProgressBar, "_update_metrics",
+                        lambda self, trainer, pl_module: reads.append(trainer.global_step) or original(self, trainer, pl_module))
+    train(tmp_path, ["callbacks.rich_progress=true", "callbacks.rd_eval.enabled=false", "trainer.max_steps=8",
+                     "trainer.val_check_interval=8"])
+    train_reads = [s for s in reads if s > 0]
+    assert train_reads[0] == 1 and train_reads[-1] == 8, reads
+    assert not [s for s in train_reads if 1 < s < 8], reads  # nothing read between the first and the last step

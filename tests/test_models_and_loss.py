@@ -77,3 +77,20 @@ def test_hyperprior_deterministic_coding_picks_compressais_tables_except_at_grid
     assert ours.shape == ref.shape and ours.dtype == ref.dtype
     assert (ours != ref).float().mean() < 0.01
     assert torch.equal(ours, m._coding_indexes(z_hat.clone()))
+
+
+def test_a_new_model_is_one_file_and_one_yaml():
+    """Every module of compresslab.models is imported by the package, and every registered model has its YAML."""
+    import pkgutil
+    from pathlib import Path
+
+    import compresslab.models as pkg
+    from compresslab.models.registry import _REGISTRY
+
+    conf = Path(pkg.__file__).resolve().parents[3] / "conf" / "model"
+    assert set(pkg.model_names()) >= {"factorized", "hyperprior", "adaptive", "msp"}
+    for name in pkg.model_names():
+        assert (conf / f"{name}.yaml").is_file(), f"model {name!r} has no conf/model/{name}.yaml"
+    modules = {m.name for m in pkgutil.iter_modules(pkg.__path__)}
+    homes = {cls.__module__.rsplit(".", 1)[-1] for cls in _REGISTRY.values()}
+    assert homes <= modules  # each model lives in its own module of the package, found without a list to edit
