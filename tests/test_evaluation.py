@@ -352,3 +352,28 @@ def test_sweep_summaries_use_the_losss_metric():
 
     assert summary_metric(compose([])) == "psnr-rgb"
     assert summary_metric(compose(["loss=msssim"])) == "ms-ssim-db-rgb"
+
+
+def test_figures_follow_the_anchors_dataset_and_pair_lof_curves(tmp_path):
+    from compresslab.evaluation.curves import context_anchors, dataset_title, plot_curves
+
+    assert dataset_title("clic2020-mobile/vtm") == "CLIC 2020 mobile" and dataset_title("kodak/vtm") == "Kodak"
+    assert context_anchors("clic2020-professional/vtm")[0] == "clic2020-professional/vtm"
+    assert all(a.startswith("kodak/") for a in context_anchors("kodak/vtm"))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [{"bpp": b, "psnr-rgb": q} for b, q in ((0.2, 27.0), (0.4, 29.0))]
+    lof = [{"bpp": b, "psnr-rgb": q + 0.5} for b, q in ((0.2, 27.0), (0.4, 29.0))]
+    captured = {}
+    real_close = plt.close
+    plt.close = lambda fig=None: captured.setdefault("fig", fig)
+    try:
+        plot_curves({"factorized": pts, "factorized +LOF": lof, "msp": pts}, tmp_path / "x.png", context=())
+    finally:
+        plt.close = real_close
+    lines = {ln.get_label(): ln for ln in captured["fig"].axes[0].get_lines()}
+    assert lines["factorized +LOF"].get_color() == lines["factorized"].get_color()  # a pair shares a colour
+    assert lines["factorized +LOF"].get_linestyle() == "--" and lines["msp"].get_color() != lines["factorized"].get_color()

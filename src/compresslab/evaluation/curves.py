@@ -114,22 +114,36 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
     _write_table(rows, out)
     notes = {r["curve"]: f"BD {r[f'bd_rate_vs_{anchor}']:+.1f} % vs {anchor}" for r in rows
              if isinstance(r.get(f"bd_rate_vs_{anchor}"), float) and math.isfinite(r[f"bd_rate_vs_{anchor}"])}
-    png = plot_curves(curves, out / "rd.png", metric=metric, legend_notes=notes,
-                      title=f"Kodak RD ({metric}); BD-rate vs {anchor}, "
+    context = context_anchors(anchor)
+    png = plot_curves(curves, out / "rd.png", metric=metric, legend_notes=notes, context=context,
+                      title=f"{dataset_title(anchor)} RD ({metric}); BD-rate vs {anchor}, "
                       f"{method}")
     # The other quality axis as its own figure (MS-SSIM in dB beside a PSNR figure, and the reverse), when every
     # point carries it: a paper usually shows both panels.
     other = "ms-ssim-db-rgb" if metric == "psnr-rgb" else "psnr-rgb"
     second = None
     if all(other in p and math.isfinite(p[other]) for pts in curves.values() for p in pts):
-        second = plot_curves(curves, out / f"rd_{other}.png", metric=other,
-                             title=f"Kodak RD ({other}); BD-rates in rd_table.md are in {metric}")
+        second = plot_curves(curves, out / f"rd_{other}.png", metric=other, context=context,
+                             title=f"{dataset_title(anchor)} RD ({other}); BD-rates in rd_table.md are in {metric}")
     summary = {"anchor": anchor, "anchor_meta": anc.meta, "method": method, "metric": metric, "rows": rows,
                "curves": curves, "plot": str(png), "second_plot": str(second) if second else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if log_wandb:
         _log_wandb(summary, out, group)
     return summary
+
+
+def context_anchors(anchor: str) -> tuple[str, ...]:
+    """The dashed context curves of a figure, from the anchor's own dataset (CLIC curves beside CLIC results)."""
+    dataset = anchor.split("/")[0] if "/" in anchor else "kodak"
+    return tuple(f"{dataset}/{name.split('/', 1)[1]}" for name in CONTEXT_ANCHORS)
+
+
+def dataset_title(anchor: str) -> str:
+    """The evaluation set a figure shows, from its anchor's name (kodak/vtm -> Kodak, clic2020-mobile/vtm -> ...)."""
+    name = anchor.split("/")[0] if "/" in anchor else "Kodak"
+    return {"kodak": "Kodak", "clic2020-professional": "CLIC 2020 professional",
+            "clic2020-mobile": "CLIC 2020 mobile", "tecnick": "Tecnick"}.get(name, name)
 
 
 def _reference_points(reference: str, curves: dict[str, list[dict]], metric: str) -> list[dict]:
@@ -195,9 +209,14 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, metric: str
                     label=a.label if "compressai" not in name else
                     name.split("/")[-1].replace("compressai-", "zoo ").replace("_mse_cpu", ""))
     notes = legend_notes or {}
-    for label, pts in sorted(curves.items()):
+    colours: dict[str, str] = {}  # a "+LOF" curve takes its base curve's colour, dashed, so pairs read as pairs
+    for label, pts in sorted(curves.items(), key=lambda kv: (kv[0].removesuffix(" +LOF"), kv[0].endswith(" +LOF"))):
         xs, ys = [p["bpp"] for p in pts], [p[metric] for p in pts]
-        line, = ax.plot(xs, ys, "o-", lw=2, ms=5, label=f"{label} ({notes[label]})" if label in notes else label)
+        base = label.removesuffix(" +LOF")
+        style = dict(color=colours[base], ls="--", marker="s") if label != base and base in colours else {}
+        line, = ax.plot(xs, ys, **{"marker": "o", "ls": "-", "lw": 2, "ms": 5, **style},
+                        label=f"{label} ({notes[label]})" if label in notes else label)
+        colours.setdefault(base, line.get_color())
         for p in pts:
             if p.get("lmbda") is not None:
                 ax.annotate(f"λ={p['lmbda']:g}", (p["bpp"], p[metric]), textcoords="offset points", xytext=(4, -9),
