@@ -57,6 +57,11 @@ def test_adaptive_requires_a_factorized_base(tmp_path, hyperprior_ckpt):
 
 
 def test_adaptive_trains_only_the_side_info_codec(adaptive_ckpt, factorized_ckpt):
+    from pathlib import Path
+
+    header = (Path(adaptive_ckpt).parents[1] / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train/rate_loss" in header and "train/loss" not in header  # a rate-only objective, named so
+    assert "val/loss" in header  # validation runs the full model: an RD loss
     model, meta = build_model_from_checkpoint(adaptive_ckpt)
     base, _ = build_model_from_checkpoint(factorized_ckpt)
     assert meta["model"]["N"] == 32 and meta["model"]["M"] == 48  # read from the base checkpoint

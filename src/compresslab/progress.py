@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 log = logging.getLogger(__name__)
 
 # shown on the bar, in this order, under short names
-_BAR_METRICS = {"train/loss": "loss", "train/bpp": "bpp", "train/psnr": "PSNR", "val/loss": "val loss"}
+_BAR_METRICS = {"train/loss": "loss", "train/rate_loss": "rate loss", "train/bpp": "bpp", "train/psnr": "PSNR", "val/loss": "val loss"}
 
 
 class StepProgressBar(RichProgressBar):
@@ -100,5 +100,5 @@ class ProgressLog(Callback):
         eta = "" if left is None else f", ETA {left:.0f} s" if left < 120 else f", ETA {left / 60:.1f} min"
         log.info("%s: step %d%s, %.3f s/step%s, lr %.3g, loss %.4g, bpp %.4f, PSNR %.2f dB", self.name, step,
                  f"/{total} ({100 * step / total:.0f} %)" if total else "", per_step, eta,
-                 trainer.optimizers[0].param_groups[0]["lr"], m.get("train/loss", float("nan")),
+                 trainer.optimizers[0].param_groups[0]["lr"], m.get("train/loss", m.get("train/rate_loss", float("nan"))),
                  m.get("train/bpp", float("nan")), m.get("train/psnr", float("nan")))

@@ -183,9 +183,12 @@ class RateDistortionModule(pl.LightningModule):
             metrics[f"{stage}/psnr"] = psnr_from_mse(losses["mse_loss"].detach())
         sync = stage == "val"
         self.log_dict(metrics, on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=sync)
+        # A model whose training step optimises the rate alone (adaptive stage 2 on cached latents: D is constant)
+        # logs it as <stage>/rate_loss, never under the RD loss's name, so the two are not compared by mistake.
+        name = "rate_loss" if stage == "train" and getattr(self.model, "training_objective", "rd") == "rate" else "loss"
         # prog_bar would convert the value to a Python number after every step (a GPU sync); StepProgressBar reads
         # the train metrics from callback_metrics at its own pace instead.
-        self.log(f"{stage}/loss", losses["loss"].detach(), on_step=on_step, on_epoch=not on_step,
+        self.log(f"{stage}/{name}", losses["loss"].detach(), on_step=on_step, on_epoch=not on_step,
                  prog_bar=stage == "val", batch_size=batch_size, sync_dist=sync)
 
     def _log_reconstructions(self, x: Tensor, x_hat: Tensor) -> None:

@@ -60,6 +60,8 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
         self.target_pixels = target_pixels
         self.freeze_base = bool(freeze_base)
         self.cache_latents = bool(cache_latents) and self.freeze_base
+        # frozen base on cached latents: the training step optimises the rate only (logged as train/rate_loss)
+        self.training_objective = "rate" if self.cache_latents else "rd"
         self.cache_crops_per_image = int(cache_crops_per_image)
         self.free_string_groups = {1} if self.ideal else set()
         self.raw_string_groups = {1} if self.ideal else set()  # the oracle PMFs are packed uint32, not rANS
