@@ -90,9 +90,10 @@ def assert_decodes_identically_elsewhere(clab: Path, ckpt, expected, tmp: Path) 
 
 
 # -- fast unit tests vs slow integration tests ------------------------------------------------------------------
-# `pytest -m "not slow"` runs the unit tests alone (88 tests, ≈ 25 s here); CI runs both. A test is an integration test when
-# it trains, runs a command in a subprocess, or needs a trained checkpoint (fixtures named *_ckpt / *_ckpts); the
-# rule is applied at collection, so a new test is classified without anyone remembering a decorator.
+# `pytest -m "not slow"` runs the unit tests alone (88 tests, about 25 s here); CI runs both. A test is an
+# integration test when it trains, runs a command in a subprocess, or needs a trained checkpoint (fixtures named
+# *_ckpt / *_ckpts); the rule is applied at collection, so a new test is classified without anyone remembering a
+# decorator.
 _INTEGRATION_CALLS = ("train(", "run_py(", "subprocess.", "assert_decodes_identically_elsewhere(")
 
 
