@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -63,14 +64,8 @@ class RDEvaluationCallback(Callback):
         of the run's trajectory in the RD plane, appended to <run>/rd_live.jsonl, logged to every logger
         (``kodak_live/*``) and, for W&B, drawn as a native scatter against the anchor curve with a per-image table."""
         files = list_eval_images(self.kodak_dir, self.live_images)
-        model = pl_module.model
-        was_training, device = model.training, next(model.parameters()).device
-        model.cpu()
-        try:
-            result = evaluate_model(model, files, crop=self.live_crop)
-        finally:
-            model.to(device)
-            model.train(was_training)
+        with coding_on_cpu(pl_module.model):
+            result = evaluate_model(pl_module.model, files, crop=self.live_crop)
         point = {"step": trainer.global_step, **{k: v for k, v in result["mean"].items() if k in METRIC_KEYS},
                  "images": len(files), "crop": self.live_crop}
         self.live_points.append(point)
@@ -113,21 +108,15 @@ class RDEvaluationCallback(Callback):
 
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, lof: bool) -> dict[str, Any]:
         model = pl_module.model
-        was_training = model.training
         files = list_eval_images(self.kodak_dir, self.max_images)
-        device = next(model.parameters()).device
-        model.cpu()  # entropy coding runs on CPU; a fixed device also keeps the tables deterministic
-        factory = None
-        if lof:
-            from .lof import LOFConfig, lof_encoder_factory
+        with coding_on_cpu(model):
+            factory = None
+            if lof:
+                from .lof import LOFConfig, lof_encoder_factory
 
-            factory = lof_encoder_factory(model, LOFConfig.from_mapping({**self.lof, "metric": self.loss_metric}),
-                                          self.lmbda)
-        try:
+                factory = lof_encoder_factory(model, LOFConfig.from_mapping({**self.lof, "metric": self.loss_metric}),
+                                              self.lmbda)
             result = evaluate_model(model, files, crop=self.crop, encode_factory=factory)
-        finally:
-            model.to(device)
-            model.train(was_training)
         mean = result["mean"]
         meta = {"model": self.model_cfg, "lambda": self.lmbda, "step": trainer.global_step,
                 "epoch": trainer.current_epoch, "config_hash": self.config_hash, "dataset": "kodak",
@@ -174,6 +163,19 @@ class RDEvaluationCallback(Callback):
             except Exception as e:  # noqa: BLE001 - a plot must never lose the evaluation
                 log.warning("RD plot skipped: %s", e)
         return doc
+
+
+@contextlib.contextmanager
+def coding_on_cpu(model):
+    """Entropy coding runs on the CPU (a fixed device also keeps the tables deterministic); the model goes back to its
+    device and train/eval mode afterwards, whatever happens."""
+    was_training, device = model.training, next(model.parameters()).device
+    model.cpu()
+    try:
+        yield model
+    finally:
+        model.to(device)
+        model.train(was_training)
 
 
 def live_scatter_rows(points: list[dict[str, Any]], anchor: str | None) -> list[list[Any]]:

@@ -51,17 +51,17 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
     return REPO_ROOT / "data"
 
 
-def find_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted for reproducibility; picked by extension."""
+def find_images(folder: Path, layout_hint: str | None = None, context: str = "") -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted for reproducibility; picked by extension. ``layout_hint``
+    replaces the default layout's explanation when the folder is missing (named datasets say their own)."""
     if not folder.is_dir():
-        raise DataLayoutError(
-            f"image folder {folder} does not exist. Expected layout: <data root>/train, <data root>/val, "
+        raise DataLayoutError(f"{context}image folder {folder} does not exist. " + (layout_hint or (
+            f"Expected layout: <data root>/train, <data root>/val, "
             f"<data root>/kodak with .png/.jpg/.webp files. Set data.root=... or ${ENV_VAR}, or see README "
-            f"('Data') to download Kodak with `compresslab download-kodak`."
-        )
+            f"('Data') to download Kodak with `compresslab download-kodak`.")))
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
-        raise DataLayoutError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}")
+        raise DataLayoutError(f"{context}no images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}")
     return files
 
 

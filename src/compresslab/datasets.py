@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import IMAGE_EXTENSIONS, DataLayoutError, find_images
+from .data import DataLayoutError, find_images
 
 LAYOUTS = ("folder", "vimeo90k", "shards")  # shards: compresslab.shards (train only)
 VIMEO_FRAMES = tuple(f"im{i}.png" for i in range(1, 8))
@@ -23,17 +23,11 @@ def split_files(root: Path, split_dir: str, layout: str = "folder", list_file: s
     """Image files of one split (train or val) of the dataset at ``root``."""
     where = f" Get it from {source}." if source else ""
     if layout == "folder":
-        folder = root / split_dir
-        if dataset == "default":
-            return find_images(folder)  # the default layout's own message (train/ val/ kodak/, download-kodak)
-        if not folder.is_dir():
-            raise DataLayoutError(f"data={dataset}: image folder {folder} does not exist. Expected layout: "
-                                  f"<data.root>/{split_dir}/**.png|jpg|jpeg|webp (sub-folders allowed).{where} "
-                                  f"Set data.root=<folder>.")
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not files:
-            raise DataLayoutError(f"data={dataset}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
-        return files
+        if dataset == "default":  # the default layout's own explanation (train/ val/ kodak/, download-kodak)
+            return find_images(root / split_dir)
+        return find_images(root / split_dir, context=f"data={dataset}: ", layout_hint=(
+            f"Expected layout: <data.root>/{split_dir}/**.png|jpg|jpeg|webp (sub-folders allowed).{where} "
+            f"Set data.root=<folder>."))
     if layout == "vimeo90k":
         listing = root / (list_file or "sep_trainlist.txt")
         if not listing.is_file():

@@ -14,7 +14,8 @@ from lightning.pytorch.utilities import rank_zero_only
 log = logging.getLogger(__name__)
 
 # shown on the bar, in this order, under short names
-_BAR_METRICS = {"train/loss": "loss", "train/rate_loss": "rate loss", "train/bpp": "bpp", "train/psnr": "PSNR", "val/loss": "val loss"}
+_BAR_METRICS = {"train/loss": "loss", "train/rate_loss": "rate loss", "train/bpp": "bpp", "train/psnr": "PSNR",
+                "val/loss": "val loss"}
 
 
 class StepProgressBar(RichProgressBar):

@@ -216,10 +216,11 @@ def prepare_model_config(model_cfg: dict[str, Any], lmbda: float | None = None) 
         base = model_cfg.get("base_ckpt")
         if not base or base == "???":
             raise ConfigError(f"model={model_cfg['name']} needs model.base_ckpt=<trained factorized checkpoint>")
-        from .models.base_weights import base_lambda, base_size_from_checkpoint
+        from .models.base_weights import base_info
 
-        model_cfg = {**model_cfg, **base_size_from_checkpoint(base)}
-        trained = base_lambda(base)
+        info = base_info(base)
+        trained = info.pop("lambda")
+        model_cfg = {**model_cfg, **info}
         if lmbda is not None and trained is not None and not math.isclose(float(lmbda), trained, rel_tol=1e-6):
             log.warning("lambda=%g differs from the base checkpoint's lambda %g (model.base_ckpt=%s): the adaptive "
                         "model keeps the base's distortion, so its RD point belongs to lambda %g; pass lambda=%g "

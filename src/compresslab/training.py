@@ -59,6 +59,7 @@ class RateDistortionModule(pl.LightningModule):
         self.model_cfg = dict(model_cfg or {"name": getattr(model, "registry_name", type(model).__name__)})
         self.num_logged_images = num_logged_images
         self.channels_last = channels_last  # speed.channels_last: batches to NHWC like the weights
+        self._finite_pending: deque = deque()  # GPU: (event, pinned flag, record) of steps not yet checked
         self.automatic_optimization = False
         self.save_hyperparameters(
             {"model": self.model_cfg, "lambda": self.lmbda, "loss": dict(loss), "optim": self.optim_cfg}
@@ -114,9 +115,9 @@ class RateDistortionModule(pl.LightningModule):
         trainer = self._trainer
         if trainer is None:
             return True
-        done = trainer.fit_loop.epoch_loop._batches_that_stepped  # batches before this one, as Lightning counts
-        every = max(1, int(trainer.log_every_n_steps))
-        return done == 0 or (done + 1) % every == 0 or 0 < trainer.max_steps <= self.global_step
+        first = trainer.fit_loop.epoch_loop._batches_that_stepped == 0
+        last = 0 < trainer.max_steps <= self.global_step
+        return first or last or trainer._logger_connector.should_update_logs  # the loggers' own cadence
 
     # -- non-finite losses ---------------------------------------------------------------------------------------
     def _watch_finite(self, losses: Mapping[str, Tensor], batch_idx: int) -> None:
@@ -135,17 +136,11 @@ class RateDistortionModule(pl.LightningModule):
         host.copy_(torch.isfinite(loss), non_blocking=True)
         done = torch.cuda.Event()
         done.record()
-        self._finite_queue.append((done, host, record))
+        self._finite_pending.append((done, host, record))
         self._check_finite(wait=False)
 
-    @property
-    def _finite_queue(self) -> deque:
-        if not hasattr(self, "_finite_pending"):
-            self._finite_pending: deque = deque()
-        return self._finite_pending
-
     def _check_finite(self, wait: bool = True) -> None:
-        queue = self._finite_queue
+        queue = self._finite_pending
         while queue and (wait or queue[0][0].query()):
             done, host, record = queue.popleft()
             done.synchronize()

@@ -16,7 +16,7 @@ import torch
 from compressai.entropy_models import EntropyModel
 from torch import nn
 
-from .sync_free import stock_forward
+from .sync_free import forward_for
 
 _FP32_METHODS = ("forward", "_likelihood", "_logits_cumulative", "loss")
 
@@ -38,7 +38,7 @@ def entropy_models_in_fp32(model: nn.Module) -> int:
     for m in model.modules():
         if isinstance(m, EntropyModel):
             for name in _FP32_METHODS:
-                fn = stock_forward(type(m)) if name == "forward" else getattr(type(m), name, None)
+                fn = forward_for(type(m)) if name == "forward" else getattr(type(m), name, None)
                 if fn is not None and not getattr(getattr(m, name), "_fp32", False):
                     # bound per instance (deepcopy rebinds a bound method to the copy, a closure would not)
                     setattr(m, name, types.MethodType(_fp32(fn), m))

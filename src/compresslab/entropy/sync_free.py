@@ -32,7 +32,7 @@ def eb_forward(self: EntropyBottleneck, x: Tensor, training: Optional[bool] = No
     return outputs, likelihood
 
 
-def stock_forward(cls: type):
+def forward_for(cls: type):
     """The class's own forward, replaced by ``eb_forward`` only where it is CompressAI's unmodified one (a subclass
     with its own forward keeps it)."""
     fn = cls.forward

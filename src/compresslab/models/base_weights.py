@@ -9,23 +9,25 @@ from typing import Any
 from torch import Tensor
 
 
-def base_size_from_checkpoint(path: str) -> dict[str, int]:
-    """N and M of a base checkpoint, so `model=adaptive model.base_ckpt=...` needs no size overrides."""
+def base_info(path: str) -> dict[str, Any]:
+    """N, M (so `model=adaptive model.base_ckpt=...` needs no size overrides) and the lambda a base checkpoint was
+    trained at (None for plain state dicts and zoo weights without it), from one read of the file."""
     from ..checkpoints import load_checkpoint, model_config_of
 
-    saved = model_config_of(load_checkpoint(path)) or {}
-    return {k: int(saved[k]) for k in ("N", "M") if k in saved}
-
-
-def base_lambda(path: str) -> float | None:
-    """The lambda a base checkpoint was trained at (None for plain state dicts and zoo weights without it)."""
-    from ..checkpoints import load_checkpoint
-
     ckpt = load_checkpoint(path)
+    saved = model_config_of(ckpt) or {}
     value = (ckpt.get("compresslab") or {}).get("lambda")
     if value is None:
         value = (ckpt.get("hyper_parameters") or {}).get("lambda")
-    return float(value) if value is not None else None
+    return {**{k: int(saved[k]) for k in ("N", "M") if k in saved}, "lambda": float(value) if value is not None else None}
+
+
+def base_size_from_checkpoint(path: str) -> dict[str, int]:
+    return {k: v for k, v in base_info(path).items() if k in ("N", "M")}
+
+
+def base_lambda(path: str) -> float | None:
+    return base_info(path)["lambda"]
 
 
 def load_base_state(path: str, base_name: str, size: dict[str, Any]) -> dict[str, Tensor]:
