@@ -3,12 +3,17 @@
     python experiments/adaptive_repro.py --profile cpu_proxy            # about an hour on 2 CPU cores
     python experiments/adaptive_repro.py --profile cpu_proxy --base-sweep outputs/rd_cpu_proxy/factorized/sweep \
         --hyperprior-sweep outputs/rd_cpu_proxy/hyperprior/sweep          # reuse trained bases
-    python experiments/adaptive_repro.py --profile paper                  # GPU; N/M per lambda as in the paper
+    python experiments/adaptive_repro.py --profile zoo                    # CompressAI's pretrained bases, CPU stage 2
+    python experiments/adaptive_repro.py --profile paper                  # the same bases, the paper's stage 2 (GPU)
 
-Steps: (1) factorized bases at a lambda ladder (train.py -m, or reuse a sweep), (2) the hyperprior at the same
-ladder for context, (3) stage 2 per base (train.py experiment=adaptive_<profile> model.base_ckpt=...), which ends
-with a real-bitstream Kodak evaluation, (4) the ideal bound (p_hat = p, zero side bits) per base, (5) RD plot,
-BD-rate table (adaptive and ideal vs base; all vs VTM), side-info bits per image, complexity table.
+Steps: (1) the factorized bases: a trained sweep (cpu_proxy: experiments/rd_cpu_proxy.py, or --base-sweep), or
+CompressAI's pretrained models q1-8 evaluated here (zoo, paper: `zoo:bmshj2018-factorized/mse/<q>`, the paper's
+bases), (2) the hyperprior for context (cpu_proxy), (3) the static re-fit control (zoo, paper; cpu_proxy takes
+--static-dir), (4) stage 2 per base (train.py experiment=adaptive_<profile> model.base_ckpt=...; zoo and paper with
+the paper's (Nq, Mq, B) per quality from conf/reproduce/ulhaq2024.yaml), which ends with a real-bitstream Kodak
+evaluation, (5) the ideal bound (p_hat = p, zero side bits) per base, (6) RD plot, BD-rate table (adaptive, ideal
+and static vs base; all vs VTM), side-info bits per image, complexity table. Every finished step is skipped on a
+rerun, so a killed reproduction resumes.
 """
 
 from __future__ import annotations
@@ -33,11 +38,19 @@ from compresslab.evaluation.curves import summarize_runs  # noqa: E402
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
 
 PROFILES = {
-    # bases from experiments/rd_cpu_proxy.py (pretrain + per-lambda fine-tune, both models in parallel)
-    "cpu_proxy": {"base": None, "stage2": "adaptive_cpu_proxy", "lambdas": [0.013, 0.025, 0.0483, 0.0932]},
-    "paper": {"base": "factorized_paper", "stage2": "adaptive_paper",
-              "lambdas": [0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18]},
+    # bases from experiments/rd_cpu_proxy.py (its YAML ladder; warm start + per-lambda training)
+    "cpu_proxy": {"base": None, "stage2": "adaptive_cpu_proxy"},
+    # the paper's bases: CompressAI's pretrained factorized models, per quality as in conf/reproduce/ulhaq2024.yaml
+    "zoo": {"base": "zoo:bmshj2018-factorized/mse", "stage2": "adaptive_zoo"},
+    "paper": {"base": "zoo:bmshj2018-factorized/mse", "stage2": "adaptive_paper"},
 }
+QUALITIES = ROOT / "conf" / "reproduce" / "ulhaq2024.yaml"
+
+
+def quality_table(path: Path = QUALITIES) -> list[dict]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path))["qualities"]
 
 
 def sh(args: list[str]) -> None:
@@ -45,18 +58,36 @@ def sh(args: list[str]) -> None:
     subprocess.run(args, cwd=ROOT, check=True)
 
 
-def sweep(experiment: str | None, model: str, lambdas: list[float], work: Path) -> Path:
-    if experiment is None:  # the CPU recipe trains both models itself
-        out = work / "rd" / model / "sweep"
-        if not list(out.glob("*/rd.json")):
-            sh([sys.executable, "experiments/rd_cpu_proxy.py", "--lambdas", *map(str, lambdas),
-                "--work", str(work / "rd")])
-        return out
-    out = work / model
+def trained_sweep(model: str, work: Path) -> Path:
+    """The CPU recipe's sweep of ``model`` (experiments/rd_cpu_proxy.py trains it unless it is there)."""
+    out = work / "rd" / model / "sweep"
     if not list(out.glob("*/rd.json")):
-        sh([sys.executable, "train.py", "-m", f"experiment={experiment}", f"model={model}",
-            "lambda=" + ",".join(map(str, lambdas)), f"hydra.sweep.dir={out}"])
+        sh([sys.executable, "experiments/rd_cpu_proxy.py", "--models", model, "--work", str(work / "rd"),
+            "--out", str(work / "rd" / "summary")])
     return out
+
+
+def zoo_bases(prefix: str, qualities: list[dict], work: Path, max_images: int | None, crop: int | None) -> Path:
+    """One run folder per pretrained base, <work>/bases/q<q>/rd.json, its Kodak point measured here with real
+    bitstreams; meta.checkpoint holds the zoo spec that every later step loads (no copy of the weights is made)."""
+    from compresslab.checkpoints import load_checkpoint
+
+    root = work / "bases"
+    files = list_eval_images(resolve_data_root() / "kodak", max_images)
+    for q in qualities:
+        spec, out = f"{prefix}/{q['quality']}", root / f"q{q['quality']}"
+        if (out / "rd.json").exists():
+            continue
+        model, meta = build_model_from_checkpoint(spec)
+        res = evaluate_model(model, files, crop=crop)
+        source = load_checkpoint(spec)["compresslab"]["source"]
+        doc = to_compressai_json(res, "factorized", f"CompressAI pretrained {spec} (frozen base)", meta={
+            "model": meta["model"], "lambda": q["lambda"], "quality": q["quality"], "checkpoint": spec,
+            "source": source, "bins": q["bins"], "images": len(files), "crop": crop})
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "rd.json").write_text(json.dumps(doc, indent=2))
+        print(f"q{q['quality']} {spec}: {res['mean']['bpp']:.4f} bpp, {res['mean']['psnr-rgb']:.2f} dB", flush=True)
+    return root
 
 
 def runs_by_lambda(sweep_dir: Path) -> dict[float, Path]:
@@ -66,7 +97,12 @@ def runs_by_lambda(sweep_dir: Path) -> dict[float, Path]:
     return out
 
 
-def evaluate_ideal(base_ckpt: Path, out_dir: Path, lmbda: float, like: dict) -> None:
+def base_checkpoint(run: Path) -> str:
+    """What a base run's weights are loaded from: its zoo spec, or the checkpoint the training run wrote."""
+    return json.loads((run / "rd.json").read_text())["meta"].get("checkpoint") or str(run / "checkpoints" / "last.ckpt")
+
+
+def evaluate_ideal(base_ckpt: str, out_dir: Path, lmbda: float, like: dict) -> None:
     """The ideal bound on the same images (count, crop) as the base run's evaluation ``like``."""
     if (out_dir / "rd.json").exists():
         return
@@ -148,33 +184,50 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="tables and plot (default experiments/adaptive/<profile>)")
     ap.add_argument("--method", default="akima")
     ap.add_argument("--stage2-overrides", nargs="*", default=[], help="extra Hydra overrides for stage 2")
-    ap.add_argument("--static-dir", help="static re-fit control runs (experiments/adaptive_static_control.py)")
+    ap.add_argument("--static-dir", help="static re-fit control runs (experiments/adaptive_static_control.py); "
+                    "the zoo and paper profiles run the control themselves")
+    ap.add_argument("--qualities", nargs="+", type=int, help="zoo/paper: a subset of q1-8 (default all)")
+    ap.add_argument("--max-images", type=int, help="Kodak images for the bases, ideal and control (default all 24)")
+    ap.add_argument("--crop", type=int, help="centre crop for those evaluations (default full images)")
+    ap.add_argument("--static-train-crops", type=int, default=200, help="training crops the static control fits on")
     a = ap.parse_args()
     prof = PROFILES[a.profile]
     work = Path(a.work or ROOT / "outputs" / f"adaptive_{a.profile}")
     out = Path(a.out or ROOT / "experiments" / "adaptive" / a.profile)
     out.mkdir(parents=True, exist_ok=True)
 
-    base_dir = Path(a.base_sweep) if a.base_sweep else sweep(prof["base"], "factorized", prof["lambdas"], work)
-    hyper_dir = Path(a.hyperprior_sweep) if a.hyperprior_sweep else sweep(prof["base"], "hyperprior",
-                                                                          prof["lambdas"], work)
+    per_lambda: dict[float, list[str]] = {}   # stage-2 overrides per base (the paper's (Nq, Mq, B) per quality)
+    if prof["base"]:
+        quals = [q for q in quality_table() if not a.qualities or q["quality"] in a.qualities]
+        base_dir = zoo_bases(prof["base"], quals, work, a.max_images, a.crop)
+        per_lambda = {float(q["lambda"]): [f"model.{k}={q[k]}" for k in ("Nq", "Mq", "bins")] for q in quals}
+        hyper_dir = Path(a.hyperprior_sweep) if a.hyperprior_sweep else None
+        static_dir = Path(a.static_dir) if a.static_dir else work / "static"
+        missing = [q for q in quals if not (static_dir / f"lambda{float(q['lambda'])}" / "rd.json").exists()]
+        if not a.static_dir and missing:  # the control on the same bases (it skips finished lambdas itself)
+            sh([sys.executable, "experiments/adaptive_static_control.py", "--base-sweep", str(base_dir),
+                "--work", str(work), "--train-crops", str(a.static_train_crops)])
+    else:
+        base_dir = Path(a.base_sweep) if a.base_sweep else trained_sweep("factorized", work)
+        hyper_dir = Path(a.hyperprior_sweep) if a.hyperprior_sweep else trained_sweep("hyperprior", work)
+        static_dir = Path(a.static_dir) if a.static_dir else None
     bases = runs_by_lambda(base_dir)
     stage2: dict[float, Path] = {}
     for lmbda, run in sorted(bases.items()):
-        ckpt = run / "checkpoints" / "last.ckpt"
+        ckpt = base_checkpoint(run)
         target = work / "adaptive" / f"lambda{lmbda}"
         if not (target / "rd.json").exists():
             sh([sys.executable, "train.py", f"experiment={prof['stage2']}", f"model.base_ckpt={ckpt}",
-                f"lambda={lmbda}", f"hydra.run.dir={target}", *a.stage2_overrides])
+                f"lambda={lmbda}", f"hydra.run.dir={target}", *per_lambda.get(lmbda, []), *a.stage2_overrides])
         stage2[lmbda] = target
         evaluate_ideal(ckpt, target / "ideal", lmbda, json.loads((run / "rd.json").read_text())["meta"])
 
-    static = runs_by_lambda(Path(a.static_dir)) if a.static_dir else {}
-    runs = [str(p) for p in bases.values()] + [str(p) for p in stage2.values()] + [str(hyper_dir)] + \
-        [str(p) for p in static.values()]
+    static = runs_by_lambda(static_dir) if static_dir else {}
+    runs = [str(p) for p in bases.values()] + [str(p) for p in stage2.values()] + \
+        ([str(hyper_dir)] if hyper_dir else []) + [str(p) for p in static.values()]
     summarize_runs(runs, out_dir=out, anchor="kodak/vtm", reference="factorized", method=a.method)
     side_info_table(stage2, out)
-    hyper_runs = runs_by_lambda(hyper_dir)
+    hyper_runs = runs_by_lambda(hyper_dir) if hyper_dir else {}
     hyper_ckpts = [r / "checkpoints" / "last.ckpt" for r in hyper_runs.values()]
     hyper_ckpts = [c for c in hyper_ckpts if c.exists()]  # a reused sweep may hold results only
     complexity_table(next(iter(stage2.values())) / "checkpoints" / "last.ckpt",

@@ -3,6 +3,9 @@ training latents, coded with real bitstreams on Kodak through the adaptive coder
 
     python experiments/adaptive_static_control.py --base-sweep <factorized sweep> --work <dir> [--train-crops 200]
 
+A base run is a trained run folder (checkpoints/last.ckpt) or a pretrained base that adaptive_repro.py evaluated
+(its rd.json's meta.checkpoint, e.g. zoo:bmshj2018-factorized/mse/3, and meta.bins for that quality).
+
 Writes <work>/static/lambda<l>/rd.json (label "static re-fit"); experiments/adaptive_repro.py --static-dir <work>/static
 puts the curve beside base, adaptive and ideal.
 """
@@ -28,18 +31,19 @@ def main() -> None:
     ap.add_argument("--base-sweep", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--train-crops", type=int, default=200, help="training crops the static PMF is fitted on")
-    ap.add_argument("--bins", type=int, default=256)
+    ap.add_argument("--bins", type=int, default=256, help="PMF bins unless the base run names its own (meta.bins)")
     a = ap.parse_args()
     root = resolve_data_root()
     crops = [load_image_tensor(f) for f in find_images(root / "train")[: a.train_crops]]
     for rd in sorted(Path(a.base_sweep).glob("*/rd.json")):
         meta = json.loads(rd.read_text())["meta"]
-        lmbda, ckpt = float(meta["lambda"]), rd.parent / "checkpoints" / "last.ckpt"
+        lmbda = float(meta["lambda"])
+        ckpt = meta.get("checkpoint") or str(rd.parent / "checkpoints" / "last.ckpt")
         out = Path(a.work) / "static" / f"lambda{lmbda}"
         if (out / "rd.json").exists():
             continue
         size = base_size_from_checkpoint(str(ckpt)) or {"N": 128, "M": 192}
-        model = fit_static_refit(str(ckpt), crops, bins=a.bins, **size)
+        model = fit_static_refit(str(ckpt), crops, bins=int(meta.get("bins") or a.bins), **size)
         model.update(force=False)
         res = evaluate_model(model, list_eval_images(root / "kodak", meta.get("images")), crop=meta.get("crop"))
         doc = to_compressai_json(res, "static re-fit", f"base {ckpt} with one static PMF re-fitted on "

@@ -45,7 +45,7 @@ def train(tmp: Path, overrides: list[str]) -> dict:
 
 
 def run_py(args: list[str], timeout: int = 300, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **kw.pop("env", {})}
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env=env, **kw)
 

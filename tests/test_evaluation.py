@@ -38,13 +38,22 @@ def test_bd_rate_sanity_and_unavailable_cases():
     r, q = vtm.curve()
     same = bd_rate(r, q, r, q)
     assert abs(same.bd_rate) < 1e-9 and same.anchor_points_in_overlap == len(r)
-    band = bd_rate(r, q, [0.05, 0.07, 0.09, 0.11], [26.0, 26.6, 27.2, 27.8])  # our CPU curves' band: one VTM point
-    assert band.available and band.anchor_points_in_overlap == 1 and "holding 1 anchor point(s)" in band.line()
+    # our first CPU curves' band (26.0-27.8 dB) holds one VTM point: refused, with the fix named
+    band = bd_rate(r, q, [0.05, 0.07, 0.09, 0.11], [26.0, 26.6, 27.2, 27.8])
+    assert not band.available and band.anchor_points_in_overlap == 1 and "1 anchor point(s) (< 2 each)" in band.reason
+    assert "lambda ladder" in band.reason and band.coverage > 0.9  # refused for its support, not its coverage
+    # the same curve reaching past VTM's second point (28.49 dB) is a comparison of data
+    two = bd_rate(r, q, [0.05, 0.07, 0.09, 0.11, 0.14], [26.0, 26.6, 27.2, 27.8, 28.6])
+    assert two.available and two.anchor_points_in_overlap == 2 and "holding 4 test and 2 anchor point(s)" in two.line()
+    assert bd_rate(r, q, [0.05, 0.07, 0.09, 0.11], [26.0, 26.6, 27.2, 27.8], min_points_in_band=1).available
+    # a test curve mostly above the anchor's top: 2 points each in the band, but under half the curve is compared
+    tail = bd_rate(r[:4], q[:4], [0.3, 0.45, 0.7, 1.0, 1.4, 2.0], [31.0, 33.0, 35.0, 37.0, 39.0, 41.0])
+    assert not tail.available and "covers 40 % of the narrower curve (< 50 %)" in tail.reason
     assert abs(bd_rate(r, q, [0.9 * v for v in r], q).bd_rate - (-10.0)) < 1e-6
     few = bd_rate(r, q, r[:3], q[:3])
     assert not few.available and "at least 4" in few.reason and "unavailable" in few.line()
     apart = bd_rate(r, q, [0.01, 0.02, 0.03, 0.04], [10, 11, 12, 13])
-    assert not apart.available and "overlap" in apart.reason
+    assert not apart.available and "do not overlap" in apart.reason
     rates, quals, dropped = monotone_points([0.4, 0.1, 0.2, 0.3], [30, 25, 24, 29])
     assert list(rates) == [0.1, 0.3, 0.4] and dropped == 1
     # an early outlier must not evict the good points after it (a greedy scan kept only the outlier)
@@ -340,7 +349,7 @@ def test_rd_and_bd_rate_agree_on_two_multi_point_files_in_any_metric(tmp_path, c
         assert {c: len(p) for c, p in summary["curves"].items()} == {"vtm-file": 8, "hm-file": 8}
         row = next(r for r in summary["rows"] if r["curve"] == "hm-file")
         capsys.readouterr()
-        assert main(["bd-rate", str(files["vtm"]), str(files["hm"]), "--metric", metric, "--min-overlap", "0"]) == 0
+        assert main(["bd-rate", str(files["vtm"]), str(files["hm"]), "--metric", metric]) == 0
         line = capsys.readouterr().out
         assert f"BD-rate {row['bd_rate_vs_vtm-file']:+.2f} %" in line, (line, row)
         assert row["bd_rate_vs_vtm-file"] > 0  # HM needs more bits than VTM, in either metric

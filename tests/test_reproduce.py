@@ -67,3 +67,59 @@ def test_the_shipped_papers_list_and_ulhaq_reads_the_committed_table(tmp_path, c
     assert f"| -7.1 | {table['adaptive']['bd_rate_vs_factorized']} |" in text
     assert f"| -8.33 | {table['adaptive-ideal']['bd_rate_vs_factorized']} |" in text
     assert (tmp_path / "u" / "rd.png").stat().st_size > 0
+
+
+def _fake_zoo(hub, qualities):
+    """CompressAI-sized factorized models under the zoo's own file names in a private torch hub cache."""
+    import os
+
+    import torch
+    from compressai.models import FactorizedPrior
+    from compressai.zoo.image import cfgs, model_urls
+
+    (hub / "hub" / "checkpoints").mkdir(parents=True)
+    for q in qualities:
+        torch.manual_seed(q)
+        ref = FactorizedPrior(*cfgs["bmshj2018-factorized"][q])
+        ref.update(force=True)
+        url = model_urls["bmshj2018-factorized"]["mse"][q]
+        torch.save(ref.state_dict(), hub / "hub" / "checkpoints" / os.path.basename(url))
+
+
+def test_adaptive_zoo_profile_runs_end_to_end_on_pretrained_bases_and_resumes(tmp_path):
+    """The zoo profile at smoke size: pretrained bases read from the hub cache (never the network), the static
+    control, stage 2 at the paper's (Nq, Mq, B) for each quality, the ideal bound and the tables; a rerun trains
+    nothing again (a killed reproduction resumes from what finished)."""
+    import json
+    import os
+
+    from omegaconf import OmegaConf
+
+    from conftest import run_py
+
+    _fake_zoo(tmp_path / "torch", [1, 2])
+    work, out = tmp_path / "work", tmp_path / "out"
+    tiny = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+            "data.batch_size=2", "data.max_train_images=4", "data.max_val_images=1", "data.patch_size=64",
+            "data.val_patch_size=64", "callbacks.rd_eval.max_images=1", "callbacks.rd_eval.crop=64", "logger=csv",
+            "model.cache_crops_per_image=1"]
+    cmd = ["experiments/adaptive_repro.py", "--profile", "zoo", "--qualities", "1", "2", "--max-images", "1",
+           "--crop", "64", "--static-train-crops", "2", "--work", str(work), "--out", str(out),
+           "--stage2-overrides", *tiny]
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
+    r = run_py(cmd, timeout=600, env=env)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    base = json.loads((work / "bases" / "q2" / "rd.json").read_text())["meta"]
+    assert base["checkpoint"] == "zoo:bmshj2018-factorized/mse/2" and len(base["source"]["sha256"]) == 64
+    assert base["lambda"] == 0.0035 and base["model"] == {"name": "factorized", "N": 128, "M": 192}
+    cfg = OmegaConf.load(work / "adaptive" / "lambda0.0035" / ".hydra" / "config.yaml")
+    assert (cfg.model.Nq, cfg.model.Mq, cfg.model.bins) == (32, 16, 256)  # the paper's low-rate configuration
+    assert cfg.model.base_ckpt == "zoo:bmshj2018-factorized/mse/2" and cfg.name.startswith("zoo-adaptive")
+    curves = {row["curve"] for row in rp.read_md_table(out / "rd_table.md")}
+    assert curves == {"factorized", "adaptive", "adaptive-ideal", "static re-fit"}
+    per = (out / "per_lambda.md").read_text()
+    assert "| 0.0018 |" in per and "| 0.0035 |" in per
+    stamp = (work / "adaptive" / "lambda0.0018" / "rd.json").stat().st_mtime_ns
+    r = run_py(cmd, timeout=600, env=env)
+    assert r.returncode == 0 and "$ " not in r.stdout, r.stdout[-2000:]  # no step ran again
+    assert (work / "adaptive" / "lambda0.0018" / "rd.json").stat().st_mtime_ns == stamp

@@ -136,7 +136,8 @@ def cmd_bd_rate(args) -> int:
     # the reference is a registry name (kodak/vtm) or any CompressAI-format result file
     ref = _load_curve(args.anchor, args.metric) if Path(args.anchor).is_file() else \
         load_anchor(args.anchor, args.root).curve(args.metric)
-    res = bd_rate(*ref, *_load_curve(args.curve, args.metric), method=args.method, min_overlap=args.min_overlap)
+    res = bd_rate(*ref, *_load_curve(args.curve, args.metric), method=args.method,
+                 min_coverage=args.min_coverage, min_points_in_band=args.min_points_in_band)
     print(f"{Path(args.curve).name} vs {args.anchor}: {res.line(args.metric)}")
     return 0 if res.available else 1
 
@@ -274,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     bd_rate_p.add_argument("curve", help="CompressAI-format JSON")
     bd_rate_p.add_argument("--method", default="akima", choices=["akima", "pchip", "cubic"])
     bd_rate_p.add_argument("--metric", default="psnr-rgb", choices=["psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb"])
-    bd_rate_p.add_argument("--min-overlap", type=float, default=0.05)
+    bd_rate_p.add_argument("--min-coverage", type=float, default=0.5,
+                           help="refuse below this share of the narrower curve's quality range (default 0.5)")
+    bd_rate_p.add_argument("--min-points-in-band", type=int, default=2,
+                           help="refuse when either curve has fewer measured points in the shared band (default 2)")
     bd_rate_p.add_argument("--root")
     bd_rate_p.set_defaults(func=cmd_bd_rate)
 

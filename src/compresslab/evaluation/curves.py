@@ -99,6 +99,7 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
                "bpp_ratio_real_est": _span([p["bpp_ratio"] for p in pts if "bpp_ratio" in p], "{:.4f}"),
                f"bd_rate_vs_{anchor}": vs_anchor.bd_rate, f"bd_psnr_vs_{anchor}": vs_anchor.bd_psnr,
                "overlap_vs_anchor_pct": None if vs_anchor.overlap is None else round(100 * vs_anchor.overlap, 1),
+               "coverage_vs_anchor_pct": None if vs_anchor.coverage is None else round(100 * vs_anchor.coverage, 1),
                "anchor_points_in_overlap": vs_anchor.anchor_points_in_overlap,
                "anchor_note": vs_anchor.reason, "method": method}
         for ref, ref_pts in ref_curves.items():
