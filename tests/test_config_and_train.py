@@ -378,3 +378,36 @@ def test_progress_bar_reads_metrics_at_its_own_pace(tmp_path, monkeypatch):
     train_reads = [s for s in reads if s > 0]
     assert train_reads[0] == 1 and train_reads[-1] == 8, reads
     assert not [s for s in train_reads if 1 < s < 8], reads  # nothing read between the first and the last step
+
+
+def test_a_users_model_dataset_and_experiment_from_outside_the_repository(tmp_path):
+    """Extending without forking: a model class in the user's own .py (plugins=[...]), its config, a dataset config
+    and a recipe in the user's own folder (hydra.searchpath); train.py runs it and the CLI evaluates its checkpoint
+    with the plugin named in $COMPRESSLAB_PLUGINS."""
+    conf = tmp_path / "myconf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "experiment").mkdir()
+    (conf / "data").mkdir()
+    (tmp_path / "my_models.py").write_text(
+        "from compresslab.models import register_model\n"
+        "from compresslab.models.factorized import Factorized\n\n\n"
+        "@register_model('wide_factorized')\n"
+        "class WideFactorized(Factorized):\n"
+        "    '''my idea: the factorized model, registered under my own name'''\n")
+    (conf / "model" / "wide_factorized.yaml").write_text("name: wide_factorized\nN: 32\nM: 56\n")
+    (conf / "data" / "my_photos.yaml").write_text(f"defaults:\n  - default\nname: my_photos\nroot: {DATA}\n")
+    (conf / "experiment" / "my_recipe.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: wide_factorized\n  - override /data: my_photos\n"
+        "name: my-recipe\nlambda: 0.02\n")
+    r = run_py(["train.py", f"hydra.searchpath=[file://{conf}]", "experiment=my_recipe",
+                f"plugins=[{tmp_path / 'my_models.py'}]", *SMOKE, "model.M=56", "logger=csv",
+                f"hydra.run.dir={tmp_path / 'run'}"], timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    cfg = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")
+    assert cfg.model.name == "wide_factorized" and cfg.data.name == "my_photos" and cfg["lambda"] == 0.02
+    rd = json.loads((tmp_path / "run" / "rd.json").read_text())
+    assert rd["meta"]["model"]["name"] == "wide_factorized" and rd["results"]["bpp"][0] > 0
+    r = run_py(["-m", "compresslab.cli", "evaluate", str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
+                "--images", str(DATA / "kodak"), "--max-images", "1", "--crop", "64",
+                "--out", str(tmp_path / "e.json")], env={"COMPRESSLAB_PLUGINS": str(tmp_path / "my_models.py")})
+    assert r.returncode == 0, r.stderr[-2000:]

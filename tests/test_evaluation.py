@@ -162,7 +162,7 @@ def test_decoder_latent_mismatch_fails_loudly(factorized_ckpt, kodak_crops, monk
 
 
 def test_missing_kodak_names_the_path_and_the_fix(tmp_path):
-    with pytest.raises(DataLayoutError, match="download-kodak"):
+    with pytest.raises(DataLayoutError, match="fetch kodak"):
         list_eval_images(tmp_path / "kodak")
 
 

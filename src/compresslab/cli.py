@@ -1,5 +1,5 @@
 """``compresslab`` console entry point: evaluate, export, anchors, bd-rate, rd, compress, decompress, make-shards,
-download-kodak.
+fetch, download-kodak.
 
 Errors the user can fix (missing files, corrupt checkpoints, bad containers) exit with status 2 and one line that
 names the problem, instead of a traceback.
@@ -12,10 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-KODAK_URL = "https://r0k.us/graphics/kodak/kodak/kodim{:02d}.png"
 # Evaluation sets LIC papers report on, as folders under the data root (anchors: <name>/vtm, ... where shipped).
 EVAL_SETS = {
-    "kodak": "24 PNGs, kodim01.png ... kodim24.png; `compresslab download-kodak`",
+    "kodak": "24 PNGs, kodim01.png ... kodim24.png; `compresslab fetch kodak`",
     "clic2020-professional": "the CLIC 2020 professional valid (41) or test (250) images, https://www.compression.cc/",
     "clic2020-mobile": "the CLIC 2020 mobile valid (61) or test (178) images, https://www.compression.cc/",
     "tecnick": "the 100 RGB 1200x1200 images of the Tecnick SAMPLING set, https://sourceforge.net/projects/testimages/",
@@ -119,6 +118,40 @@ def cmd_anchors(args) -> int:
     return 0
 
 
+def cmd_anchors_build(args) -> int:
+    from .data import find_images
+    from .evaluation.anchor_builder import build_anchor
+
+    images = find_images(Path(args.images))[: args.max_images or None]
+    doc = build_anchor(args.codec, images, args.name, qualities=args.qualities, encoder=args.encoder,
+                       decoder=args.decoder, ext=args.ext, version_cmd=args.version_cmd, dataset=args.dataset)
+    out = Path(args.out) / args.dataset / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    r = doc["results"]
+    print(f"wrote {out}: {len(r['bpp'])} points, {r['bpp'][0]:.3f}-{r['bpp'][-1]:.3f} bpp, "
+          f"{r['psnr-rgb'][0]:.2f}-{r['psnr-rgb'][-1]:.2f} dB on {len(images)} images; use it as "
+          f"{args.dataset}/{args.name} with COMPRESSLAB_ANCHORS={args.out}")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from .fetch import FetchError, fetch_many, sources
+
+    if args.list or not args.names:
+        for name, src in sources().items():
+            print(f"{name:10s} {len(src.files):4d} files  {src.about}")
+        return 0
+    try:
+        done = fetch_many(args.names, args.root, mirror=args.mirror)
+    except FetchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for name, dest in done.items():
+        print(f"{name}: ready under {dest}")
+    return 0
+
+
 def _load_curve(path: str, metric: str):
     from .evaluation.metrics import with_derived_metrics
 
@@ -214,18 +247,19 @@ def cmd_make_shards(args) -> int:
 
 
 def cmd_download_kodak(args) -> int:
-    """Download the 24 Kodak PNGs (needs network; not available on the CI machines)."""
-    import urllib.request
+    """Kept for old scripts: `compresslab fetch kodak` into the folder's parent (checksums, resume)."""
+    from .fetch import FetchError, fetch, sources
 
-    out = Path(args.dest)
-    out.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 25):
-        target = out / f"kodim{i:02d}.png"
-        if target.exists():
-            continue
-        with urllib.request.urlopen(KODAK_URL.format(i), timeout=60) as r:
-            target.write_bytes(r.read())
-        print(f"downloaded {target}")
+    dest = Path(args.dest)
+    if dest.name != "kodak":
+        print(f"error: give the kodak folder itself (<data root>/kodak), not {dest}", file=sys.stderr)
+        return 2
+    try:
+        fetch(sources()["kodak"], dest.parent)
+    except FetchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"Kodak ready in {dest}")
     return 0
 
 
@@ -269,6 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
     anchors_p.add_argument("--dataset", help="e.g. kodak")
     anchors_p.add_argument("-v", "--verbose", action="store_true")
     anchors_p.set_defaults(func=cmd_anchors)
+    anchors_sub = anchors_p.add_subparsers(dest="anchors_cmd")
+    build_p = anchors_sub.add_parser("build", help="run a classical codec over a quality ladder into an anchor JSON")
+    build_p.add_argument("--codec", required=True, choices=["jpeg", "webp", "jpeg2000", "external"])
+    build_p.add_argument("--images", required=True, help="image folder (e.g. <data root>/kodak)")
+    build_p.add_argument("--name", required=True, help="anchor name, e.g. jpeg-pillow")
+    build_p.add_argument("--dataset", default="kodak", help="anchor dataset prefix (default kodak)")
+    build_p.add_argument("--out", default="anchors", help="anchor folder (default ./anchors)")
+    build_p.add_argument("--qualities", nargs="+", type=int, help="quality ladder (codec default if omitted)")
+    build_p.add_argument("--max-images", type=int)
+    build_p.add_argument("--encoder", help="external: command template with {input} {output} {quality}")
+    build_p.add_argument("--decoder", help="external: command template with {input} {output} (writes a PNG)")
+    build_p.add_argument("--ext", default=".bin", help="external: bitstream file extension")
+    build_p.add_argument("--version-cmd", help="external: a command printing the codec version (recorded)")
+    build_p.set_defaults(func=cmd_anchors_build)
 
     bd_rate_p = sub.add_parser("bd-rate", help="BD-rate of a CompressAI-format curve vs an anchor")
     bd_rate_p.add_argument("anchor", help="registry name (kodak/vtm) or a CompressAI-format result file")
@@ -335,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     shards_p.add_argument("--max-count", type=int, default=10_000, help="images per shard")
     shards_p.add_argument("--max-size-mb", type=float, default=1000.0, help="bytes per shard (MB)")
     shards_p.set_defaults(func=cmd_make_shards)
+    fetch_p = sub.add_parser("fetch", help="download datasets or CompressAI's anchors (checksums, resume)")
+    fetch_p.add_argument("names", nargs="*", help="kodak, anchors, clic2020, div2k (none: list them)")
+    fetch_p.add_argument("--root", help="target folder (default: $COMPRESSLAB_DATA; anchors: the anchor cache)")
+    fetch_p.add_argument("--mirror", help="serve every URL from this host, same paths ($COMPRESSLAB_MIRROR)")
+    fetch_p.add_argument("--list", action="store_true")
+    fetch_p.set_defaults(func=cmd_fetch)
+
     kodak_p = sub.add_parser("download-kodak", help="download the Kodak test set (needs network)")
     kodak_p.add_argument("dest", nargs="?", default="data/kodak")
     kodak_p.set_defaults(func=cmd_download_kodak)

@@ -4,7 +4,7 @@ Data root: ``data.root`` if set, else ``$COMPRESSLAB_DATA``, else ``<repo>/data`
 
     <root>/train/**.png|jpg|jpeg|webp   training images (any size; random crops)
     <root>/val/**                        validation images (centre crops)
-    <root>/kodak/kodim01.png ...         the evaluation set (see README: compresslab download-kodak)
+    <root>/kodak/kodim01.png ...         the evaluation set (see README: compresslab fetch kodak)
 
 Loading rules (``load_rgb``): every mode becomes 8-bit RGB (grayscale replicated, alpha dropped, palette expanded,
 16-bit scaled down by 257). Files that cannot be decoded are skipped and counted; a summary is reported once.
@@ -58,7 +58,7 @@ def find_images(folder: Path, layout_hint: str | None = None, context: str = "")
         raise DataLayoutError(f"{context}image folder {folder} does not exist. " + (layout_hint or (
             f"Expected layout: <data root>/train, <data root>/val, "
             f"<data root>/kodak with .png/.jpg/.webp files. Set data.root=... or ${ENV_VAR}, or see README "
-            f"('Data') to download Kodak with `compresslab download-kodak`.")))
+            f"('Data') to download Kodak with `compresslab fetch kodak`.")))
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
         raise DataLayoutError(f"{context}no images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}")

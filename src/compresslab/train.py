@@ -247,6 +247,11 @@ def silence_known_noise() -> None:
 
 def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train one model. Returns paths and final metrics."""
+    if cfg.get("plugins"):
+        plugins = [str(x) for x in cfg.plugins]
+        models.load_plugins(plugins)
+        # child processes (DDP workers, the data loaders) and later CLI calls on this run's checkpoints see them too
+        os.environ["COMPRESSLAB_PLUGINS"] = os.pathsep.join(plugins)
     validate_config(cfg)
     silence_known_noise()
     hydra_dir, group = hydra_run_info()

@@ -1,7 +1,16 @@
 """Anchor RD curves with provenance: a registry over CompressAI's published result JSON files.
 
 Anchors are named ``<dataset>/<file stem>`` (``kodak/vtm``, ``kodak/compressai-bmshj2018-hyperprior_mse_cpu``,
-``kodak/8bit-decoded/...``). The anchor folder is ``<data root>/anchors`` (``$COMPRESSLAB_DATA``) unless given.
+``kodak/8bit-decoded/...``). Folders searched, first match wins (``anchor_roots``):
+1. ``$COMPRESSLAB_ANCHORS`` (or ``callbacks.rd_eval.anchors_dir``): the user's own anchors, e.g. built with
+   ``compresslab anchors build`` for their codec version and dataset; a name found here that a later folder also
+   holds with other content is reported as overridden;
+2. ``<data root>/anchors`` (``$COMPRESSLAB_DATA``);
+3. the anchor cache that ``compresslab fetch anchors`` fills with CompressAI's published results (pinned commit,
+   SHA-256 checked): ``$XDG_CACHE_HOME/compresslab/anchors``;
+4. the anchors inside the package (``compresslab/anchor_data``): those we measured ourselves with the anchor builder.
+CompressAI's result files are not shipped inside the package: they are fetched (one command, checksummed), so the
+repository holds only what we measured.
 Metadata (codec, version, configuration, colour space, PSNR definition, source) comes from the table below, which
 transcribes ``anchors/README.md`` of the shared data; unknown files get generic metadata from their JSON.
 """
@@ -10,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,12 +76,55 @@ class Anchor:
         return list(self.results["bpp"]), list(self.results[metric])
 
 
+PACKAGE_ANCHORS = Path(__file__).resolve().parents[1] / "anchor_data"
+ENV_VAR = "COMPRESSLAB_ANCHORS"
+_warned: set[str] = set()
+
+
+def anchor_roots(root: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched for anchors, in order (an explicit ``root`` is the only one searched)."""
+    if root:
+        return [Path(root)]
+    from ..fetch import anchor_cache
+
+    roots = [Path(p).expanduser() for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    roots += [resolve_data_root() / "anchors", anchor_cache(), PACKAGE_ANCHORS]
+    out: list[Path] = []
+    for r in roots:
+        if r.is_dir() and r.resolve() not in [o.resolve() for o in out]:
+            out.append(r)
+    return out
+
+
 def anchors_root(root: str | os.PathLike | None = None) -> Path:
-    return Path(root) if root else resolve_data_root() / "anchors"
+    """The first anchor folder (where a user's own anchors would be found first)."""
+    roots = anchor_roots(root)
+    if not roots:
+        raise AnchorError(_no_anchors(root))
+    return roots[0]
+
+
+def _no_anchors(root) -> str:
+    from ..fetch import anchor_cache
+
+    if root:
+        return f"anchor folder {root} does not exist"
+    return (f"no anchor folder found: run `compresslab fetch anchors` (CompressAI's published RD results, "
+            f"checksummed, into {anchor_cache()}), or set $COMPRESSLAB_DATA to a folder with anchors/, or "
+            f"${ENV_VAR} to your own anchors")
+
+
+def _find(name: str, root) -> tuple[Path | None, list[Path]]:
+    """The file that serves ``name`` and the other folders' copies of it."""
+    hits = [r / f"{name}.json" for r in anchor_roots(root) if (r / f"{name}.json").is_file()]
+    return (hits[0] if hits else None), hits[1:]
 
 
 def _metadata(name: str, path: Path, data: dict[str, Any]) -> dict[str, Any]:
     stem = path.stem
+    own = data.get("meta") or {}
+    if own.get("builder"):  # built by `compresslab anchors build`: its own record is the provenance
+        return {**own, "file": f"{name}.json"}
     # Relative to the data root: committed summaries must not carry one machine's paths.
     meta: dict[str, Any] = {"source": SOURCE + name.replace("/", "/", 1) + ".json", "file": f"anchors/{name}.json"}
     if stem in KNOWN:
@@ -93,21 +146,26 @@ def _metadata(name: str, path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_anchors(root: str | os.PathLike | None = None, include_unusable: bool = False) -> list[str]:
-    base = anchors_root(root)
-    if not base.is_dir():
-        raise AnchorError(f"anchor folder {base} does not exist; set $COMPRESSLAB_DATA to a folder with anchors/")
-    names = [str(p.relative_to(base).with_suffix("")) for p in sorted(base.rglob("*.json"))]
+    roots = anchor_roots(root)
+    if not roots:
+        raise AnchorError(_no_anchors(root))
+    names = sorted({str(p.relative_to(base).with_suffix("")) for base in roots for p in base.rglob("*.json")})
     if not include_unusable:
         names = [n for n in names if not ("8bit-decoded/" in n and "ms-ssim" in n.rsplit("/", 1)[-1])]
     return names
 
 
 def load_anchor(name: str, root: str | os.PathLike | None = None) -> Anchor:
-    base = anchors_root(root)
-    path = base / f"{name}.json"
-    if not path.is_file():
+    path, shadowed = _find(name, root)
+    if path is None:
         available = ", ".join(n for n in list_anchors(root) if n.startswith(name.split("/")[0]))[:400]
-        raise AnchorError(f"unknown anchor {name!r} (no {path}); available: {available}")
+        where = ", ".join(str(r) for r in anchor_roots(root))
+        raise AnchorError(f"unknown anchor {name!r} (searched {where}); available: {available}")
+    differing = [p for p in shadowed if p.read_bytes() != path.read_bytes()]
+    if differing and name not in _warned:
+        _warned.add(name)
+        warnings.warn(f"anchor {name}: {path} overrides {', '.join(map(str, differing))} (different content)",
+                      stacklevel=2)
     data = json.loads(path.read_text())
     meta = _metadata(name, path, data)
     if meta.get("unusable"):

@@ -34,7 +34,7 @@ class CodecMismatchError(RuntimeError):
 def kodak_error(path: Path) -> DataLayoutError:
     return DataLayoutError(
         f"Kodak images not found at {path}. Expected kodim01.png ... kodim24.png there. Get them with "
-        f"`compresslab download-kodak {path}`, or point data.root / $COMPRESSLAB_DATA at a folder with kodak/."
+        f"`compresslab fetch kodak --root {path.parent}`, or point data.root / $COMPRESSLAB_DATA at a folder with kodak/."
     )
 
 

@@ -1,0 +1,217 @@
+"""`compresslab fetch NAME [--root DIR]`: public datasets and anchors, downloaded into the layout our configs read.
+
+Every file has its URL and, where one is known, its SHA-256 (``fetch_manifest.json`` beside this module): a download
+is written to ``<file>.part``, resumed with an HTTP Range request when the connection drops, checked, then renamed;
+a file whose checksum does not match is kept as ``<file>.bad`` (never used, never silently deleted) and the command
+says so. Archives are extracted into ``--root`` and their folder names are those of conf/data/<name>.yaml.
+``$COMPRESSLAB_MIRROR`` (or ``--mirror``) serves every URL from another host with the same paths (an institute
+mirror, an offline copy behind a local web server). Sources without a published checksum (DIV2K, CLIC) record the hash of what was downloaded in ``<root>/FETCHED.json``
+and say that it is unverified. Offline, each file's error names the URL and the path to put the file at by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+MANIFEST = Path(__file__).with_name("fetch_manifest.json")
+CHUNK = 1 << 16
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+@dataclass
+class Remote:
+    url: str
+    path: str                      # relative to the fetch root
+    sha256: str | None = None      # None: no published checksum; the hash is recorded, marked unverified
+    extract: bool = False          # a zip/tar archive unpacked into the root (then removed)
+
+
+@dataclass
+class Source:
+    name: str
+    about: str
+    files: list[Remote] = field(default_factory=list)
+    default_root: str = "data"     # "data": $COMPRESSLAB_DATA (or <repo>/data); "anchors": the anchor cache
+
+
+def sources(manifest: Path = MANIFEST) -> dict[str, Source]:
+    doc = json.loads(manifest.read_text())
+    return {name: Source(name=name, about=s["about"], default_root=s.get("root", "data"),
+                         files=[Remote(**f) for f in s["files"]]) for name, s in doc.items()}
+
+
+def anchor_cache() -> Path:
+    """Where `compresslab fetch anchors` puts CompressAI's published RD results (searched by the anchor registry)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "compresslab" / "anchors"
+
+
+def mirrored(url: str, mirror: str | None = None) -> str:
+    """``url`` on ``mirror`` (same path), when one is set."""
+    mirror = mirror or os.environ.get("COMPRESSLAB_MIRROR")
+    if not mirror:
+        return url
+    from urllib.parse import urlsplit
+
+    return mirror.rstrip("/") + urlsplit(url).path
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Progress:
+    """One line on stderr, redrawn at most every 0.2 s (a progress bar that works in logs and terminals)."""
+
+    def __init__(self, label: str, total: int | None, start: int):
+        self.label, self.total, self.done, self.t0, self.last = label, total, start, time.time(), 0.0
+
+    def update(self, n: int, final: bool = False) -> None:
+        self.done += n
+        now = time.time()
+        if not final and now - self.last < 0.2:
+            return
+        self.last = now
+        mb = self.done / 1e6
+        pct = f" {100 * self.done / self.total:5.1f} % of {self.total / 1e6:.1f} MB" if self.total else ""
+        rate = mb / max(now - self.t0, 1e-6)
+        sys.stderr.write(f"\r{self.label}: {mb:.1f} MB{pct} ({rate:.1f} MB/s)" + ("\n" if final else ""))
+        sys.stderr.flush()
+
+
+def download(url: str, target: Path, sha256: str | None, timeout: float = 60.0, quiet: bool = False) -> str:
+    """Download ``url`` to ``target`` through ``target.part``, resuming a partial file; returns the SHA-256."""
+    part = target.with_name(target.name + ".part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # the partial file is already complete
+            resp = None
+        else:
+            raise FetchError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise FetchError(f"cannot download {url} ({reason}); offline? Download it by hand and put it at {target} "
+                         f"(the checksum is still verified on the next `compresslab fetch`)") from None
+    if resp is not None:
+        with resp:
+            resumed = have and resp.status == 206
+            if have and not resumed:  # the server ignored Range: start again
+                have = 0
+            length = resp.headers.get("Content-Length")
+            total = (have + int(length)) if length else None
+            bar = None if quiet else _Progress(target.name, total, have)
+            with open(part, "ab" if resumed else "wb") as f:
+                try:
+                    while True:
+                        block = resp.read(CHUNK)
+                        if not block:
+                            break
+                        f.write(block)
+                        if bar:
+                            bar.update(len(block))
+                except (OSError, urllib.error.URLError) as e:
+                    raise FetchError(f"{url}: connection lost after {f.tell()} bytes ({e}); rerun the same command "
+                                     f"to resume from {part}") from None
+            if bar:
+                bar.update(0, final=True)
+            if total is not None and part.stat().st_size < total:
+                raise FetchError(f"{url}: got {part.stat().st_size} of {total} bytes; rerun the same command to resume "
+                                 f"from {part}")
+    digest = sha256_of(part)
+    if sha256 and digest != sha256:
+        bad = target.with_name(target.name + ".bad")
+        part.replace(bad)
+        raise FetchError(f"{url}: SHA-256 mismatch (expected {sha256}, got {digest}); the file is kept at {bad} "
+                         f"and not used. Delete it and rerun, or check the URL (a changed upstream file)")
+    part.replace(target)
+    return digest
+
+
+def _extract(archive: Path, root: Path) -> None:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            for member in z.namelist():  # refuse paths that leave the root (a hostile archive)
+                if Path(member).is_absolute() or ".." in Path(member).parts:
+                    raise FetchError(f"{archive}: member {member!r} would be written outside {root}")
+            z.extractall(root)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as t:
+            t.extractall(root, filter="data")
+    else:
+        raise FetchError(f"{archive} is neither a zip nor a tar archive")
+
+
+def fetch(source: Source, root: Path, quiet: bool = False, mirror: str | None = None) -> list[Path]:
+    """Fetch every file of ``source`` under ``root``; files already present with the right checksum are skipped."""
+    root.mkdir(parents=True, exist_ok=True)
+    record_path = root / "FETCHED.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    done = []
+    for rf in source.files:
+        target = root / rf.path
+        marker = root / ".fetched" / (rf.path.replace("/", "__") + ".done")  # an archive once extracted
+        if rf.extract and marker.exists():
+            continue
+        if target.exists() and not rf.extract:
+            if rf.sha256 is None or sha256_of(target) == rf.sha256:
+                continue
+            raise FetchError(f"{target} exists but its SHA-256 differs from {rf.url}'s published one; move it away "
+                             f"and rerun (it is not overwritten)")
+        digest = download(mirrored(rf.url, mirror), target, rf.sha256, quiet=quiet)
+        record[rf.path] = {"url": rf.url, "sha256": digest, "verified": rf.sha256 is not None,
+                           "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if rf.sha256 is None and not quiet:
+            print(f"{rf.path}: no published checksum; recorded SHA-256 {digest} in {record_path} (unverified)")
+        if rf.extract:
+            _extract(target, root)
+            marker.parent.mkdir(exist_ok=True)
+            marker.write_text(digest + "\n")
+            target.unlink()
+        done.append(target)
+        record_path.write_text(json.dumps(record, indent=2))
+    return done
+
+
+def default_root(source: Source) -> Path:
+    """Anchors go to the anchor cache (searched by the registry); datasets to the data root ($COMPRESSLAB_DATA)."""
+    if source.default_root == "anchors":
+        return anchor_cache()
+    from .data import resolve_data_root
+
+    return resolve_data_root()
+
+
+def fetch_many(names: Iterable[str], root: str | None = None, quiet: bool = False,
+               manifest: Path = MANIFEST, mirror: str | None = None) -> dict[str, Path]:
+    known = sources(manifest)
+    out = {}
+    for name in names:
+        if name not in known:
+            raise FetchError(f"unknown source {name!r}; one of: {', '.join(known)}")
+        src = known[name]
+        dest = Path(root) if root else default_root(src)
+        fetch(src, dest, quiet=quiet, mirror=mirror)
+        out[name] = dest
+    return out

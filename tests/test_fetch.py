@@ -1,0 +1,177 @@
+"""`compresslab fetch` against a local HTTP server on 127.0.0.1 serving small fake archives: checksums, extraction
+into the configs' layout, a truncated download resumed with a Range request, a checksum mismatch kept aside, and one
+clear line when the host cannot be reached. The network is never touched."""
+
+import hashlib
+import io
+import json
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from compresslab.fetch import FetchError, Remote, Source, fetch, sources
+
+
+class _Files(BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    truncate_once: set[str] = set()   # paths whose first full response stops half way
+    ranges: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        if rng:
+            self.ranges.append(rng)
+            start = int(rng.split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if self.path in self.truncate_once and not rng:
+            self.truncate_once.discard(self.path)
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)  # the connection drops mid-file
+            return
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    _Files.files, _Files.truncate_once, _Files.ranges = {}, set(), []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", _Files
+    httpd.shutdown()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def test_archive_is_verified_and_extracted_into_the_configs_layout(server, tmp_path):
+    url, files = server
+    archive = _zip({"DIV2K_valid_HR/0801.png": b"png-bytes" * 100})
+    files.files["/DIV2K_valid_HR.zip"] = archive
+    src = Source("div2k", "test", [Remote(f"{url}/DIV2K_valid_HR.zip", "DIV2K_valid_HR.zip", _sha(archive), True)])
+    fetch(src, tmp_path, quiet=True)
+    assert (tmp_path / "DIV2K_valid_HR" / "0801.png").read_bytes() == b"png-bytes" * 100
+    assert not (tmp_path / "DIV2K_valid_HR.zip").exists()  # the archive is removed once extracted
+    record = json.loads((tmp_path / "FETCHED.json").read_text())["DIV2K_valid_HR.zip"]
+    assert record["verified"] and record["sha256"] == _sha(archive)
+    files.files.clear()  # a second run needs nothing from the server
+    assert fetch(src, tmp_path, quiet=True) == []
+
+
+def test_truncated_download_resumes_with_a_range_request(server, tmp_path):
+    url, files = server
+    body = bytes(range(256)) * 400
+    files.files["/kodim01.png"] = body
+    files.truncate_once.add("/kodim01.png")
+    src = Source("kodak", "test", [Remote(f"{url}/kodim01.png", "kodak/kodim01.png", _sha(body))])
+    with pytest.raises(FetchError, match="rerun the same command to resume"):
+        fetch(src, tmp_path, quiet=True)
+    part = tmp_path / "kodak" / "kodim01.png.part"
+    assert 0 < part.stat().st_size < len(body)  # what arrived is kept
+    fetch(src, tmp_path, quiet=True)
+    assert files.ranges == [f"bytes={len(body) // 2}-"]  # only the missing half was asked for
+    assert (tmp_path / "kodak" / "kodim01.png").read_bytes() == body and not part.exists()
+
+
+def test_checksum_mismatch_is_kept_aside_and_never_used(server, tmp_path):
+    url, files = server
+    files.files["/vtm.json"] = b'{"tampered": true}'
+    src = Source("anchors", "test", [Remote(f"{url}/vtm.json", "kodak/vtm.json", _sha(b"the published file"))])
+    with pytest.raises(FetchError) as e:
+        fetch(src, tmp_path, quiet=True)
+    assert "SHA-256 mismatch" in str(e.value) and "vtm.json.bad" in str(e.value)
+    assert not (tmp_path / "kodak" / "vtm.json").exists()
+    assert (tmp_path / "kodak" / "vtm.json.bad").read_bytes() == b'{"tampered": true}'
+
+
+def test_unreachable_host_names_the_url_and_where_to_put_the_file(tmp_path):
+    src = Source("kodak", "test", [Remote("http://127.0.0.1:9/kodim01.png", "kodak/kodim01.png", "0" * 64)])
+    with pytest.raises(FetchError) as e:
+        fetch(src, tmp_path, quiet=True)
+    msg = str(e.value)
+    assert "http://127.0.0.1:9/kodim01.png" in msg and str(tmp_path / "kodak" / "kodim01.png") in msg
+    assert "offline?" in msg
+
+
+def test_shipped_manifest_matches_the_data_we_hold():
+    """Every checksummed file in the manifest is byte-identical to our copy (Kodak, CompressAI's anchors), so a user's
+    download verifies against what our numbers were computed on."""
+    from conftest import DATA
+
+    man = sources()
+    assert len(man["kodak"].files) == 24 and all(f.sha256 for f in man["kodak"].files)
+    assert any(f.path == "kodak/vtm.json" for f in man["anchors"].files)
+    for name, sub in (("kodak", ""), ("anchors", "anchors/")):
+        for f in man[name].files:
+            assert _sha((DATA / f"{sub}{f.path}").read_bytes()) == f.sha256, f.path
+    vtm = next(f for f in man["anchors"].files if f.path == "kodak/vtm.json")
+    assert vtm.url.endswith("869a9f5d4126d015b7de8f203fe60ee9e1608193/results/image/kodak/vtm.json")
+
+
+def test_a_machine_without_data_fetches_the_anchors_and_gets_the_golden_bd_rate(server, tmp_path):
+    """No data folder, an empty cache: the anchor commands say how to get the anchors; `compresslab fetch anchors`
+    (from a mirror on 127.0.0.1 with CompressAI's paths) fills the cache, then bd-rate vs kodak/vtm gives the value
+    the shared copy gives."""
+    from urllib.parse import urlsplit
+
+    from conftest import DATA, run_py
+
+    url, files = server
+    for f in sources()["anchors"].files:
+        files.files[urlsplit(f.url).path] = (DATA / "anchors" / f.path).read_bytes()
+    hm = tmp_path / "hm.json"
+    hm.write_bytes((DATA / "anchors" / "kodak" / "hm.json").read_bytes())
+    env = {"COMPRESSLAB_DATA": str(tmp_path / "nothing"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "COMPRESSLAB_MIRROR": url}
+    r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(hm), "--method", "pchip"], env=env)
+    assert r.returncode != 0 and "compresslab fetch anchors" in r.stderr + r.stdout
+    r = run_py(["-m", "compresslab.cli", "fetch", "anchors"], env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "cache" / "compresslab" / "anchors" / "kodak" / "vtm.json").is_file()
+    r = run_py(["-m", "compresslab.cli", "anchors", "--dataset", "kodak"], env=env)
+    assert r.returncode == 0 and "kodak/vtm " in r.stdout and "kodak/jpeg " in r.stdout
+    r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(hm), "--method", "pchip"], env=env)
+    assert r.returncode == 0 and "BD-rate +23.31 %" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_users_anchor_folder_overrides_with_a_note(tmp_path, monkeypatch):
+    from compresslab.evaluation import anchors as anc
+    from conftest import DATA
+
+    mine = tmp_path / "mine" / "kodak"
+    mine.mkdir(parents=True)
+    doc = json.loads((DATA / "anchors" / "kodak" / "vtm.json").read_text())
+    doc["results"]["bpp"] = [1.1 * b for b in doc["results"]["bpp"]]   # "my VTM 17 build"
+    (mine / "vtm.json").write_text(json.dumps(doc))
+    (mine / "vtm-17.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("COMPRESSLAB_ANCHORS", str(tmp_path / "mine"))
+    anc._warned.clear()
+    with pytest.warns(UserWarning, match="overrides"):
+        a = anc.load_anchor("kodak/vtm")
+    assert a.path == mine / "vtm.json"
+    names = anc.list_anchors()
+    assert "kodak/vtm-17" in names and "kodak/hm" in names  # added to, not replacing, the other folders
