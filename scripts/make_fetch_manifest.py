@@ -48,6 +48,12 @@ def main() -> None:
                                                      for f in ("professional_train_2020.zip", "mobile_train_2020.zip",
                                                                "professional_valid_2020.zip",
                                                                "mobile_valid_2020.zip")]},
+        "quickstart-data": {"about": "train/ and val/ for the default layout, cut from DIV2K's 100 validation images "
+                                     "(90 x 6 random 256² crops, 10 centre 512² crops; DIV2K: academic research use)",
+                            "files": [{"url": DIV2K + "DIV2K_valid_HR.zip", "path": "DIV2K_valid_HR.zip",
+                                       "sha256": None, "extract": True}],
+                            "prepare": {"crops": {"src_dir": "DIV2K_valid_HR", "train": 90, "per_image": 6,
+                                                  "size": 256, "val": 10, "val_size": 512}}},
         "div2k": {"about": "DIV2K HR train (800) and valid (100) (Agustsson & Timofte 2017); no published checksums",
                   "files": [{"url": DIV2K + f, "path": f, "sha256": None, "extract": True}
                             for f in ("DIV2K_train_HR.zip", "DIV2K_valid_HR.zip")]},

@@ -149,6 +149,8 @@ def test_a_machine_without_data_fetches_the_anchors_and_gets_the_golden_bd_rate(
            "COMPRESSLAB_MIRROR": url}
     r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(hm), "--method", "pchip"], env=env)
     assert r.returncode != 0 and "compresslab fetch anchors" in r.stderr + r.stdout
+    r = run_py(["-m", "compresslab.cli", "anchors", "--dataset", "kodak", "-v"], env=env)  # the package's own
+    assert r.returncode == 0 and "kodak/jpeg-pillow" in r.stdout and "kodak/vtm " not in r.stdout, r.stderr
     r = run_py(["-m", "compresslab.cli", "fetch", "anchors"], env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "cache" / "compresslab" / "anchors" / "kodak" / "vtm.json").is_file()
@@ -175,3 +177,35 @@ def test_a_users_anchor_folder_overrides_with_a_note(tmp_path, monkeypatch):
     assert a.path == mine / "vtm.json"
     names = anc.list_anchors()
     assert "kodak/vtm-17" in names and "kodak/hm" in names  # added to, not replacing, the other folders
+
+
+def test_quickstart_data_is_cut_into_the_default_layout_and_then_found_present(server, tmp_path, monkeypatch):
+    """A newcomer's training data: the archive is fetched, cut into train/ (random crops) and val/ (centre crops,
+    other images), and a second `fetch` on that data root downloads nothing."""
+    import numpy as np
+    from PIL import Image
+
+    from compresslab.fetch import fetch_many
+
+    url, files = server
+    members = {}
+    for i in range(6):
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (150, 200, 3), dtype=np.uint8)).save(buf, "PNG")
+        members[f"DIV2K_valid_HR/{801 + i:04d}.png"] = buf.getvalue()
+    files.files["/DIV2K_valid_HR.zip"] = _zip(members)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"quickstart-data": {
+        "about": "test", "files": [{"url": f"{url}/DIV2K_valid_HR.zip", "path": "DIV2K_valid_HR.zip",
+                                    "sha256": None, "extract": True}],
+        "prepare": {"crops": {"src_dir": "DIV2K_valid_HR", "train": 4, "per_image": 3, "size": 64, "val": 2,
+                              "val_size": 128}}}}))
+    monkeypatch.setenv("COMPRESSLAB_DATA", str(tmp_path / "data"))
+    fetch_many(["quickstart-data"], quiet=True, manifest=manifest)
+    train = sorted((tmp_path / "data" / "train").glob("*.png"))
+    val = sorted((tmp_path / "data" / "val").glob("*.png"))
+    assert len(train) == 12 and all(Image.open(f).size == (64, 64) for f in train)
+    assert [f.stem for f in val] == ["0805", "0806"] and Image.open(val[0]).size == (128, 128)
+    assert not {f.stem.split("_")[0] for f in train} & {f.stem for f in val}  # no image in both
+    files.files.clear()
+    assert fetch_many(["quickstart-data"], quiet=True, manifest=manifest) == {"quickstart-data": tmp_path / "data"}

@@ -140,7 +140,7 @@ def cmd_fetch(args) -> int:
 
     if args.list or not args.names:
         for name, src in sources().items():
-            print(f"{name:10s} {len(src.files):4d} files  {src.about}")
+            print(f"{name:16s} {len(src.files):4d} files  {src.about}")
         return 0
     try:
         done = fetch_many(args.names, args.root, mirror=args.mirror)

@@ -46,11 +46,12 @@ class Source:
     about: str
     files: list[Remote] = field(default_factory=list)
     default_root: str = "data"     # "data": $COMPRESSLAB_DATA (or <repo>/data); "anchors": the anchor cache
+    prepare: dict | None = None    # after the download: {"crops": {...}} cuts train/ and val/ crops (see prepare_crops)
 
 
 def sources(manifest: Path = MANIFEST) -> dict[str, Source]:
     doc = json.loads(manifest.read_text())
-    return {name: Source(name=name, about=s["about"], default_root=s.get("root", "data"),
+    return {name: Source(name=name, about=s["about"], default_root=s.get("root", "data"), prepare=s.get("prepare"),
                          files=[Remote(**f) for f in s["files"]]) for name, s in doc.items()}
 
 
@@ -194,6 +195,52 @@ def fetch(source: Source, root: Path, quiet: bool = False, mirror: str | None = 
     return done
 
 
+def prepare_crops(root: Path, src_dir: str, train: int, per_image: int, size: int, val: int, val_size: int,
+                  seed: int = 0) -> tuple[int, int]:
+    """The default layout (<root>/train, <root>/val) cut from a downloaded image folder: ``per_image`` random
+    ``size``² crops of each of the first ``train`` images into train/, one centre ``val_size``² crop of each of the
+    next ``val`` images into val/ (no image in both). Lossless PNG; deterministic for a seed."""
+    import random
+
+    from PIL import Image
+
+    from .data import find_images
+
+    files = find_images(root / src_dir)
+    if len(files) < train + val:
+        raise FetchError(f"{root / src_dir} holds {len(files)} images; {train} + {val} needed for the crops")
+    rng = random.Random(seed)
+    (root / "train").mkdir(exist_ok=True)
+    (root / "val").mkdir(exist_ok=True)
+    n_train = 0
+    for f in files[:train]:
+        img = Image.open(f).convert("RGB")
+        w, h = img.size
+        for k in range(per_image):
+            x, y = rng.randrange(0, w - size + 1), rng.randrange(0, h - size + 1)
+            img.crop((x, y, x + size, y + size)).save(root / "train" / f"{f.stem}_{k}.png")
+            n_train += 1
+    for f in files[train:train + val]:
+        img = Image.open(f).convert("RGB")
+        w, h = img.size
+        s = min(val_size, w, h)
+        img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).save(root / "val" / f"{f.stem}.png")
+    return n_train, val
+
+
+def present(source: Source, data_root: Path) -> Path | None:
+    """Where ``source`` is already complete without a download: the anchors in <data root>/anchors (checksums
+    verified), a prepared train/ + val/ in the data root. None when it has to be fetched."""
+    if source.default_root == "anchors":
+        folder = data_root / "anchors"
+        ok = all((folder / f.path).is_file() and (f.sha256 is None or sha256_of(folder / f.path) == f.sha256)
+                 for f in source.files)
+        return folder if ok and source.files else None
+    if source.prepare and all(any((data_root / d).glob("*.png")) for d in ("train", "val")):
+        return data_root
+    return None
+
+
 def default_root(source: Source) -> Path:
     """Anchors go to the anchor cache (searched by the registry); datasets to the data root ($COMPRESSLAB_DATA)."""
     if source.default_root == "anchors":
@@ -211,7 +258,20 @@ def fetch_many(names: Iterable[str], root: str | None = None, quiet: bool = Fals
         if name not in known:
             raise FetchError(f"unknown source {name!r}; one of: {', '.join(known)}")
         src = known[name]
+        if not root:
+            from .data import resolve_data_root
+
+            here = present(src, resolve_data_root())
+            if here is not None:
+                if not quiet:
+                    print(f"{name}: already present in {here} (nothing downloaded)")
+                out[name] = here
+                continue
         dest = Path(root) if root else default_root(src)
         fetch(src, dest, quiet=quiet, mirror=mirror)
+        if src.prepare and "crops" in src.prepare and not any((dest / "train").glob("*.png")):
+            n_train, n_val = prepare_crops(dest, **src.prepare["crops"])
+            if not quiet:
+                print(f"{name}: {n_train} training crops in {dest / 'train'}, {n_val} validation crops in {dest / 'val'}")
         out[name] = dest
     return out

@@ -160,7 +160,12 @@ def load_anchor(name: str, root: str | os.PathLike | None = None) -> Anchor:
     if path is None:
         available = ", ".join(n for n in list_anchors(root) if n.startswith(name.split("/")[0]))[:400]
         where = ", ".join(str(r) for r in anchor_roots(root))
-        raise AnchorError(f"unknown anchor {name!r} (searched {where}); available: {available}")
+        from ..fetch import anchor_cache
+
+        hint = "" if root or anchor_cache().is_dir() or (resolve_data_root() / "anchors").is_dir() else (
+            f"; CompressAI's published anchors (VTM, HM, BPG, AV1, JPEG 2000, its zoo models) are not installed: "
+            f"`compresslab fetch anchors` puts them in {anchor_cache()}")
+        raise AnchorError(f"unknown anchor {name!r} (searched {where}); available: {available}{hint}")
     differing = [p for p in shadowed if p.read_bytes() != path.read_bytes()]
     if differing and name not in _warned:
         _warned.add(name)
