@@ -1,4 +1,5 @@
-"""Shared fixtures. Tests run on CPU with the data in ../shared/data (override with $COMPRESSLAB_DATA)."""
+"""Shared fixtures. Tests run on CPU with the data folder $COMPRESSLAB_DATA (else ./data, as `compresslab fetch`
+fills it; else a shared/data folder beside the checkout, as on the development machines)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 if "COMPRESSLAB_DATA" not in os.environ:
-    for candidate in (REPO.parent / "shared" / "data",):
+    for candidate in (REPO / "data", REPO.parent / "shared" / "data"):
         if candidate.is_dir():
             os.environ["COMPRESSLAB_DATA"] = str(candidate.resolve())
             break
     else:
-        raise RuntimeError("tests need the shared data: set COMPRESSLAB_DATA=<folder with kodak/ train/ val/ anchors/>")
+        raise RuntimeError("tests need a data folder with kodak/ train/ val/ anchors/: set COMPRESSLAB_DATA, or run "
+                           "`compresslab fetch kodak anchors quickstart-data` (into ./data)")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 DATA = Path(os.environ["COMPRESSLAB_DATA"])

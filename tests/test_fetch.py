@@ -133,8 +133,8 @@ def test_shipped_manifest_matches_the_data_we_hold():
 
 
 def test_a_machine_without_data_fetches_the_anchors_and_gets_the_golden_bd_rate(server, tmp_path):
-    """No data folder, an empty cache: the anchor commands say how to get the anchors; `compresslab fetch anchors`
-    (from a mirror on 127.0.0.1 with CompressAI's paths) fills the cache, then bd-rate vs kodak/vtm gives the value
+    """No data folder: the anchor commands say how to get the anchors; `compresslab fetch anchors` (from a mirror on
+    127.0.0.1 with CompressAI's paths) fills <data root>/anchors, then bd-rate vs kodak/vtm gives the value
     the shared copy gives."""
     from urllib.parse import urlsplit
 
@@ -145,15 +145,14 @@ def test_a_machine_without_data_fetches_the_anchors_and_gets_the_golden_bd_rate(
         files.files[urlsplit(f.url).path] = (DATA / "anchors" / f.path).read_bytes()
     hm = tmp_path / "hm.json"
     hm.write_bytes((DATA / "anchors" / "kodak" / "hm.json").read_bytes())
-    env = {"COMPRESSLAB_DATA": str(tmp_path / "nothing"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "COMPRESSLAB_MIRROR": url}
+    env = {"COMPRESSLAB_DATA": str(tmp_path / "nothing"), "COMPRESSLAB_MIRROR": url}
     r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(hm), "--method", "pchip"], env=env)
     assert r.returncode != 0 and "compresslab fetch anchors" in r.stderr + r.stdout
     r = run_py(["-m", "compresslab.cli", "anchors", "--dataset", "kodak", "-v"], env=env)  # the package's own
     assert r.returncode == 0 and "kodak/jpeg-pillow" in r.stdout and "kodak/vtm " not in r.stdout, r.stderr
     r = run_py(["-m", "compresslab.cli", "fetch", "anchors"], env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert (tmp_path / "cache" / "compresslab" / "anchors" / "kodak" / "vtm.json").is_file()
+    assert (tmp_path / "nothing" / "anchors" / "kodak" / "vtm.json").is_file()
     r = run_py(["-m", "compresslab.cli", "anchors", "--dataset", "kodak"], env=env)
     assert r.returncode == 0 and "kodak/vtm " in r.stdout and "kodak/jpeg " in r.stdout
     r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(hm), "--method", "pchip"], env=env)

@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     shards_p.set_defaults(func=cmd_make_shards)
     fetch_p = sub.add_parser("fetch", help="download datasets or CompressAI's anchors (checksums, resume)")
     fetch_p.add_argument("names", nargs="*", help="kodak, anchors, clic2020, div2k (none: list them)")
-    fetch_p.add_argument("--root", help="target folder (default: $COMPRESSLAB_DATA; anchors: the anchor cache)")
+    fetch_p.add_argument("--root", help="target folder (default: the data root, $COMPRESSLAB_DATA or ./data)")
     fetch_p.add_argument("--mirror", help="serve every URL from this host, same paths ($COMPRESSLAB_MIRROR)")
     fetch_p.add_argument("--list", action="store_true")
     fetch_p.set_defaults(func=cmd_fetch)

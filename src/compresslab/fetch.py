@@ -45,7 +45,7 @@ class Source:
     name: str
     about: str
     files: list[Remote] = field(default_factory=list)
-    default_root: str = "data"     # "data": $COMPRESSLAB_DATA (or <repo>/data); "anchors": the anchor cache
+    default_root: str = "data"     # "data": $COMPRESSLAB_DATA (or <repo>/data); "anchors": <data root>/anchors
     prepare: dict | None = None    # after the download: {"crops": {...}} cuts train/ and val/ crops (see prepare_crops)
 
 
@@ -55,10 +55,11 @@ def sources(manifest: Path = MANIFEST) -> dict[str, Source]:
                          files=[Remote(**f) for f in s["files"]]) for name, s in doc.items()}
 
 
-def anchor_cache() -> Path:
-    """Where `compresslab fetch anchors` puts CompressAI's published RD results (searched by the anchor registry)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "compresslab" / "anchors"
+def anchor_folder() -> Path:
+    """Where `compresslab fetch anchors` puts CompressAI's published RD results: <data root>/anchors."""
+    from .data import resolve_data_root
+
+    return resolve_data_root() / "anchors"
 
 
 def mirrored(url: str, mirror: str | None = None) -> str:
@@ -242,9 +243,9 @@ def present(source: Source, data_root: Path) -> Path | None:
 
 
 def default_root(source: Source) -> Path:
-    """Anchors go to the anchor cache (searched by the registry); datasets to the data root ($COMPRESSLAB_DATA)."""
+    """Anchors go to <data root>/anchors (searched by the registry); datasets to the data root ($COMPRESSLAB_DATA)."""
     if source.default_root == "anchors":
-        return anchor_cache()
+        return anchor_folder()
     from .data import resolve_data_root
 
     return resolve_data_root()

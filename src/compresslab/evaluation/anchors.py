@@ -5,10 +5,9 @@ Anchors are named ``<dataset>/<file stem>`` (``kodak/vtm``, ``kodak/compressai-b
 1. ``$COMPRESSLAB_ANCHORS`` (or ``callbacks.rd_eval.anchors_dir``): the user's own anchors, e.g. built with
    ``compresslab anchors build`` for their codec version and dataset; a name found here that a later folder also
    holds with other content is reported as overridden;
-2. ``<data root>/anchors`` (``$COMPRESSLAB_DATA``);
-3. the anchor cache that ``compresslab fetch anchors`` fills with CompressAI's published results (pinned commit,
-   SHA-256 checked): ``$XDG_CACHE_HOME/compresslab/anchors``;
-4. the anchors inside the package (``compresslab/anchor_data``): those we measured ourselves with the anchor builder.
+2. ``<data root>/anchors`` (``$COMPRESSLAB_DATA``), which ``compresslab fetch anchors`` fills with CompressAI's
+   published results (pinned commit, SHA-256 checked);
+3. the anchors inside the package (``compresslab/anchor_data``): those we measured ourselves with the anchor builder.
 CompressAI's result files are not shipped inside the package: they are fetched (one command, checksummed), so the
 repository holds only what we measured.
 Metadata (codec, version, configuration, colour space, PSNR definition, source) comes from the table below, which
@@ -85,10 +84,8 @@ def anchor_roots(root: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for anchors, in order (an explicit ``root`` is the only one searched)."""
     if root:
         return [Path(root)]
-    from ..fetch import anchor_cache
-
     roots = [Path(p).expanduser() for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    roots += [resolve_data_root() / "anchors", anchor_cache(), PACKAGE_ANCHORS]
+    roots += [resolve_data_root() / "anchors", PACKAGE_ANCHORS]
     out: list[Path] = []
     for r in roots:
         if r.is_dir() and r.resolve() not in [o.resolve() for o in out]:
@@ -105,12 +102,10 @@ def anchors_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def _no_anchors(root) -> str:
-    from ..fetch import anchor_cache
-
     if root:
         return f"anchor folder {root} does not exist"
     return (f"no anchor folder found: run `compresslab fetch anchors` (CompressAI's published RD results, "
-            f"checksummed, into {anchor_cache()}), or set $COMPRESSLAB_DATA to a folder with anchors/, or "
+            f"checksummed, into {resolve_data_root() / 'anchors'}), or set $COMPRESSLAB_DATA to a folder with anchors/, or "
             f"${ENV_VAR} to your own anchors")
 
 
@@ -160,11 +155,9 @@ def load_anchor(name: str, root: str | os.PathLike | None = None) -> Anchor:
     if path is None:
         available = ", ".join(n for n in list_anchors(root) if n.startswith(name.split("/")[0]))[:400]
         where = ", ".join(str(r) for r in anchor_roots(root))
-        from ..fetch import anchor_cache
-
-        hint = "" if root or anchor_cache().is_dir() or (resolve_data_root() / "anchors").is_dir() else (
+        hint = "" if root or (resolve_data_root() / "anchors").is_dir() else (
             f"; CompressAI's published anchors (VTM, HM, BPG, AV1, JPEG 2000, its zoo models) are not installed: "
-            f"`compresslab fetch anchors` puts them in {anchor_cache()}")
+            f"`compresslab fetch anchors` puts them in {resolve_data_root() / 'anchors'}")
         raise AnchorError(f"unknown anchor {name!r} (searched {where}); available: {available}{hint}")
     differing = [p for p in shadowed if p.read_bytes() != path.read_bytes()]
     if differing and name not in _warned:
