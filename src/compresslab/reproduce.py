@@ -4,6 +4,7 @@ conf/reproduce/<paper>.yaml; the steps are the experiment drivers, so this modul
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = Fal
     return log
 
 
-def write_report(paper: str, profile: str, out: Path, log: list[str] | None = None) -> Path:
+def write_report(paper: str, profile: str, out: Path, log: list[str] | None = None, log_wandb: bool = False) -> Path:
     doc = papers()[paper]
     cfg = doc["profiles"][profile]
     results = ROOT / cfg["results"]
@@ -104,7 +105,20 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
         if (results / name).exists():
             shutil.copy(results / name, out / name)
     if (out / "rd.png").exists():
-        lines += ["", "![RD curves against the anchors](rd.png)"]
+        lines += ["", "![RD curves against the anchors](rd.png) ([PDF](rd.pdf))" if (out / "rd.pdf").exists()
+                  else "![RD curves against the anchors](rd.png)"]
+    figures = []
+    for fig in cfg.get("figures", []) + doc.get("figures", []):  # the paper's other figures, redrawn with our data
+        src = ROOT / fig["path"]
+        if not src.exists():
+            lines += ["", f"- {fig['caption']}: not available yet (`{fig['path']}` missing; {fig.get('how', '')})"]
+            continue
+        for ext in (".png", ".pdf"):
+            if src.with_suffix(ext).exists():
+                shutil.copy(src.with_suffix(ext), out / src.with_suffix(ext).name)
+        figures.append((fig["caption"], out / src.with_suffix(".png").name))
+        lines += ["", f"![{fig['caption']}]({src.with_suffix('.png').name}) {fig['caption']} (source `{fig['path']}`"
+                  + (f", [PDF]({src.with_suffix('.pdf').name})" if src.with_suffix(".pdf").exists() else "") + ")"]
     lines += ["", "## What differs from the paper", "",
               f"- Scale: {cfg['scale']}.",
               "- Design choices that are ours are tagged in the code and listed in the README's model section "
@@ -115,11 +129,33 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
     lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}`."]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
+    if log_wandb:
+        _log_to_wandb(paper, profile, doc, results, out, figures)
     return report
 
 
+def _log_to_wandb(paper: str, profile: str, doc: dict, results: Path, out: Path, figures: list) -> None:
+    """The report's table and figures as one W&B run (offline unless WANDB_MODE says otherwise)."""
+    import wandb
+
+    from .wandb_mode import wandb_mode
+
+    rows = [[r["quantity"], r.get("value"), _ours(r["ours"], results, doc.get("extra_tables", {})), r["source"]]
+            for r in doc["published"]]
+    run = wandb.init(project="compresslab-reproduce", name=f"{paper}-{profile}", mode=wandb_mode(),
+                     dir=os.environ.get("WANDB_DIR", str(ROOT / "outputs")), job_type="reproduce", config={"paper": paper, "profile": profile})
+    log = {"published_vs_ours": wandb.Table(columns=["quantity", "paper", "ours", "paper's source"],
+                                            data=[[str(c) if c is not None else "" for c in r] for r in rows])}
+    if (out / "rd.png").exists():
+        log["rd"] = wandb.Image(str(out / "rd.png"))
+    for caption, png in figures:
+        log[png.stem] = wandb.Image(str(png), caption=caption)
+    run.log(log)
+    run.finish()
+
+
 def reproduce(paper: str, profile: str, out: str | None = None, rerun: bool = False, report_only: bool = False,
-              dry_run: bool = False) -> Path:
+              dry_run: bool = False, log_wandb: bool = False) -> Path:
     known = papers()
     if paper not in known:
         raise ReproduceError(f"unknown paper {paper!r}; one of: {', '.join(known)} (compresslab reproduce --list)")
@@ -127,4 +163,4 @@ def reproduce(paper: str, profile: str, out: str | None = None, rerun: bool = Fa
         raise ReproduceError(f"{paper} has no profile {profile!r}; one of: {', '.join(known[paper]['profiles'])}")
     log = None if report_only else run_steps(paper, profile, rerun=rerun, dry_run=dry_run)
     dest = Path(out) if out else ROOT / "experiments" / "reproduce" / f"{paper}_{profile}"
-    return write_report(paper, profile, dest, log)
+    return write_report(paper, profile, dest, log, log_wandb=log_wandb)
