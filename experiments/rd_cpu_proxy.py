@@ -29,18 +29,40 @@ def slug(model: str) -> str:
     return model.replace("/", "_")
 
 
+def yaml_ladder(recipe: str) -> list[float]:
+    """The lambda ladder of <recipe>_finetune.yaml (hydra.sweeper.params.lambda), following its defaults chain."""
+    from omegaconf import OmegaConf
+
+    name = f"{recipe}_finetune"
+    while name:
+        doc = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")
+        value = OmegaConf.select(doc, "hydra.sweeper.params.lambda")
+        if value is not None:
+            return [float(v) for v in str(value).split(",")]
+        name = next((d for d in doc.get("defaults", []) if isinstance(d, str) and d != "_self_"), None)
+    return []
+
+
+def finished_lambdas(sweep: Path) -> set[float]:
+    return {float(json.loads(rd.read_text())["meta"]["lambda"]) for rd in sweep.glob("*/rd.json")}
+
+
 def pipeline(model: str, lambdas: list[float], work: Path, recipe: str, extra: list[str] = ()) -> str:
     pre = work / slug(model) / "pretrain"
     ckpt = pre / "checkpoints" / "last.ckpt"
     py = sys.executable
     sweep = work / slug(model) / "sweep"
+    # a killed queue resumes: a finished stage 1 is not rerun (its last.ckpt is the warm start) and stage 2 runs only
+    # the lambdas without a rd.json (a finished run is never touched: its folder keeps its rd.json)
+    todo = [v for v in (lambdas or yaml_ladder(recipe)) if v not in finished_lambdas(sweep)]
     stage1 = [py, "train.py", f"experiment={recipe}", f"model={model}", *extra, f"hydra.run.dir={pre}"]
     stage2 = [py, "train.py", "-m", f"experiment={recipe}_finetune", f"model={model}", f"init_from={ckpt}", *extra,
-              *(["lambda=" + ",".join(map(str, lambdas))] if lambdas else []), f"hydra.sweep.dir={sweep}"]
-    # a finished stage 1 is not rerun (its last.ckpt is the warm start), so a killed queue restarts cheaply
+              "lambda=" + ",".join(map(str, todo)), f"hydra.sweep.dir={sweep}"]
+    run2 = (f"echo \"== $(date -u +%H:%M:%S) {model}: stage 2 (per-lambda: {','.join(map(str, todo))}) -> {sweep}\" "
+            f"&& {shlex.join(stage2)}") if todo else \
+        f"echo \"== $(date -u +%H:%M:%S) {model}: stage 2 done (every lambda has its rd.json in {sweep})\""
     return (f"echo \"== $(date -u +%H:%M:%S) {model}: stage 1 (warm start) -> {pre}\"; "
-            f"[ -f {ckpt} ] || {shlex.join(stage1)} && "
-            f"echo \"== $(date -u +%H:%M:%S) {model}: stage 2 (per-lambda) -> {sweep}\" && {shlex.join(stage2)}")
+            f"[ -f {ckpt} ] || {shlex.join(stage1)} && {run2}")
 
 
 def rel(path: Path) -> str:
@@ -94,9 +116,9 @@ def main() -> None:
         sys.exit(f"failed: {dict(zip(['+'.join(q) for q in queues], codes))}")
     runs = publish([work / slug(m) / "sweep" for m in models], Path(a.out))
     # pairwise columns: every model vs the factorized baseline, and MSP vs the hyperprior (same transforms)
-    refs = [r for r in ("factorized", "hyperprior") if r in models] or [models[0]]
+    refs = [r for r in ("factorized", "hyperprior") if r in models]  # curve labels; a lone MSP queue has none
     subprocess.run([sys.executable, "-m", "compresslab.cli", "rd", *[rel(Path(r)) for r in runs],
-                    "--reference", *refs, "--anchor", "kodak/vtm", "--out", rel(Path(a.out))],
+                    *(["--reference", *refs] if refs else []), "--anchor", "kodak/vtm", "--out", rel(Path(a.out))],
                    cwd=ROOT, check=True)
 
 

@@ -51,7 +51,13 @@ def test_rd_cpu_proxy_driver_runs_queues_and_writes_pairwise_columns(tmp_path):
     assert msp.model.transform == "gdn" and msp.model.scales == 2 and msp.data.patch_size == 128
     assert msp.trainer.max_steps == hyp.trainer.max_steps and msp.data == hyp.data  # equal budgets
     log = (work / "msp_fast_gdn.log").read_text()
-    assert "stage 1 (warm start)" in log and "stage 2 (per-lambda)" in log
+    assert "stage 1 (warm start)" in log and "stage 2 (per-lambda: 0.013)" in log
+    stamp = next((work / "msp_fast_gdn" / "sweep").glob("*/rd.json")).stat().st_mtime_ns
+    r = run_py(["experiments/rd_cpu_proxy.py", "--recipe", "rd_cpu_ctx", "--models", "msp/fast_gdn", "--lambdas",
+                "0.013", "--work", str(work), "--out", str(out), "--set", *TINY, "data.patch_size=128"], timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "stage 2 done" in (work / "msp_fast_gdn.log").read_text()  # a rerun resumes: nothing trains again
+    assert next((work / "msp_fast_gdn" / "sweep").glob("*/rd.json")).stat().st_mtime_ns == stamp
 
 
 def test_no_committed_file_names_a_machine_path():
