@@ -1,8 +1,10 @@
 """BD-rate gain of latent overfitting (LOF) per model, on real bitstreams, and its encode-time cost.
 
     python experiments/lof_gain.py RUN_OR_SWEEP_DIRS... [--images 4 --crop 256 --steps 150 --lr 5e-3 --lr-end 5e-4]
+    python experiments/lof_gain.py zoo:bmshj2018-hyperprior/mse/1 ... zoo:bmshj2018-hyperprior/mse/8 --work outputs/lof_zoo
 
-For every run directory (one trained checkpoint each) the same Kodak images are evaluated twice, without and with
+For every run directory (one trained checkpoint each) or CompressAI pretrained model (``zoo:`` spec, its lambda from
+CompressAI's MSE ladder; evaluations under --work) the same Kodak images are evaluated twice, without and with
 LOF (paired, same crop), into <run>/lof_eval/{plain,lof}.json. Curves are grouped by model; the table gives
 BD-rate of "model +LOF" against "model" (akima), the mean encode seconds per image with and without LOF, and the
 mean iterations used. Defaults are a CPU proxy (few images, centre crops, a short schedule); the spec's defaults are
@@ -27,22 +29,27 @@ from compresslab.evaluation.curves import plot_curves  # noqa: E402
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
 from compresslab.evaluation.metrics import mean_rd_cost  # noqa: E402
 from compresslab.lof import LOFConfig, lof_encoder_factory  # noqa: E402
+from compresslab.zoo import is_zoo, zoo_lambda  # noqa: E402
 
 
-def run_dirs(paths: list[str]) -> list[Path]:
+def sources(paths: list[str], work: Path) -> list[tuple[str, Path, str]]:
+    """(name, folder for lof_eval/, checkpoint or zoo spec) per model."""
     out = []
-    for p in map(Path, paths):
-        out += sorted(c.parents[1] for c in p.rglob("checkpoints/last.ckpt"))
+    for p in paths:
+        if is_zoo(p):
+            out.append((p, work / p.replace(":", "_").replace("/", "_"), p))
+            continue
+        out += [(c.parents[1].name, c.parents[1], str(c)) for c in sorted(Path(p).rglob("checkpoints/last.ckpt"))]
     return out
 
 
-def evaluate(run: Path, files, crop, cfg: LOFConfig | None) -> dict:
+def evaluate(run: Path, ckpt: str, files, crop, cfg: LOFConfig | None) -> dict:
     # not named rd.json: these are subset evaluations and must not join a run's Kodak RD curve
     target = run / "lof_eval" / ("lof.json" if cfg else "plain.json")
     if target.exists():
         return json.loads(target.read_text())
-    model, meta = build_model_from_checkpoint(run / "checkpoints" / "last.ckpt")
-    lmbda = float(meta["lambda"])
+    model, meta = build_model_from_checkpoint(ckpt)
+    lmbda = zoo_lambda(ckpt) if is_zoo(ckpt) else float(meta["lambda"])
     factory = lof_encoder_factory(model, cfg, lmbda) if cfg else None
     res = evaluate_model(model, files, crop=crop, encode_factory=factory)
     name = meta["model"]["name"]
@@ -64,19 +71,20 @@ def main() -> None:
     ap.add_argument("--lr-end", type=float, default=5e-4)
     ap.add_argument("--patience", type=int, default=30)
     ap.add_argument("--out", default=str(ROOT / "experiments" / "lof" / "cpu_proxy"))
+    ap.add_argument("--work", default=str(ROOT / "outputs" / "lof_zoo"), help="evaluations of zoo: models")
     a = ap.parse_args()
     cfg = LOFConfig(steps=a.steps, lr=a.lr, lr_end=a.lr_end, patience=a.patience)
     files = list_eval_images(resolve_data_root() / "kodak", a.images)
     crop = a.crop or None
     curves: dict[str, list[dict]] = defaultdict(list)
-    for run in run_dirs(a.paths):
-        for doc in (evaluate(run, files, crop, None), evaluate(run, files, crop, cfg)):
+    for name, run, ckpt in sources(a.paths, Path(a.work)):
+        for doc in (evaluate(run, ckpt, files, crop, None), evaluate(run, ckpt, files, crop, cfg)):
             pt = {k: v[0] for k, v in doc["results"].items()}
             pt["lof_iterations"] = sum(r.get("lof_iterations", 0) for r in doc["per_image"]) / len(doc["per_image"])
             pt["lmbda"] = doc["meta"]["lambda"]
             pt["rd_cost"] = mean_rd_cost(doc["per_image"], pt["lmbda"])
             curves[doc["name"]].append(pt)
-            print(f"{run.name}: {doc['name']}: {pt['bpp']:.4f} bpp {pt['psnr-rgb']:.2f} dB "
+            print(f"{name}: {doc['name']}: {pt['bpp']:.4f} bpp {pt['psnr-rgb']:.2f} dB "
                   f"enc {pt['encoding_time']:.2f}s", flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -69,20 +69,20 @@ def test_the_shipped_papers_list_and_ulhaq_reads_the_committed_table(tmp_path, c
     assert (tmp_path / "u" / "rd.png").stat().st_size > 0
 
 
-def _fake_zoo(hub, qualities):
-    """CompressAI-sized factorized models under the zoo's own file names in a private torch hub cache."""
+def _fake_zoo(hub, qualities, arch="bmshj2018-factorized"):
+    """CompressAI-sized models under the zoo's own file names in a private torch hub cache."""
     import os
 
     import torch
-    from compressai.models import FactorizedPrior
+    from compressai.models import FactorizedPrior, ScaleHyperprior
     from compressai.zoo.image import cfgs, model_urls
 
-    (hub / "hub" / "checkpoints").mkdir(parents=True)
+    (hub / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
     for q in qualities:
         torch.manual_seed(q)
-        ref = FactorizedPrior(*cfgs["bmshj2018-factorized"][q])
+        ref = {"bmshj2018-factorized": FactorizedPrior, "bmshj2018-hyperprior": ScaleHyperprior}[arch](*cfgs[arch][q])
         ref.update(force=True)
-        url = model_urls["bmshj2018-factorized"]["mse"][q]
+        url = model_urls[arch]["mse"][q]
         torch.save(ref.state_dict(), hub / "hub" / "checkpoints" / os.path.basename(url))
 
 
@@ -157,3 +157,24 @@ def test_report_embeds_the_papers_other_figures_and_logs_to_wandb_offline(fake_p
 
     data = json.loads(open(tables[0]).read())["data"]
     assert ["gain", "-5.0", "-4.25", "Table 1"] in data
+
+
+def test_lof_gain_runs_on_pretrained_zoo_models_with_compressais_lambdas(tmp_path):
+    """The zhang2022 zoo profile's step: LOF on CompressAI's pretrained hyperprior, read from the hub cache, each
+    quality at the lambda CompressAI trained it with; the table row is the one the report reads."""
+    import json
+    import os
+
+    from conftest import run_py
+
+    _fake_zoo(tmp_path / "torch", [1, 2], arch="bmshj2018-hyperprior")
+    specs = ["zoo:bmshj2018-hyperprior/mse/1", "zoo:bmshj2018-hyperprior/mse/2"]
+    r = run_py(["experiments/lof_gain.py", *specs, "--images", "1", "--crop", "64", "--steps", "2",
+                "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")], timeout=600,
+               env={"TORCH_HOME": str(tmp_path / "torch")})
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    doc = json.loads((tmp_path / "work" / "zoo_bmshj2018-hyperprior_mse_2" / "lof_eval" / "lof.json").read_text())
+    assert doc["meta"]["lambda"] == 0.0035 and doc["meta"]["lof"] and doc["meta"]["model"]["name"] == "hyperprior"
+    rows = rp.read_md_table(tmp_path / "out" / "lof_gain.md")
+    assert rows[0]["model"] == "hyperprior" and rows[0]["points"] == "2"
+    assert "unavailable" in rows[0]["BD-rate +LOF vs without (akima)"]  # 2 points: refused, with the reason

@@ -66,7 +66,7 @@ def _number(cell: str | None) -> float | None:
 def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = False) -> list[str]:
     cfg = papers()[paper]["profiles"][profile]
     results = ROOT / cfg["results"]
-    done = (results / "rd_table.md").exists() and not rerun
+    done = (results / cfg.get("table", "rd_table.md")).exists() and not rerun
     log = []
     for step in cfg["steps"]:
         cmd = [sys.executable, *map(str, step)]
@@ -86,17 +86,19 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
     doc = papers()[paper]
     cfg = doc["profiles"][profile]
     results = ROOT / cfg["results"]
-    if not (results / "rd_table.md").exists():
-        raise ReproduceError(f"{cfg['results']}/rd_table.md is missing: run `compresslab reproduce {paper} "
+    table = cfg.get("table", "rd_table.md")   # the file whose presence means the profile's steps are done
+    if not (results / table).exists():
+        raise ReproduceError(f"{cfg['results']}/{table} is missing: run `compresslab reproduce {paper} "
                              f"--profile {profile}` without --report-only first")
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Reproduction: {doc['title']}", "",
              f"Profile **{profile}**: {cfg['scale']}.", "",
-             f"Our numbers are read from `{cfg['results']}/rd_table.md` (real bitstreams, BD-rate with `bjontegaard`, "
+             f"Our numbers are read from `{cfg['results']}/{table}` and the tables named below (real bitstreams, BD-rate with `bjontegaard`, "
              f"Akima); the paper's from the source named in each row. A paper's number is never printed as ours.", "",
              "| quantity | paper | ours | ours − paper | paper's source |", "|---|---|---|---|---|"]
+    tables = {**doc.get("extra_tables", {}), **cfg.get("extra_tables", {})}  # a profile may point at its own
     for row in doc["published"]:
-        ours = _ours(row["ours"], results, doc.get("extra_tables", {}))
+        ours = _ours(row["ours"], results, tables)
         p, o = row.get("value"), _number(ours)
         diff = f"{o - p:+.2f}" if p is not None and o is not None else ""
         lines.append(f"| {row['quantity']} | {'' if p is None else p} | {ours or 'not available'} | {diff} | "
@@ -140,7 +142,8 @@ def _log_to_wandb(paper: str, profile: str, doc: dict, results: Path, out: Path,
 
     from .wandb_mode import wandb_mode
 
-    rows = [[r["quantity"], r.get("value"), _ours(r["ours"], results, doc.get("extra_tables", {})), r["source"]]
+    tables = {**doc.get("extra_tables", {}), **doc["profiles"][profile].get("extra_tables", {})}
+    rows = [[r["quantity"], r.get("value"), _ours(r["ours"], results, tables), r["source"]]
             for r in doc["published"]]
     run = wandb.init(project="compresslab-reproduce", name=f"{paper}-{profile}", mode=wandb_mode(),
                      dir=os.environ.get("WANDB_DIR", str(ROOT / "outputs")), job_type="reproduce", config={"paper": paper, "profile": profile})

@@ -22,6 +22,18 @@ PREFIX = "zoo:"
 ARCHITECTURES = {"bmshj2018-factorized": "factorized", "bmshj2018-hyperprior": "hyperprior"}
 
 
+# The lambdas CompressAI trained its MSE models with, per quality (CompressAI's zoo documentation; the same ladder as
+# conf/reproduce/ulhaq2024.yaml). A zoo checkpoint does not record its lambda, so LOF and labels take it from here.
+MSE_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.013, 5: 0.025, 6: 0.0483, 7: 0.0932, 8: 0.18}
+
+
+def zoo_lambda(spec: str) -> float:
+    arch, metric, quality = parse(spec)
+    if metric != "mse":
+        raise ZooError(f"{spec}: only the MSE models' lambdas are known (CompressAI's MS-SSIM ladder differs)")
+    return MSE_LAMBDAS[quality]
+
+
 class ZooError(ValueError):
     pass
 
