@@ -225,7 +225,9 @@ def main() -> None:
     static = runs_by_lambda(static_dir) if static_dir else {}
     runs = [str(p) for p in bases.values()] + [str(p) for p in stage2.values()] + \
         ([str(hyper_dir)] if hyper_dir else []) + [str(p) for p in static.values()]
-    summarize_runs(runs, out_dir=out, anchor="kodak/vtm", reference="factorized", method=a.method)
+    # pairwise columns: every curve vs the base, and vs the static re-fit control (the adaptive claim's reference)
+    summarize_runs(runs, out_dir=out, anchor="kodak/vtm", method=a.method,
+                   reference=["factorized", *(["static re-fit"] if static else [])])
     side_info_table(stage2, out)
     hyper_runs = runs_by_lambda(hyper_dir) if hyper_dir else {}
     hyper_ckpts = [r / "checkpoints" / "last.ckpt" for r in hyper_runs.values()]
