@@ -70,20 +70,17 @@ def trained_sweep(model: str, work: Path) -> Path:
 def zoo_bases(prefix: str, qualities: list[dict], work: Path, max_images: int | None, crop: int | None) -> Path:
     """One run folder per pretrained base, <work>/bases/q<q>/rd.json, its Kodak point measured here with real
     bitstreams; meta.checkpoint holds the zoo spec that every later step loads (no copy of the weights is made)."""
-    from compresslab.checkpoints import load_checkpoint
-
     root = work / "bases"
     files = list_eval_images(resolve_data_root() / "kodak", max_images)
     for q in qualities:
         spec, out = f"{prefix}/{q['quality']}", root / f"q{q['quality']}"
         if (out / "rd.json").exists():
             continue
-        model, meta = build_model_from_checkpoint(spec)
+        model, meta = build_model_from_checkpoint(spec)  # meta["source"]: the zoo file's URL and SHA-256
         res = evaluate_model(model, files, crop=crop)
-        source = load_checkpoint(spec)["compresslab"]["source"]
         doc = to_compressai_json(res, "factorized", f"CompressAI pretrained {spec} (frozen base)", meta={
             "model": meta["model"], "lambda": q["lambda"], "quality": q["quality"], "checkpoint": spec,
-            "source": source, "bins": q["bins"], "images": len(files), "crop": crop})
+            "source": meta["source"], "bins": q["bins"], "images": len(files), "crop": crop})
         out.mkdir(parents=True, exist_ok=True)
         (out / "rd.json").write_text(json.dumps(doc, indent=2))
         print(f"q{q['quality']} {spec}: {res['mean']['bpp']:.4f} bpp, {res['mean']['psnr-rgb']:.2f} dB", flush=True)

@@ -97,8 +97,10 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
              f"Akima); the paper's from the source named in each row. A paper's number is never printed as ours.", "",
              "| quantity | paper | ours | ours − paper | paper's source |", "|---|---|---|---|---|"]
     tables = {**doc.get("extra_tables", {}), **cfg.get("extra_tables", {})}  # a profile may point at its own
+    compared = []  # (quantity, paper, ours, source): the report's table, also logged to W&B
     for row in doc["published"]:
         ours = _ours(row["ours"], results, tables)
+        compared.append((row["quantity"], row.get("value"), ours, row["source"]))
         p, o = row.get("value"), _number(ours)
         diff = f"{o - p:+.2f}" if p is not None and o is not None else ""
         lines.append(f"| {row['quantity']} | {'' if p is None else p} | {ours or 'not available'} | {diff} | "
@@ -132,23 +134,21 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     if log_wandb:
-        _log_to_wandb(paper, profile, doc, results, out, figures)
+        _log_to_wandb(paper, profile, compared, out, figures)
     return report
 
 
-def _log_to_wandb(paper: str, profile: str, doc: dict, results: Path, out: Path, figures: list) -> None:
+def _log_to_wandb(paper: str, profile: str, compared: list[tuple], out: Path, figures: list) -> None:
     """The report's table and figures as one W&B run (offline unless WANDB_MODE says otherwise)."""
     import wandb
 
     from .wandb_mode import wandb_mode
 
-    tables = {**doc.get("extra_tables", {}), **doc["profiles"][profile].get("extra_tables", {})}
-    rows = [[r["quantity"], r.get("value"), _ours(r["ours"], results, tables), r["source"]]
-            for r in doc["published"]]
     run = wandb.init(project="compresslab-reproduce", name=f"{paper}-{profile}", mode=wandb_mode(),
-                     dir=os.environ.get("WANDB_DIR", str(ROOT / "outputs")), job_type="reproduce", config={"paper": paper, "profile": profile})
+                     dir=os.environ.get("WANDB_DIR", str(ROOT / "outputs")), job_type="reproduce",
+                     config={"paper": paper, "profile": profile})
     log = {"published_vs_ours": wandb.Table(columns=["quantity", "paper", "ours", "paper's source"],
-                                            data=[[str(c) if c is not None else "" for c in r] for r in rows])}
+                                            data=[["" if c is None else str(c) for c in r] for r in compared])}
     if (out / "rd.png").exists():
         log["rd"] = wandb.Image(str(out / "rd.png"))
     for caption, png in figures:

@@ -39,33 +39,36 @@ def _tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
 
 
-def _pillow_jpeg2000(path: str, rate: int) -> tuple[int, Image.Image]:
+def _bpp(num_bytes: int, img: Image.Image) -> float:
+    return num_bytes * 8 / (img.width * img.height)
+
+
+def _pillow_jpeg2000(path: str, rate: int) -> tuple[float, Image.Image]:
     img = Image.open(path).convert("RGB")
     buf = io.BytesIO()
     img.save(buf, format="JPEG2000", quality_mode="rates", quality_layers=[float(rate)], irreversible=True)
-    size = buf.getbuffer().nbytes
+    bpp = _bpp(buf.getbuffer().nbytes, img)
     buf.seek(0)
     rec = Image.open(buf)
     rec.load()
-    return size, rec
+    return bpp, rec
 
 
-def _compressai_codec(fmt: str) -> Callable[[str, int], tuple[int, Image.Image]]:
+def _compressai_codec(fmt: str) -> Callable[[str, int], tuple[float, Image.Image]]:
     from compressai.utils.bench.codecs import JPEG, WebP
 
     codec = {"jpeg": JPEG, "webp": WebP}[fmt](None)
 
-    def run(path: str, quality: int) -> tuple[int, Image.Image]:
-        info, rec = codec._run_impl(path, quality)   # CompressAI's own encode/decode through Pillow
-        w, h = Image.open(path).size
-        return round(info["bpp"] * w * h / 8), rec
+    def run(path: str, quality: int) -> tuple[float, Image.Image]:
+        info, rec = codec._run_impl(path, quality)   # CompressAI's own encode/decode through Pillow: bytes * 8 / (H W)
+        return info["bpp"], rec
     return run
 
 
-def _external(encoder: str, decoder: str, ext: str) -> Callable[[str, int], tuple[int, Image.Image]]:
+def _external(encoder: str, decoder: str, ext: str) -> Callable[[str, int], tuple[float, Image.Image]]:
     """User binaries as templates: {input} {output} {quality} for the encoder, {input} {output} for the decoder
     (the decoder writes a PNG). The bitstream's file size is the rate."""
-    def run(path: str, quality: int) -> tuple[int, Image.Image]:
+    def run(path: str, quality: int) -> tuple[float, Image.Image]:
         with tempfile.TemporaryDirectory() as tmp:
             bits, rec_png = Path(tmp) / f"bits{ext}", Path(tmp) / "rec.png"
             for tmpl, fields, what in ((encoder, {"input": path, "output": bits, "quality": quality}, "encoder"),
@@ -79,7 +82,7 @@ def _external(encoder: str, decoder: str, ext: str) -> Callable[[str, int], tupl
                                  f"{encoder!r} / {decoder!r}")
             rec = Image.open(rec_png)
             rec.load()
-            return bits.stat().st_size, rec
+            return _bpp(bits.stat().st_size, Image.open(path)), rec
     return run
 
 
@@ -129,13 +132,13 @@ def build_anchor(codec: str, images: Sequence[Path], name: str, qualities: Seque
         for path in images:
             x = _tensor(Image.open(path))
             t0 = time.perf_counter()
-            size, rec = run(str(path), q)
+            bpp, rec = run(str(path), q)
             per["encoding_time"].append(time.perf_counter() - t0)  # encode + decode
             x_hat = _tensor(rec)
             if x_hat.shape != x.shape:
                 raise BuildError(f"{path}: the decoded image is {tuple(x_hat.shape[2:])}, the input "
                                  f"{tuple(x.shape[2:])}")
-            per["bpp"].append(size * 8 / (x.shape[2] * x.shape[3]))
+            per["bpp"].append(bpp)
             per["psnr-rgb"].append(psnr_8bit(x, x_hat))
             per["ms-ssim-rgb"].append(msssim_8bit(x, x_hat))
         for k in rows:
