@@ -36,7 +36,9 @@ def compose(overrides: list[str]):
 
     import compresslab.config  # noqa: F401  (the ${model_min_crop:} resolver)
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+    from compresslab.conf import CONF_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return hcompose(config_name="train", overrides=overrides)
 
 

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from compresslab.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from compresslab.training import NonFiniteLossError
 from conftest import DATA, SMOKE, compose, run_py, train
+from compresslab.conf import CONF_DIR
 
 
 def test_compose_top_level_lambda_and_model_sizes():
@@ -57,7 +58,7 @@ def test_msp_debug_smoke_trains_and_evaluates(tmp_path):
 def test_groups_compose(overrides):
     from hydra import compose as hcompose, initialize_config_dir
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(Path(__file__).parents[1] / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = hcompose(config_name="train", overrides=overrides, return_hydra_config=True)
     if overrides == ["hydra/launcher=slurm"]:
         assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1

@@ -8,6 +8,7 @@ from compresslab.data import DataLayoutError, build_datamodule
 from compresslab.datasets import split_files
 from compresslab.train import plain as plain_cfg
 from conftest import DATA, compose, train
+from compresslab.conf import CONF_DIR
 
 
 def _png(path, size=(96, 80), seed=0):
@@ -80,7 +81,7 @@ def test_multi_node_slurm_launcher_takes_its_size_from_the_trainer():
 
     from conftest import REPO
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = hcompose(config_name="train", return_hydra_config=True,
                        overrides=["hydra/launcher=slurm_ddp", "trainer=ddp", "trainer.num_nodes=3", "trainer.devices=4"])
     launcher = cfg.hydra.launcher

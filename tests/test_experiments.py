@@ -14,7 +14,7 @@ TINY = ["model.N=32", "model.M=48", "trainer.max_steps=2", "trainer.val_check_in
 
 def test_msp_cpu_proxy_driver_trains_both_models_and_summarises(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
-    r = run_py(["experiments/msp_cpu_proxy.py", "--launcher", "basic", "--lambdas", "0.013", "0.0932",
+    r = run_py(["-m", "compresslab.drivers.msp_cpu_proxy", "--launcher", "basic", "--lambdas", "0.013", "0.0932",
                 "--work", str(work), "--out", str(out), "--", *TINY], timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     rows = {row["curve"]: row for row in csv.DictReader(open(out / "rd_table.csv"))}
@@ -36,7 +36,7 @@ def test_rd_cpu_proxy_driver_runs_queues_and_writes_pairwise_columns(tmp_path):
     """Two queues (hyperprior then factorized; MSP-fast on the hyperprior's transforms) through both stages of the
     rd_cpu_ctx recipe at smoke size; the published table has one pairwise column per reference."""
     work, out = tmp_path / "work", tmp_path / "out"
-    r = run_py(["experiments/rd_cpu_proxy.py", "--recipe", "rd_cpu_ctx", "--models", "hyperprior", "factorized",
+    r = run_py(["-m", "compresslab.drivers.rd_cpu_proxy", "--recipe", "rd_cpu_ctx", "--models", "hyperprior", "factorized",
                 "--models", "msp/fast_gdn", "--lambdas", "0.013", "--work", str(work), "--out", str(out),
                 "--set", *TINY, "data.patch_size=128", "optim.scheduler.warmup_steps=0"], timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
@@ -53,7 +53,7 @@ def test_rd_cpu_proxy_driver_runs_queues_and_writes_pairwise_columns(tmp_path):
     log = (work / "msp_fast_gdn.log").read_text()
     assert "stage 1 (warm start)" in log and "stage 2 (per-lambda: 0.013)" in log
     stamp = next((work / "msp_fast_gdn" / "sweep").glob("*/rd.json")).stat().st_mtime_ns
-    r = run_py(["experiments/rd_cpu_proxy.py", "--recipe", "rd_cpu_ctx", "--models", "msp/fast_gdn", "--lambdas",
+    r = run_py(["-m", "compresslab.drivers.rd_cpu_proxy", "--recipe", "rd_cpu_ctx", "--models", "msp/fast_gdn", "--lambdas",
                 "0.013", "--work", str(work), "--out", str(out), "--set", *TINY, "data.patch_size=128"], timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "stage 2 done" in (work / "msp_fast_gdn.log").read_text()  # a rerun resumes: nothing trains again

@@ -8,6 +8,7 @@ import yaml
 
 from compresslab.train import objective_value
 from conftest import compose, run_py
+from compresslab.conf import CONF_DIR
 
 
 def test_search_runs_records_and_resumes(tmp_path):
@@ -89,7 +90,7 @@ def test_the_wandb_sweep_file_composes_with_our_config():
 
     from conftest import REPO
 
-    spec = yaml.safe_load((REPO / "conf" / "wandb" / "sweep_quickstart_lr.yaml").read_text())
+    spec = yaml.safe_load((CONF_DIR / "wandb" / "sweep_quickstart_lr.yaml").read_text())
     assert spec["program"] == "train.py" and spec["metric"] == {"name": "kodak/rd_cost", "goal": "minimize"}
     sampled = {k: (v["min"] if "min" in v else v["values"][-1]) for k, v in spec["parameters"].items()}
     args = []

@@ -5,6 +5,7 @@ from compressai.models import FactorizedPrior, ScaleHyperprior
 
 from compresslab import models
 from compresslab.losses import RateDistortionLoss
+from compresslab.conf import CONF_DIR
 
 
 def test_registry_builds_and_rejects_unknown():
@@ -87,7 +88,7 @@ def test_a_new_model_is_one_file_and_one_yaml():
     import compresslab.models as pkg
     from compresslab.models.registry import _REGISTRY
 
-    conf = Path(pkg.__file__).resolve().parents[3] / "conf" / "model"
+    conf = CONF_DIR / "model"
     assert set(pkg.model_names()) >= {"factorized", "hyperprior", "adaptive", "msp"}
     for name in pkg.model_names():
         assert (conf / f"{name}.yaml").is_file(), f"model {name!r} has no conf/model/{name}.yaml"

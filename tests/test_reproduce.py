@@ -103,7 +103,7 @@ def test_adaptive_zoo_profile_runs_end_to_end_on_pretrained_bases_and_resumes(tm
             "data.batch_size=2", "data.max_train_images=4", "data.max_val_images=1", "data.patch_size=64",
             "data.val_patch_size=64", "callbacks.rd_eval.max_images=1", "callbacks.rd_eval.crop=64", "logger=csv",
             "model.cache_crops_per_image=1"]
-    cmd = ["experiments/adaptive_repro.py", "--profile", "zoo", "--qualities", "1", "2", "--max-images", "1",
+    cmd = ["-m", "compresslab.drivers.adaptive_repro", "--profile", "zoo", "--qualities", "1", "2", "--max-images", "1",
            "--crop", "64", "--static-train-crops", "2", "--work", str(work), "--out", str(out),
            "--stage2-overrides", *tiny]
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
@@ -169,7 +169,7 @@ def test_lof_gain_runs_on_pretrained_zoo_models_with_compressais_lambdas(tmp_pat
 
     _fake_zoo(tmp_path / "torch", [1, 2], arch="bmshj2018-hyperprior")
     specs = ["zoo:bmshj2018-hyperprior/mse/1", "zoo:bmshj2018-hyperprior/mse/2"]
-    r = run_py(["experiments/lof_gain.py", *specs, "--images", "1", "--crop", "64", "--steps", "2",
+    r = run_py(["-m", "compresslab.drivers.lof_gain", *specs, "--images", "1", "--crop", "64", "--steps", "2",
                 "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")], timeout=600,
                env={"TORCH_HOME": str(tmp_path / "torch")})
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]

@@ -1,5 +1,5 @@
-"""``compresslab`` console entry point: evaluate, export, anchors, bd-rate, rd, compress, decompress, make-shards,
-fetch, download-kodak.
+"""``compresslab`` console entry point: train, evaluate, export, anchors, bd-rate, rd, compress, decompress,
+make-shards, fetch, download-kodak.
 
 Errors the user can fix (missing files, corrupt checkpoints, bad containers) exit with status 2 and one line that
 names the problem, instead of a traceback.
@@ -266,6 +266,8 @@ def cmd_download_kodak(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="compresslab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("train", help="train a model: Hydra overrides, as train.py (compresslab train model=factorized "
+                                 "lambda=0.0067; --help lists the config groups)")
 
     evaluate_p = sub.add_parser("evaluate", help="real-bitstream evaluation of a checkpoint (Kodak by default)")
     evaluate_p.add_argument("ckpt")
@@ -398,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # the Hydra app takes its own overrides (`compresslab train model=adaptive lambda=0.01`)
+        from .app import main as train_main
+
+        train_main(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     from .checkpoints import CheckpointError
     from .data import DataLayoutError, ImageDecodeError

@@ -1,6 +1,6 @@
 """Image folders for training, validation and evaluation, with the loading rules in one place.
 
-Data root: ``data.root`` if set, else ``$COMPRESSLAB_DATA``, else ``<repo>/data``. Expected layout::
+Data root: ``data.root`` if set, else ``$COMPRESSLAB_DATA``, else ``./data`` (where `compresslab fetch` puts it). Expected layout::
 
     <root>/train/**.png|jpg|jpeg|webp   training images (any size; random crops)
     <root>/val/**                        validation images (centre crops)
@@ -29,7 +29,6 @@ from torch.utils.data import DataLoader, Dataset
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_VAR = "COMPRESSLAB_DATA"
 
 
@@ -42,13 +41,14 @@ class ImageDecodeError(ValueError):
 
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
-    """``root`` if given, else ``$COMPRESSLAB_DATA``, else ``<repo>/data``."""
+    """``root`` if given, else ``$COMPRESSLAB_DATA``, else ``./data`` (the current folder's, as for an installed
+    package: nothing is looked up relative to the source tree)."""
     if root:
         return Path(root).expanduser().resolve()
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser().resolve()
-    return REPO_ROOT / "data"
+    return Path("data").resolve()
 
 
 def find_images(folder: Path, layout_hint: str | None = None, context: str = "") -> list[Path]:

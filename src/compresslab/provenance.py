@@ -13,25 +13,38 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .data import REPO_ROOT
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, cwd: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["git", *args], cwd=cwd or source_tree(), capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout if out.returncode == 0 else None
 
 
+def source_tree() -> Path:
+    """The git work tree whose state a run records: the one holding this package when it is run from a clone (an
+    editable install), else the current folder's (a wheel used inside the user's own project)."""
+    for where in (_PACKAGE_DIR, Path.cwd()):
+        top = _git("rev-parse", "--show-toplevel", cwd=where)
+        if top:
+            return Path(top.strip())
+    return Path.cwd()
+
+
 def git_state() -> dict[str, Any]:
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain")
+    tree = source_tree()
+    commit = _git("rev-parse", "HEAD", cwd=tree)
+    status = _git("status", "--porcelain", cwd=tree)
     return {
+        "tree": str(tree),
         "commit": commit.strip() if commit else None,
         "dirty": bool(status and status.strip()),
         "status": status or "",
-        "diff": _git("diff", "HEAD") or "",
+        "diff": _git("diff", "HEAD", cwd=tree) or "",
     }
 
 
@@ -53,7 +66,7 @@ def write_run_provenance(run_dir: Path, cfg: DictConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     git = git_state()
-    (run_dir / "git.json").write_text(json.dumps({k: git[k] for k in ("commit", "dirty", "status")}, indent=2))
+    (run_dir / "git.json").write_text(json.dumps({k: git[k] for k in ("tree", "commit", "dirty", "status")}, indent=2))
     (run_dir / "git.diff").write_text(git["diff"])
     (run_dir / "pip-freeze.txt").write_text(pip_freeze())
     env = {

@@ -14,8 +14,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF = ROOT / "conf" / "reproduce"
+from .conf import CONF_DIR
+
+CONF = CONF_DIR / "reproduce"
+ROOT = Path(".")  # results, work folders and reports are relative to where the command runs (a clone, or any folder)
 
 
 class ReproduceError(ValueError):

@@ -228,7 +228,7 @@ class StaticRefitControl(AdaptiveFactorized):
     on training latents, through the adaptive model's own coding path (same support, escape symbol, 2^-24 grid,
     16-bit CDFs) and with no side information. Whatever the adaptive model gains beyond this control is the gain of
     per-image adaptation; what this control gains over the base is the re-fit of a badly fitted static density.
-    Not registered: an evaluation object built by ``fit_static_refit`` (experiments/adaptive_static_control.py)."""
+    Not registered: an evaluation object built by ``fit_static_refit`` (compresslab.drivers.adaptive_static_control)."""
 
     static_pmf: Tensor
 

@@ -1,8 +1,8 @@
 """MSP (fast profile) vs the scale hyperprior at an equal small CPU budget, on 4 lambdas (issue 5).
 
-    python experiments/msp_cpu_proxy.py                 # about 75 min on 2 CPU cores
-    python experiments/msp_cpu_proxy.py --summary-only  # redo the table/plot from finished sweeps
-    python experiments/msp_cpu_proxy.py --recipe paper  # GPU: conf/experiment/msp_paper.yaml, 6 lambdas
+    python -m compresslab.drivers.msp_cpu_proxy                 # about 75 min on 2 CPU cores
+    python -m compresslab.drivers.msp_cpu_proxy --summary-only  # redo the table/plot from finished sweeps
+    python -m compresslab.drivers.msp_cpu_proxy --recipe paper  # GPU: conf/experiment/msp_paper.yaml, 6 lambdas
 
 Recipe: conf/experiment/msp_cpu_proxy.yaml. Both models share the conv+GDN transforms (MSP with model.transform=gdn),
 so the comparison isolates the probability model. Each model's lambda sweep is one Hydra multirun in its own process
@@ -26,9 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from compresslab.evaluation.metrics import mean_rd_cost  # noqa: E402
+ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
+from compresslab.evaluation.metrics import mean_rd_cost
 
 #: per recipe: the experiment config, each model's overrides, the default lambdas
 RECIPES = {
@@ -58,7 +57,7 @@ def main() -> None:
     if not a.summary_only:
         procs = {}
         for m, sel in models.items():
-            cmd = [sys.executable, "train.py", "-m", f"experiment={experiment}", *sel,
+            cmd = [sys.executable, "-m", "compresslab", "train", "-m", f"experiment={experiment}", *sel,
                    "lambda=" + ",".join(map(str, lambdas)), f"hydra.sweep.dir={work / m / 'sweep'}",
                    f"hydra/launcher={launcher}", *a.overrides]
             if launcher == "submitit_local":

@@ -1,12 +1,12 @@
 """Reproduce Ulhaq & Bajić 2024 (adaptive encoding distributions) on Kodak, with real bitstreams.
 
-    python experiments/adaptive_repro.py --profile cpu_proxy            # about an hour on 2 CPU cores
-    python experiments/adaptive_repro.py --profile cpu_proxy --base-sweep outputs/rd_cpu_proxy/factorized/sweep \
+    python -m compresslab.drivers.adaptive_repro --profile cpu_proxy            # about an hour on 2 CPU cores
+    python -m compresslab.drivers.adaptive_repro --profile cpu_proxy --base-sweep outputs/rd_cpu_proxy/factorized/sweep \
         --hyperprior-sweep outputs/rd_cpu_proxy/hyperprior/sweep          # reuse trained bases
-    python experiments/adaptive_repro.py --profile zoo                    # CompressAI's pretrained bases, CPU stage 2
-    python experiments/adaptive_repro.py --profile paper                  # the same bases, the paper's stage 2 (GPU)
+    python -m compresslab.drivers.adaptive_repro --profile zoo                    # CompressAI's pretrained bases, CPU stage 2
+    python -m compresslab.drivers.adaptive_repro --profile paper                  # the same bases, the paper's stage 2 (GPU)
 
-Steps: (1) the factorized bases: a trained sweep (cpu_proxy: experiments/rd_cpu_proxy.py, or --base-sweep), or
+Steps: (1) the factorized bases: a trained sweep (cpu_proxy: compresslab.drivers.rd_cpu_proxy, or --base-sweep), or
 CompressAI's pretrained models q1-8 evaluated here (zoo, paper: `zoo:bmshj2018-factorized/mse/<q>`, the paper's
 bases), (2) the hyperprior for context (cpu_proxy), (3) the static re-fit control (zoo, paper; cpu_proxy takes
 --static-dir), (4) stage 2 per base (train.py experiment=adaptive_<profile> model.base_ckpt=...; zoo and paper with
@@ -25,26 +25,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+from compresslab.conf import CONF_DIR
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
-from compresslab import models  # noqa: E402
-from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
-from compresslab.data import resolve_data_root  # noqa: E402
-from compresslab.evaluation.curves import summarize_runs  # noqa: E402
-from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
+from compresslab import models
+from compresslab.models.from_checkpoint import build_model_from_checkpoint
+from compresslab.data import resolve_data_root
+from compresslab.evaluation.curves import summarize_runs
+from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
 
 PROFILES = {
-    # bases from experiments/rd_cpu_proxy.py (its YAML ladder; warm start + per-lambda training)
+    # bases from compresslab.drivers.rd_cpu_proxy (its YAML ladder; warm start + per-lambda training)
     "cpu_proxy": {"base": None, "stage2": "adaptive_cpu_proxy"},
     # the paper's bases: CompressAI's pretrained factorized models, per quality as in conf/reproduce/ulhaq2024.yaml
     "zoo": {"base": "zoo:bmshj2018-factorized/mse", "stage2": "adaptive_zoo"},
     "paper": {"base": "zoo:bmshj2018-factorized/mse", "stage2": "adaptive_paper"},
 }
-QUALITIES = ROOT / "conf" / "reproduce" / "ulhaq2024.yaml"
+QUALITIES = CONF_DIR / "reproduce" / "ulhaq2024.yaml"
 
 
 def quality_table(path: Path = QUALITIES) -> list[dict]:
@@ -59,10 +60,10 @@ def sh(args: list[str]) -> None:
 
 
 def trained_sweep(model: str, work: Path) -> Path:
-    """The CPU recipe's sweep of ``model`` (experiments/rd_cpu_proxy.py trains it unless it is there)."""
+    """The CPU recipe's sweep of ``model`` (compresslab.drivers.rd_cpu_proxy trains it unless it is there)."""
     out = work / "rd" / model / "sweep"
     if not list(out.glob("*/rd.json")):
-        sh([sys.executable, "experiments/rd_cpu_proxy.py", "--models", model, "--work", str(work / "rd"),
+        sh([sys.executable, "compresslab.drivers.rd_cpu_proxy", "--models", model, "--work", str(work / "rd"),
             "--out", str(work / "rd" / "summary")])
     return out
 
@@ -181,7 +182,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="tables and plot (default experiments/adaptive/<profile>)")
     ap.add_argument("--method", default="akima")
     ap.add_argument("--stage2-overrides", nargs="*", default=[], help="extra Hydra overrides for stage 2")
-    ap.add_argument("--static-dir", help="static re-fit control runs (experiments/adaptive_static_control.py); "
+    ap.add_argument("--static-dir", help="static re-fit control runs (compresslab.drivers.adaptive_static_control); "
                     "the zoo and paper profiles run the control themselves")
     ap.add_argument("--qualities", nargs="+", type=int, help="zoo/paper: a subset of q1-8 (default all)")
     ap.add_argument("--max-images", type=int, help="Kodak images for the bases, ideal and control (default all 24)")
@@ -202,7 +203,7 @@ def main() -> None:
         static_dir = Path(a.static_dir) if a.static_dir else work / "static"
         missing = [q for q in quals if not (static_dir / f"lambda{float(q['lambda'])}" / "rd.json").exists()]
         if not a.static_dir and missing:  # the control on the same bases (it skips finished lambdas itself)
-            sh([sys.executable, "experiments/adaptive_static_control.py", "--base-sweep", str(base_dir),
+            sh([sys.executable, "compresslab.drivers.adaptive_static_control", "--base-sweep", str(base_dir),
                 "--work", str(work), "--train-crops", str(a.static_train_crops)])
     else:
         base_dir = Path(a.base_sweep) if a.base_sweep else trained_sweep("factorized", work)
@@ -214,7 +215,7 @@ def main() -> None:
         ckpt = base_checkpoint(run)
         target = work / "adaptive" / f"lambda{lmbda}"
         if not (target / "rd.json").exists():
-            sh([sys.executable, "train.py", f"experiment={prof['stage2']}", f"model.base_ckpt={ckpt}",
+            sh([sys.executable, "-m", "compresslab", "train", f"experiment={prof['stage2']}", f"model.base_ckpt={ckpt}",
                 f"lambda={lmbda}", f"hydra.run.dir={target}", *per_lambda.get(lmbda, []), *a.stage2_overrides])
         stage2[lmbda] = target
         evaluate_ideal(ckpt, target / "ideal", lmbda, json.loads((run / "rd.json").read_text())["meta"])

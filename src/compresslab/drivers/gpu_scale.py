@@ -1,7 +1,7 @@
 """Real-scale factorized / hyperprior runs on one GPU in <= 10-minute chunks (issue 12, item 6).
 
-    python experiments/gpu_scale.py --stage 1 --minutes 8 --work outputs/gpu_scale    # constant LR, max_time-bound
-    python experiments/gpu_scale.py --stage 2 --minutes 7 --work outputs/gpu_scale    # cosine decay, then Kodak eval
+    python -m compresslab.drivers.gpu_scale --stage 1 --minutes 8 --work outputs/gpu_scale    # constant LR, max_time-bound
+    python -m compresslab.drivers.gpu_scale --stage 2 --minutes 7 --work outputs/gpu_scale    # cosine decay, then Kodak eval
 
 One process per (model, lambda), all on the same GPU. Stage 1 (conf/experiment/gpu_scale.yaml) trains at a constant
 LR until trainer.max_time; stage 2 (gpu_scale_decay.yaml) starts from its weights and decays the LR to 1 % over the
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
 
 def last_step(run_dir: Path) -> int:
@@ -45,7 +45,7 @@ def main() -> None:
         for lam in a.lambdas:
             s1 = work / "stage1" / f"{m}-{lam}"
             run_dir = work / f"stage{a.stage}" / f"{m}-{lam}"
-            args = [sys.executable, "train.py", f"model={m}", f"lambda={lam}", f"hydra.run.dir={run_dir}",
+            args = [sys.executable, "-m", "compresslab", "train", f"model={m}", f"lambda={lam}", f"hydra.run.dir={run_dir}",
                     f"trainer.max_time={max_time}", "threads=1", *a.overrides]
             if a.stage == 1:
                 args.insert(2, "experiment=gpu_scale")

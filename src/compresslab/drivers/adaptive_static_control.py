@@ -1,12 +1,12 @@
 """Static re-fit control for the adaptive model (issue 17): per base, one static per-channel PMF re-fitted on
 training latents, coded with real bitstreams on Kodak through the adaptive coder (no side information).
 
-    python experiments/adaptive_static_control.py --base-sweep <factorized sweep> --work <dir> [--train-crops 200]
+    python -m compresslab.drivers.adaptive_static_control --base-sweep <factorized sweep> --work <dir> [--train-crops 200]
 
 A base run is a trained run folder (checkpoints/last.ckpt) or a pretrained base that adaptive_repro.py evaluated
 (its rd.json's meta.checkpoint, e.g. zoo:bmshj2018-factorized/mse/3, and meta.bins for that quality).
 
-Writes <work>/static/lambda<l>/rd.json (label "static re-fit"); experiments/adaptive_repro.py --static-dir <work>/static
+Writes <work>/static/lambda<l>/rd.json (label "static re-fit"); compresslab.drivers.adaptive_repro --static-dir <work>/static
 puts the curve beside base, adaptive and ideal.
 """
 
@@ -17,13 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
-from compresslab.data import find_images, load_image_tensor, resolve_data_root  # noqa: E402
-from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
-from compresslab.models.adaptive import fit_static_refit  # noqa: E402
-from compresslab.models.base_weights import base_size_from_checkpoint  # noqa: E402
+from compresslab.data import find_images, load_image_tensor, resolve_data_root
+from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
+from compresslab.models.adaptive import fit_static_refit
+from compresslab.models.base_weights import base_size_from_checkpoint
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """CPU RD sweep: pretrain each model at a middle lambda, fine-tune to each lambda, evaluate on Kodak with real
 bitstreams, then publish the runs' rd.json and write the RD table, plot and BD-rates (vs VTM and pairwise).
 
-    python experiments/rd_cpu_proxy.py [--models factorized] [--models hyperprior] [--lambdas ...]
-    python experiments/rd_cpu_proxy.py --recipe rd_cpu_ctx --models hyperprior factorized --models msp/fast_gdn
+    python -m compresslab.drivers.rd_cpu_proxy [--models factorized] [--models hyperprior] [--lambdas ...]
+    python -m compresslab.drivers.rd_cpu_proxy --recipe rd_cpu_ctx --models hyperprior factorized --models msp/fast_gdn
 
 The recipe (stage sizes, schedule, the lambda ladder) lives in conf/experiment/<recipe>{,_finetune}.yaml; a model is
 a conf/model entry (msp/fast_gdn included); --lambdas only overrides the ladder. Progress: each queue's log names its
@@ -22,7 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from compresslab.conf import CONF_DIR
+
+ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
 
 def slug(model: str) -> str:
@@ -35,7 +37,7 @@ def yaml_ladder(recipe: str) -> list[float]:
 
     name = f"{recipe}_finetune"
     while name:
-        doc = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")
+        doc = OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml")
         value = OmegaConf.select(doc, "hydra.sweeper.params.lambda")
         if value is not None:
             return [float(v) for v in str(value).split(",")]
@@ -55,8 +57,8 @@ def pipeline(model: str, lambdas: list[float], work: Path, recipe: str, extra: l
     # a killed queue resumes: a finished stage 1 is not rerun (its last.ckpt is the warm start) and stage 2 runs only
     # the lambdas without a rd.json (a finished run is never touched: its folder keeps its rd.json)
     todo = [v for v in (lambdas or yaml_ladder(recipe)) if v not in finished_lambdas(sweep)]
-    stage1 = [py, "train.py", f"experiment={recipe}", f"model={model}", *extra, f"hydra.run.dir={pre}"]
-    stage2 = [py, "train.py", "-m", f"experiment={recipe}_finetune", f"model={model}", f"init_from={ckpt}", *extra,
+    stage1 = [py, "-m", "compresslab", "train", f"experiment={recipe}", f"model={model}", *extra, f"hydra.run.dir={pre}"]
+    stage2 = [py, "-m", "compresslab", "train", "-m", f"experiment={recipe}_finetune", f"model={model}", f"init_from={ckpt}", *extra,
               "lambda=" + ",".join(map(str, todo)), f"hydra.sweep.dir={sweep}"]
     run2 = (f"echo \"== $(date -u +%H:%M:%S) {model}: stage 2 (per-lambda: {','.join(map(str, todo))}) -> {sweep}\" "
             f"&& {shlex.join(stage2)}") if todo else \

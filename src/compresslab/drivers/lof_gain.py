@@ -1,7 +1,7 @@
 """BD-rate gain of latent overfitting (LOF) per model, on real bitstreams, and its encode-time cost.
 
-    python experiments/lof_gain.py RUN_OR_SWEEP_DIRS... [--images 4 --crop 256 --steps 150 --lr 5e-3 --lr-end 5e-4]
-    python experiments/lof_gain.py zoo:bmshj2018-hyperprior/mse/1 ... zoo:bmshj2018-hyperprior/mse/8 --work outputs/lof_zoo
+    python -m compresslab.drivers.lof_gain RUN_OR_SWEEP_DIRS... [--images 4 --crop 256 --steps 150 --lr 5e-3 --lr-end 5e-4]
+    python -m compresslab.drivers.lof_gain zoo:bmshj2018-hyperprior/mse/1 ... zoo:bmshj2018-hyperprior/mse/8 --work outputs/lof_zoo
 
 For every run directory (one trained checkpoint each) or CompressAI pretrained model (``zoo:`` spec, its lambda from
 CompressAI's MSE ladder; evaluations under --work) the same Kodak images are evaluated twice, without and with
@@ -19,17 +19,16 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
-from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
-from compresslab.data import resolve_data_root  # noqa: E402
-from compresslab.evaluation.bdrate import bd_rate  # noqa: E402
-from compresslab.evaluation.curves import plot_curves  # noqa: E402
-from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json  # noqa: E402
-from compresslab.evaluation.metrics import mean_rd_cost  # noqa: E402
-from compresslab.lof import LOFConfig, lof_encoder_factory  # noqa: E402
-from compresslab.zoo import is_zoo, zoo_lambda  # noqa: E402
+from compresslab.models.from_checkpoint import build_model_from_checkpoint
+from compresslab.data import resolve_data_root
+from compresslab.evaluation.bdrate import bd_rate
+from compresslab.evaluation.curves import plot_curves
+from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
+from compresslab.evaluation.metrics import mean_rd_cost
+from compresslab.lof import LOFConfig, lof_encoder_factory
+from compresslab.zoo import is_zoo, zoo_lambda
 
 
 def sources(paths: list[str], work: Path) -> list[tuple[str, Path, str]]:

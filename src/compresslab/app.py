@@ -1,0 +1,70 @@
+"""The Hydra application: ``compresslab train …`` (and the repository's ``train.py``, a thin wrapper over this).
+
+Configs come from the package (``pkg://compresslab.conf``), so an installed wheel runs from any folder, with outputs
+under the current one. A user's own config folders (``hydra.searchpath=[file:///my/conf]`` on the command line, or
+``$COMPRESSLAB_CONF_PATH``) are searched *before* the built-in ones, so a user file named like a built-in
+(``model/factorized.yaml``) is the one used; the run says so (``hydra_plugins.compresslab_searchpath``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import compresslab.config  # noqa: F401  (registers ${model_min_crop:} before Hydra resolves the config)
+from compresslab.conf import CONFIG_MODULE
+
+CONF_PATH_ENV = "COMPRESSLAB_CONF_PATH"
+
+
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="train")
+def _main(cfg: DictConfig):
+    from compresslab.checkpoints import CheckpointError
+    from compresslab.config import ConfigError
+    from compresslab.train import run  # imported here so `--help` and config errors come back fast
+
+    try:
+        result = run(cfg)
+    except (ConfigError, CheckpointError) as e:
+        # config: an impossible combination, caught before any work; checkpoint: init_from / ckpt_path /
+        # model.base_ckpt missing, corrupt, unsafe or of another model. One line, no traceback.
+        line = f"{'config' if isinstance(e, ConfigError) else 'checkpoint'} error: {e}"
+        if _in_multirun():  # sys.exit would end the whole sweep; a failed job is recorded and the others go on
+            print(line, file=sys.stderr, flush=True)
+            raise RuntimeError(line) from None
+        sys.exit(line)
+    print(f"\nrun directory: {result['run_dir']}\nlast checkpoint: {result['last_ckpt']}")
+    return result["objective"]  # what a sweeper (hparams_search=...) optimises; None without cfg.objective
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def user_conf_paths(argv: list[str]) -> list[str]:
+    """The folders of a ``hydra.searchpath=[...]`` command-line override, in order (Hydra's own override parser)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for arg in argv:
+        if arg.lstrip("+~").startswith("hydra.searchpath="):
+            value = OverridesParser.create().parse_override(arg).value()
+            return [str(v) for v in (value if isinstance(value, list) else [value])]
+    return []
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the Hydra app on ``argv`` (default: the process's own arguments)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    # Hydra appends hydra.searchpath after the built-in configs, so a user's model/factorized.yaml would lose to ours;
+    # the search-path plugin puts these folders first (the override stays on the command line, so it is recorded).
+    paths = user_conf_paths(args)
+    if paths:
+        known = [p for p in os.environ.get(CONF_PATH_ENV, "").split(os.pathsep) if p]
+        os.environ[CONF_PATH_ENV] = os.pathsep.join(dict.fromkeys(paths + known))
+    sys.argv = [sys.argv[0] if argv is None else "compresslab train", *args]
+    _main()
