@@ -166,10 +166,11 @@ def cmd_bd_rate(args) -> int:
     from .evaluation.anchors import load_anchor
     from .evaluation.bdrate import bd_rate
 
-    # the reference is a registry name (kodak/vtm) or any CompressAI-format result file
-    ref = _load_curve(args.anchor, args.metric) if Path(args.anchor).is_file() else \
-        load_anchor(args.anchor, args.root).curve(args.metric)
-    res = bd_rate(*ref, *_load_curve(args.curve, args.metric), method=args.method,
+    # either side is a CompressAI-format result file or a registry name (kodak/vtm, kodak/compressai-…)
+    def curve(spec: str):
+        return _load_curve(spec, args.metric) if Path(spec).is_file() else load_anchor(spec, args.root).curve(args.metric)
+
+    res = bd_rate(*curve(args.anchor), *curve(args.curve), method=args.method,
                  min_coverage=args.min_coverage, min_points_in_band=args.min_points_in_band)
     print(f"{Path(args.curve).name} vs {args.anchor}: {res.line(args.metric)}")
     return 0 if res.available else 1
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bd_rate_p = sub.add_parser("bd-rate", help="BD-rate of a CompressAI-format curve vs an anchor")
     bd_rate_p.add_argument("anchor", help="registry name (kodak/vtm) or a CompressAI-format result file")
-    bd_rate_p.add_argument("curve", help="CompressAI-format JSON")
+    bd_rate_p.add_argument("curve", help="CompressAI-format JSON (e.g. a run's rd.json) or a registry name")
     bd_rate_p.add_argument("--method", default="akima", choices=["akima", "pchip", "cubic"])
     bd_rate_p.add_argument("--metric", default="psnr-rgb", choices=["psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb"])
     bd_rate_p.add_argument("--min-coverage", type=float, default=0.5,
@@ -414,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except BrokenPipeError:  # `compresslab anchors | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
     except (CheckpointError, ContainerError, DataLayoutError, ImageDecodeError, AnchorError, FileNotFoundError, FileExistsError,
             ValueError) as e:
         print(f"compresslab {args.cmd}: error: {e}", file=sys.stderr)

@@ -6,10 +6,11 @@ Anchors are named ``<dataset>/<file stem>`` (``kodak/vtm``, ``kodak/compressai-b
    ``compresslab anchors build`` for their codec version and dataset; a name found here that a later folder also
    holds with other content is reported as overridden;
 2. ``<data root>/anchors`` (``$COMPRESSLAB_DATA``), which ``compresslab fetch anchors`` fills with CompressAI's
-   published results (pinned commit, SHA-256 checked);
-3. the anchors inside the package (``compresslab/anchor_data``): those we measured ourselves with the anchor builder.
-CompressAI's result files are not shipped inside the package: they are fetched (one command, checksummed), so the
-repository holds only what we measured.
+   published results (pinned commit, SHA-256 checked): the update path;
+3. the anchors inside the package (``compresslab/anchor_data``): CompressAI's published result files for Kodak and
+   CLIC 2020 at the same pinned commit (BSD-3-Clause-Clear, ``LICENSE-CompressAI``; upstream URL and SHA-256 per file
+   in ``MANIFEST-CompressAI.json``) and those we measured with the anchor builder. So BD-rate vs ``kodak/vtm`` works on
+   an installed wheel with no data folder and no network.
 Metadata (codec, version, configuration, colour space, PSNR definition, source) comes from the table below, which
 transcribes ``anchors/README.md`` of the shared data; unknown files get generic metadata from their JSON.
 """
@@ -121,7 +122,8 @@ def _metadata(name: str, path: Path, data: dict[str, Any]) -> dict[str, Any]:
     if own.get("builder"):  # built by `compresslab anchors build`: its own record is the provenance
         return {**own, "file": f"{name}.json"}
     # Relative to the data root: committed summaries must not carry one machine's paths.
-    meta: dict[str, Any] = {"source": SOURCE + name.replace("/", "/", 1) + ".json", "file": f"anchors/{name}.json"}
+    meta: dict[str, Any] = {"source": SOURCE + name.replace("/", "/", 1) + ".json", "file": f"anchors/{name}.json",
+                            "served_from": _served_from(path)}
     if stem in KNOWN:
         meta.update(KNOWN[stem])
     elif stem.startswith("compressai-"):
@@ -140,6 +142,15 @@ def _metadata(name: str, path: Path, data: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def _served_from(path: Path) -> str:
+    """Which search-path entry a file came from, without a machine's absolute path (committed summaries carry it)."""
+    try:
+        path.resolve().relative_to(PACKAGE_ANCHORS.resolve())
+        return "package"
+    except ValueError:
+        return "data root" if path.resolve().is_relative_to(resolve_data_root().resolve()) else "user folder"
+
+
 def list_anchors(root: str | os.PathLike | None = None, include_unusable: bool = False) -> list[str]:
     roots = anchor_roots(root)
     if not roots:
@@ -155,9 +166,8 @@ def load_anchor(name: str, root: str | os.PathLike | None = None) -> Anchor:
     if path is None:
         available = ", ".join(n for n in list_anchors(root) if n.startswith(name.split("/")[0]))[:400]
         where = ", ".join(str(r) for r in anchor_roots(root))
-        hint = "" if root or (resolve_data_root() / "anchors").is_dir() else (
-            f"; CompressAI's published anchors (VTM, HM, BPG, AV1, JPEG 2000, its zoo models) are not installed: "
-            f"`compresslab fetch anchors` puts them in {resolve_data_root() / 'anchors'}")
+        hint = "" if root else (f"; `compresslab anchors --dataset {name.split('/')[0]}` lists them, "
+                                f"`compresslab anchors build` makes one for your own codec")
         raise AnchorError(f"unknown anchor {name!r} (searched {where}); available: {available}{hint}")
     differing = [p for p in shadowed if p.read_bytes() != path.read_bytes()]
     if differing and name not in _warned:
