@@ -3,9 +3,14 @@ fills it; else a shared/data folder beside the checkout, as on the development m
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -79,6 +84,91 @@ def kodak_crops(tmp_path_factory) -> Path:
         w, h = img.size
         img.crop(((w - 256) // 2, (h - 200) // 2, (w - 256) // 2 + 256, (h - 200) // 2 + 200)).save(d / name)
     return d
+
+
+class _Files(BaseHTTPRequestHandler):
+    """A static file server for download tests (fetch, zoo weights): ``files`` maps URL paths to bytes."""
+
+    files: dict[str, bytes] = {}
+    truncate_once: set[str] = set()   # paths whose first full response stops half way
+    ranges: list[str] = []
+    hits: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.hits.append(self.path)
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        if rng:
+            self.ranges.append(rng)
+            start = int(rng.split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if self.path in self.truncate_once and not rng:
+            self.truncate_once.discard(self.path)
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)  # the connection drops mid-file
+            return
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    """An HTTP server on 127.0.0.1: (base URL, handler class whose ``files`` it serves)."""
+    _Files.files, _Files.truncate_once, _Files.ranges, _Files.hits = {}, set(), [], []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", _Files
+    httpd.shutdown()
+
+
+def released_layout(model) -> dict:
+    """A CompressAI model's state dict in the layout of the zoo files released in 2020: the entropy bottleneck's
+    parameter lists stored as ``_matrices.N`` / ``_biases.N`` / ``_factors.N`` (CompressAI issue 125), which
+    CompressAI's ``load_pretrained`` + ``load_state_dict`` rename and whose CDF buffers they resize."""
+    out = {}
+    for key, value in model.state_dict().items():
+        for old in ("matrices.", "biases.", "factors."):
+            if key.startswith("entropy_bottleneck." + old):
+                key = "entropy_bottleneck._" + key[len("entropy_bottleneck."):]
+        out[key] = value
+    return out
+
+
+def serve_zoo(url: str, files, folder: Path, arch: str, qualities, wrong_hash=()) -> Path:
+    """Zoo files built from CompressAI's own classes (seeded per quality) in the released layout, served under names
+    carrying their real SHA-256 prefix (``wrong_hash``: a prefix that does not match); returns the
+    ``$COMPRESSLAB_ZOO_URLS`` table that points CompressLab at them."""
+    import torch
+    from compressai.zoo.image import cfgs, model_architectures
+
+    table: dict = {arch: {"mse": {}}}
+    for q in qualities:
+        torch.manual_seed(q)
+        ref = model_architectures[arch](*cfgs[arch][q])
+        ref.update(force=True)
+        buf = io.BytesIO()
+        torch.save(released_layout(ref), buf)
+        data = buf.getvalue()
+        prefix = "0badc0de" if q in wrong_hash else hashlib.sha256(data).hexdigest()[:8]
+        name = f"/models/v1/{arch}-{q}-{prefix}.pth.tar"
+        files.files[name] = data
+        table[arch]["mse"][str(q)] = url + name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "zoo_urls.json"
+    path.write_text(json.dumps(table))
+    return path
 
 
 def assert_decodes_identically_elsewhere(clab: Path, ckpt, expected, tmp: Path) -> None:

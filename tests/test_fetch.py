@@ -5,55 +5,11 @@ clear line when the host cannot be reached. The network is never touched."""
 import hashlib
 import io
 import json
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from compresslab.fetch import FetchError, Remote, Source, fetch, sources
-
-
-class _Files(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    truncate_once: set[str] = set()   # paths whose first full response stops half way
-    ranges: list[str] = []
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        start = 0
-        rng = self.headers.get("Range")
-        if rng:
-            self.ranges.append(rng)
-            start = int(rng.split("=")[1].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        if self.path in self.truncate_once and not rng:
-            self.truncate_once.discard(self.path)
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(2)  # the connection drops mid-file
-            return
-        self.wfile.write(body[start:])
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    _Files.files, _Files.truncate_once, _Files.ranges = {}, set(), []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", _Files
-    httpd.shutdown()
 
 
 def _zip(members: dict[str, bytes]) -> bytes:

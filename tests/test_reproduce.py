@@ -69,60 +69,91 @@ def test_the_shipped_papers_list_and_ulhaq_reads_the_committed_table(tmp_path, c
     assert (tmp_path / "u" / "rd.png").stat().st_size > 0
 
 
-def _fake_zoo(hub, qualities, arch="bmshj2018-factorized"):
-    """CompressAI-sized models under the zoo's own file names in a private torch hub cache."""
+def _reproduce_from_empty_folder(tmp_path, env: dict, *args: str):
+    """`compresslab reproduce …` run the way a user runs it: from a folder with no repository, an empty torch hub
+    cache and the zoo served from 127.0.0.1 (``$COMPRESSLAB_ZOO_URLS``)."""
     import os
+    import subprocess
+    import sys
 
-    import torch
-    from compressai.models import FactorizedPrior, ScaleHyperprior
-    from compressai.zoo.image import cfgs, model_urls
-
-    (hub / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
-    for q in qualities:
-        torch.manual_seed(q)
-        ref = {"bmshj2018-factorized": FactorizedPrior, "bmshj2018-hyperprior": ScaleHyperprior}[arch](*cfgs[arch][q])
-        ref.update(force=True)
-        url = model_urls[arch]["mse"][q]
-        torch.save(ref.state_dict(), hub / "hub" / "checkpoints" / os.path.basename(url))
+    run_env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "PYTHONWARNINGS": "ignore", **env}
+    return subprocess.run([sys.executable, "-m", "compresslab", "reproduce", *args], cwd=tmp_path / "work",
+                          capture_output=True, text=True, timeout=900, env=run_env)
 
 
-def test_adaptive_zoo_profile_runs_end_to_end_on_pretrained_bases_and_resumes(tmp_path):
-    """The zoo profile at smoke size: pretrained bases read from the hub cache (never the network), the static
-    control, stage 2 at the paper's (Nq, Mq, B) for each quality, the ideal bound and the tables; a rerun trains
-    nothing again (a killed reproduction resumes from what finished)."""
+def test_ulhaq2024_zoo_profile_downloads_its_bases_and_runs_end_to_end_then_resumes(tmp_path, server):
+    """`compresslab reproduce ulhaq2024 --profile zoo` at smoke size (two qualities, tiny stage 2): the pretrained
+    bases are downloaded in the released layout and hash-checked, then the static control, stage 2 at the paper's
+    (Nq, Mq, B) per quality, the ideal bound, the tables and the report; a rerun trains nothing again."""
     import json
-    import os
 
     from omegaconf import OmegaConf
 
-    from conftest import run_py
+    from conftest import serve_zoo
 
-    _fake_zoo(tmp_path / "torch", [1, 2])
-    work, out = tmp_path / "work", tmp_path / "out"
+    url, files = server
+    env = {"COMPRESSLAB_ZOO_URLS": str(serve_zoo(url, files, tmp_path, "bmshj2018-factorized", [1, 2]))}
+    (tmp_path / "work").mkdir()
     tiny = ["trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
             "data.batch_size=2", "data.max_train_images=4", "data.max_val_images=1", "data.patch_size=64",
             "data.val_patch_size=64", "callbacks.rd_eval.max_images=1", "callbacks.rd_eval.crop=64", "logger=csv",
             "model.cache_crops_per_image=1"]
-    cmd = ["-m", "compresslab.drivers.adaptive_repro", "--profile", "zoo", "--qualities", "1", "2", "--max-images", "1",
-           "--crop", "64", "--static-train-crops", "2", "--work", str(work), "--out", str(out),
-           "--stage2-overrides", *tiny]
-    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
-    r = run_py(cmd, timeout=600, env=env)
+    args = ["ulhaq2024", "--profile", "zoo", "--no-wandb", "--out", str(tmp_path / "report"), "--step-args",
+            "--qualities", "1", "2", "--max-images", "1", "--crop", "64", "--static-train-crops", "2",
+            "--stage2-overrides", *tiny]
+    r = _reproduce_from_empty_folder(tmp_path, env, *args)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert sorted(files.hits) == sorted(set(files.hits)) and len(files.hits) == 2  # each base downloaded once
+    work = tmp_path / "work" / "outputs" / "adaptive_zoo"
     base = json.loads((work / "bases" / "q2" / "rd.json").read_text())["meta"]
-    assert base["checkpoint"] == "zoo:bmshj2018-factorized/mse/2" and len(base["source"]["sha256"]) == 64
+    assert base["checkpoint"] == "zoo:bmshj2018-factorized/mse/2" and base["source"]["url"].startswith(url)
     assert base["lambda"] == 0.0035 and base["model"] == {"name": "factorized", "N": 128, "M": 192}
     cfg = OmegaConf.load(work / "adaptive" / "lambda0.0035" / ".hydra" / "config.yaml")
     assert (cfg.model.Nq, cfg.model.Mq, cfg.model.bins) == (32, 16, 256)  # the paper's low-rate configuration
     assert cfg.model.base_ckpt == "zoo:bmshj2018-factorized/mse/2" and cfg.name.startswith("zoo-adaptive")
+    out = tmp_path / "work" / "experiments" / "adaptive" / "zoo"
     curves = {row["curve"] for row in rp.read_md_table(out / "rd_table.md")}
     assert curves == {"factorized", "adaptive", "adaptive-ideal", "static re-fit"}
-    per = (out / "per_lambda.md").read_text()
-    assert "| 0.0018 |" in per and "| 0.0035 |" in per
+    assert "| 0.0018 |" in (out / "per_lambda.md").read_text()
+    assert "BD-rate, adaptive vs its frozen base" in (tmp_path / "report" / "report.md").read_text()
     stamp = (work / "adaptive" / "lambda0.0018" / "rd.json").stat().st_mtime_ns
-    r = run_py(cmd, timeout=600, env=env)
-    assert r.returncode == 0 and "$ " not in r.stdout, r.stdout[-2000:]  # no step ran again
-    assert (work / "adaptive" / "lambda0.0018" / "rd.json").stat().st_mtime_ns == stamp
+    files.files.clear()  # cached: nothing more is downloaded
+    r = _reproduce_from_empty_folder(tmp_path, env, "--rerun", *args)
+    ran = [line for line in r.stdout.splitlines() if line.startswith("$ ")]
+    assert r.returncode == 0 and len(ran) == 1 and "compresslab.drivers.adaptive_repro" in ran[0], r.stdout[-2000:]
+    assert (work / "adaptive" / "lambda0.0018" / "rd.json").stat().st_mtime_ns == stamp  # the driver resumed
+
+
+def test_zhang2022_zoo_profile_runs_lof_on_downloaded_hyperpriors_with_compressais_lambdas(tmp_path, server):
+    """`compresslab reproduce zhang2022 --profile zoo` at smoke size: LOF on CompressAI's eight pretrained
+    hyperpriors, downloaded from an empty cache, each at the lambda CompressAI trained it with."""
+    import json
+
+    from conftest import serve_zoo
+
+    url, files = server
+    env = {"COMPRESSLAB_ZOO_URLS": str(serve_zoo(url, files, tmp_path, "bmshj2018-hyperprior", range(1, 9)))}
+    (tmp_path / "work").mkdir()
+    r = _reproduce_from_empty_folder(tmp_path, env, "zhang2022", "--profile", "zoo", "--no-wandb", "--out",
+                                     str(tmp_path / "report"), "--step-args", "--images", "1", "--crop", "64",
+                                     "--steps", "2")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert len(files.hits) == 8
+    work = tmp_path / "work" / "outputs" / "lof_zoo"
+    doc = json.loads((work / "zoo_bmshj2018-hyperprior_mse_2" / "lof_eval" / "lof.json").read_text())
+    assert doc["meta"]["lambda"] == 0.0035 and doc["meta"]["lof"] and doc["meta"]["model"]["name"] == "hyperprior"
+    rows = rp.read_md_table(tmp_path / "work" / "experiments" / "lof" / "zoo_hyperprior" / "lof_gain.md")
+    assert rows[0]["model"] == "hyperprior" and rows[0]["points"] == "8"
+    assert (tmp_path / "report" / "report.md").is_file()
+
+
+def test_dry_run_names_the_steps_and_writes_nothing(tmp_path):
+    (tmp_path / "work").mkdir()
+    r = _reproduce_from_empty_folder(tmp_path, {}, "ulhaq2024", "--profile", "cpu_proxy", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "would run: -m compresslab.drivers.rd_cpu_proxy --models factorized" in r.stdout
+    assert "nothing ran, nothing was written" in r.stdout
+    assert not any((tmp_path / "work").iterdir())
 
 
 def test_report_embeds_the_papers_other_figures_and_logs_to_wandb_offline(fake_paper, tmp_path, monkeypatch):
@@ -157,24 +188,3 @@ def test_report_embeds_the_papers_other_figures_and_logs_to_wandb_offline(fake_p
 
     data = json.loads(open(tables[0]).read())["data"]
     assert ["gain", "-5.0", "-4.25", "Table 1"] in data
-
-
-def test_lof_gain_runs_on_pretrained_zoo_models_with_compressais_lambdas(tmp_path):
-    """The zhang2022 zoo profile's step: LOF on CompressAI's pretrained hyperprior, read from the hub cache, each
-    quality at the lambda CompressAI trained it with; the table row is the one the report reads."""
-    import json
-    import os
-
-    from conftest import run_py
-
-    _fake_zoo(tmp_path / "torch", [1, 2], arch="bmshj2018-hyperprior")
-    specs = ["zoo:bmshj2018-hyperprior/mse/1", "zoo:bmshj2018-hyperprior/mse/2"]
-    r = run_py(["-m", "compresslab.drivers.lof_gain", *specs, "--images", "1", "--crop", "64", "--steps", "2",
-                "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")], timeout=600,
-               env={"TORCH_HOME": str(tmp_path / "torch")})
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    doc = json.loads((tmp_path / "work" / "zoo_bmshj2018-hyperprior_mse_2" / "lof_eval" / "lof.json").read_text())
-    assert doc["meta"]["lambda"] == 0.0035 and doc["meta"]["lof"] and doc["meta"]["model"]["name"] == "hyperprior"
-    rows = rp.read_md_table(tmp_path / "out" / "lof_gain.md")
-    assert rows[0]["model"] == "hyperprior" and rows[0]["points"] == "2"
-    assert "unavailable" in rows[0]["BD-rate +LOF vs without (akima)"]  # 2 points: refused, with the reason

@@ -200,7 +200,10 @@ def cmd_reproduce(args) -> int:
             print(f"{name}: {doc['title']}\n  profiles: {', '.join(doc['profiles'])}")
         return 0
     report = reproduce(args.paper, args.profile, out=args.out, rerun=args.rerun, report_only=args.report_only,
-                       dry_run=args.dry_run, log_wandb=not args.no_wandb)
+                       dry_run=args.dry_run, log_wandb=not args.no_wandb, step_args=args.step_args)
+    if args.dry_run:
+        print("\n".join(report) + "\n(dry run: nothing ran, nothing was written)")
+        return 0
     print(report.read_text())
     print(f"report: {report}")
     return 0
@@ -379,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     repro_p.add_argument("--report-only", action="store_true", help="only (re)write the report from the results")
     repro_p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
     repro_p.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B (offline by default)")
+    repro_p.add_argument("--step-args", nargs=argparse.REMAINDER, default=[],
+                         help="everything after it is appended to every step (a smoke-scale budget, e.g. --step-args "
+                              "--qualities 1 --max-images 1); must come last")
     repro_p.set_defaults(func=cmd_reproduce)
 
     shards_p = sub.add_parser("make-shards", help="pack an image folder into WebDataset tar shards (data.layout=shards)")

@@ -65,19 +65,26 @@ def _number(cell: str | None) -> float | None:
         return None
 
 
-def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = False) -> list[str]:
+def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = False,
+              step_args: list[str] | None = None) -> list[str]:
+    """Run the profile's steps (``python <step…> <step_args…>``: step_args, e.g. a smoke-scale budget, go to every
+    step); a dry run names each step and runs nothing."""
     cfg = papers()[paper]["profiles"][profile]
     results = ROOT / cfg["results"]
     done = (results / cfg.get("table", "rd_table.md")).exists() and not rerun
     log = []
     for step in cfg["steps"]:
-        cmd = [sys.executable, *map(str, step)]
+        step = [*map(str, step), *(step_args or [])]
+        cmd = [sys.executable, *step]
         if done:
             log.append(f"skipped (results present in {cfg['results']}): {' '.join(map(str, step))}")
             continue
+        if dry_run:
+            log.append(f"would run: {' '.join(step)}")
+            continue
         log.append(f"ran: {' '.join(map(str, step))}")
         print("$", " ".join(map(str, step)), flush=True)
-        if not dry_run and subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
             # each driver skips the stages it already finished, so rerunning the same command resumes
             raise ReproduceError(f"step failed: {' '.join(map(str, step))}; its log is above; rerun "
                                  f"`compresslab reproduce {paper} --profile {profile}` to resume")
@@ -160,12 +167,16 @@ def _log_to_wandb(paper: str, profile: str, compared: list[tuple], out: Path, fi
 
 
 def reproduce(paper: str, profile: str, out: str | None = None, rerun: bool = False, report_only: bool = False,
-              dry_run: bool = False, log_wandb: bool = False) -> Path:
+              dry_run: bool = False, log_wandb: bool = False, step_args: list[str] | None = None) -> Path | list[str]:
+    """Run (or reuse) a profile's steps and write its report; a dry run returns the steps it would run and writes
+    nothing."""
     known = papers()
     if paper not in known:
         raise ReproduceError(f"unknown paper {paper!r}; one of: {', '.join(known)} (compresslab reproduce --list)")
     if profile not in known[paper]["profiles"]:
         raise ReproduceError(f"{paper} has no profile {profile!r}; one of: {', '.join(known[paper]['profiles'])}")
-    log = None if report_only else run_steps(paper, profile, rerun=rerun, dry_run=dry_run)
+    if dry_run:
+        return run_steps(paper, profile, rerun=rerun, dry_run=True, step_args=step_args)
+    log = None if report_only else run_steps(paper, profile, rerun=rerun, step_args=step_args)
     dest = Path(out) if out else ROOT / "experiments" / "reproduce" / f"{paper}_{profile}"
     return write_report(paper, profile, dest, log, log_wandb=log_wandb)

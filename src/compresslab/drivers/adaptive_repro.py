@@ -63,7 +63,7 @@ def trained_sweep(model: str, work: Path) -> Path:
     """The CPU recipe's sweep of ``model`` (compresslab.drivers.rd_cpu_proxy trains it unless it is there)."""
     out = work / "rd" / model / "sweep"
     if not list(out.glob("*/rd.json")):
-        sh([sys.executable, "compresslab.drivers.rd_cpu_proxy", "--models", model, "--work", str(work / "rd"),
+        sh([sys.executable, "-m", "compresslab.drivers.rd_cpu_proxy", "--models", model, "--work", str(work / "rd"),
             "--out", str(work / "rd" / "summary")])
     return out
 
@@ -203,7 +203,7 @@ def main() -> None:
         static_dir = Path(a.static_dir) if a.static_dir else work / "static"
         missing = [q for q in quals if not (static_dir / f"lambda{float(q['lambda'])}" / "rd.json").exists()]
         if not a.static_dir and missing:  # the control on the same bases (it skips finished lambdas itself)
-            sh([sys.executable, "compresslab.drivers.adaptive_static_control", "--base-sweep", str(base_dir),
+            sh([sys.executable, "-m", "compresslab.drivers.adaptive_static_control", "--base-sweep", str(base_dir),
                 "--work", str(work), "--train-crops", str(a.static_train_crops)])
     else:
         base_dir = Path(a.base_sweep) if a.base_sweep else trained_sweep("factorized", work)
