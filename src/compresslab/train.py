@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import models
 from .config import ConfigError
 from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights
+from .bases import resolve_base
 from .data import build_datamodule
 from .progress import ProgressLog, StepProgressBar
 from .speed import apply_speed_settings
@@ -203,8 +204,6 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.model.get("ideal") and int(cfg.trainer.get("max_steps") or 0) > 0:
         raise ConfigError("model.ideal=true is the oracle bound (p_hat = p): it has nothing to train; evaluate it with "
                           "trainer.max_steps=0")
-    if cls.requires_base_ckpt and (OmegaConf.is_missing(cfg.model, "base_ckpt") or not cfg.model.get("base_ckpt")):
-        raise ConfigError(f"model={cfg.model.name} needs model.base_ckpt=<trained factorized checkpoint>")
 
 
 def prepare_model_config(model_cfg: dict[str, Any], lmbda: float | None = None) -> dict[str, Any]:
@@ -259,9 +258,15 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     threads = cfg.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
+    base = resolve_base(cfg, run_dir)  # a model built on a trained base: given, found, downloaded or trained first
+    if base:
+        cfg.model.base_ckpt = base["base_ckpt"]
+        log.info("base model (%s): %s: %s", base["how"], base["base_ckpt"], base["detail"])
     pl.seed_everything(int(cfg.seed), workers=True)
     if pl.utilities.rank_zero_only.rank == 0:
         write_run_provenance(run_dir, cfg)
+        if base:
+            (run_dir / "base.json").write_text(json.dumps(base, indent=2))
 
     model_cfg = prepare_model_config(plain(cfg.model), float(cfg["lambda"]))
     model = models.build(model_cfg)
@@ -303,6 +308,12 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         "best_ckpt": ckpt_cb.best_model_path if ckpt_cb else None,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
     }
+    if pl.utilities.rank_zero_only.rank == 0 and not trainer.interrupted and trainer.state.finished:
+        # what `compresslab.bases` looks for when a later run needs this model as its base
+        (run_dir / "done.json").write_text(json.dumps({
+            "model": model_cfg, "lambda": float(cfg["lambda"]), "loss_metric": str(cfg.loss.metric),
+            "global_step": trainer.global_step, "max_steps": cfg.trainer.get("max_steps"),
+            "last_ckpt": result["last_ckpt"]}, indent=2, default=str))
     # rank 0 wrote rd.json; the sweeper reads the value of the process it launched
     result["objective"] = objective_value(cfg, run_dir, result["metrics"]) \
         if pl.utilities.rank_zero_only.rank == 0 else None

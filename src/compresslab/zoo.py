@@ -156,6 +156,7 @@ def load_zoo_checkpoint(spec: str, download: bool = True) -> dict[str, Any]:
     n, m = cfgs[arch][quality]
     return {"state_dict": sd,
             "compresslab": {"model": {"name": ARCHITECTURES[arch], "N": n, "M": m},
+                            "lambda": MSE_LAMBDAS[quality] if metric == "mse" else None,
                             "source": {"zoo": spec, "url": url, "file": path.name, "sha256": digest}}}
 
 

@@ -9,6 +9,8 @@ Training interface: ``training_losses(batch, criterion)`` (default: images throu
 
 Declared attributes: ``pad_multiple`` (evaluation pads images to it; evaluation also accepts plain CompressAI
 models, hence its getattr there), ``requires_base_ckpt`` (built on a trained base model), ``cache_latents``,
+``base_model`` (which registered model that base is: the base resolution of ``compresslab.bases`` reads it),
+``compressai_arch`` (CompressAI's architecture with the same state dict: zoo weights load into it),
 ``free_string_groups``, ``raw_string_groups``, and ``min_crop(cfg)``: the smallest training crop that gives every latent the size the model needs,
 checked before any work (train.validate_config) and used by ``debug=smoke``.
 """
@@ -23,6 +25,8 @@ import torch
 class LatentCodingMixin:
     pad_multiple: int = 64
     requires_base_ckpt: bool = False
+    base_model: str | None = None                  # the registered model a base checkpoint must hold
+    compressai_arch: str | None = None             # CompressAI's zoo architecture with the same state dict
     cache_latents: bool = False                    # train on cached latents of a frozen analysis transform
     free_string_groups: frozenset[int] = frozenset()  # string groups the evaluator does not count (oracle side info)
     raw_string_groups: frozenset[int] = frozenset()   # string groups that are not rANS streams (no decoder slack)
