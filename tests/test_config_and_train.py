@@ -84,15 +84,23 @@ def test_bad_key_fails_fast_from_the_command_line(tmp_path):
     assert not (tmp_path / "r" / "checkpoints").exists()  # no work started
 
 
-def test_smoke_run_writes_provenance_and_checkpoints(tmp_path):
+def test_smoke_run_writes_provenance_and_checkpoints(tmp_path, caplog):
+    import importlib.metadata
+    import logging
+
+    caplog.set_level(logging.INFO, logger="compresslab.progress")
     res = train(tmp_path, ["model=factorized", "callbacks.rd_eval.enabled=false", "seed=7"])
+    eta = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training: ")]
+    assert len(eta) == 1 and eta[0].startswith("training: 8 steps at ") and "(measured over steps 2-7): ETA" in eta[0]
+    done = json.loads((tmp_path / "done.json").read_text())
+    assert done["global_step"] == 8 and done["model"]["name"] == "factorized" and done["loss_metric"] == "mse"
     assert res["global_step"] == compose(SMOKE).trainer.max_steps
     for f in ("config.yaml", "git.json", "git.diff", "pip-freeze.txt", "environment.json", "metrics.csv",
               "checkpoints/last.ckpt"):
         assert (tmp_path / f).is_file(), f
     cfg = OmegaConf.load(tmp_path / "config.yaml")
     assert cfg.seed == 7 and cfg.model.name == "factorized"
-    assert "compressai==1.2.8" in (tmp_path / "pip-freeze.txt").read_text()
+    assert f"compressai=={importlib.metadata.version('compressai')}" in (tmp_path / "pip-freeze.txt").read_text()
     commit = json.loads((tmp_path / "git.json").read_text())["commit"]
     assert isinstance(commit, str) and len(commit) == 40 and int(commit, 16) >= 0  # tests run in a git checkout
     ck = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # weights_only=True works on our checkpoints
@@ -412,3 +420,22 @@ def test_a_users_model_dataset_and_experiment_from_outside_the_repository(tmp_pa
                 "--images", str(DATA / "kodak"), "--max-images", "1", "--crop", "64",
                 "--out", str(tmp_path / "e.json")], env={"COMPRESSLAB_PLUGINS": str(tmp_path / "my_models.py")})
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_a_user_yaml_named_like_a_built_in_wins_and_is_named(tmp_path):
+    """hydra.searchpath=[file://my/conf] with my model/factorized.yaml: mine is composed (Hydra alone would keep the
+    built-in, since it appends search paths after the primary config's folder), and the run says which file."""
+    from compresslab.app import shadowed_configs
+
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "factorized.yaml").write_text("name: factorized\nN: 77\nM: 96\n")
+    r = run_py(["train.py", "model=factorized", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "--cfg", "job"],
+               timeout=120, env={"COMPRESSLAB_CONF_PATH": ""})
+    assert r.returncode == 0, r.stderr
+    model = OmegaConf.create(r.stdout).model
+    assert (model.N, model.M) == (77, 96)
+    r = run_py(["train.py", "model=factorized", "--cfg", "job"], timeout=120, env={"COMPRESSLAB_CONF_PATH": ""})
+    assert OmegaConf.create(r.stdout).model.N == 128  # without the search path, the built-in
+    lines = shadowed_configs({"model": "factorized", "loss": "mse"}, [f"file://{tmp_path / 'conf'}"])
+    assert lines == [f"config model=factorized: using {tmp_path / 'conf' / 'model' / 'factorized.yaml'} (yours; it "
+                     f"shadows the built-in conf/model/factorized.yaml)"]

@@ -7,8 +7,10 @@ under the current one. A user's own config folders (``hydra.searchpath=[file:///
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -17,6 +19,7 @@ import compresslab.config  # noqa: F401  (registers ${model_min_crop:} before Hy
 from compresslab.conf import CONFIG_MODULE
 
 CONF_PATH_ENV = "COMPRESSLAB_CONF_PATH"
+log = logging.getLogger("compresslab.app")
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="train")
@@ -25,6 +28,8 @@ def _main(cfg: DictConfig):
     from compresslab.config import ConfigError
     from compresslab.train import run  # imported here so `--help` and config errors come back fast
 
+    for line in shadowed_configs():
+        log.info(line)
     try:
         result = run(cfg)
     except (ConfigError, CheckpointError) as e:
@@ -44,6 +49,31 @@ def _in_multirun() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def shadowed_configs(choices: dict[str, str] | None = None, user_paths: list[str] | None = None) -> list[str]:
+    """One line per config group option that a user folder provides under a built-in's name: which file was used."""
+    from compresslab.conf import CONF_DIR
+
+    if choices is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    if user_paths is None:
+        user_paths = [p for p in os.environ.get(CONF_PATH_ENV, "").split(os.pathsep) if p]
+    lines = []
+    for group, option in choices.items():
+        if not option or group.startswith("hydra/") or group == "hydra":
+            continue
+        built_in = CONF_DIR / group / f"{option}.yaml"
+        for folder in user_paths:
+            mine = Path(folder.removeprefix("file://")).expanduser() / group / f"{option}.yaml"
+            if mine.is_file():
+                lines.append(f"config {group}={option}: using {mine}" + (
+                    f" (yours; it shadows the built-in {built_in.relative_to(CONF_DIR.parent)})" if built_in.is_file()
+                    else ""))
+                break
+    return lines
 
 
 def user_conf_paths(argv: list[str]) -> list[str]:

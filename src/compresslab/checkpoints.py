@@ -29,6 +29,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         atomic_torch_save(checkpoint, path)
 
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        # Always weights_only: a resumed file never runs code, whatever Lightning's default (Lightning < 2.6 and
+        # torch < 2.6 would unpickle anything). Our checkpoints hold tensors and plain values only.
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     path = Path(path)

@@ -103,3 +103,59 @@ class ProgressLog(Callback):
                  f"/{total} ({100 * step / total:.0f} %)" if total else "", per_step, eta,
                  trainer.optimizers[0].param_groups[0]["lr"], m.get("train/loss", m.get("train/rate_loss", float("nan"))),
                  m.get("train/bpp", float("nan")), m.get("train/psnr", float("nan")))
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+class EtaLine(Callback):
+    """One line early in a run: the step budget, the measured s/step of the first steps (the very first, which
+    includes start-up, is left out) and the ETA of training, so a 100,000-step recipe started on a laptop CPU says
+    "days" in its first minute, with the smaller recipes that fit (``experiment=quickstart``, ``debug=smoke``)."""
+
+    def __init__(self, measure_steps: int = 10, suggest_after_s: float = 3600.0):
+        self.measure = int(measure_steps)
+        self.suggest_after_s = float(suggest_after_s)
+        self._t1: float | None = None
+        self._step1 = 0
+        self._val_s = 0.0            # validation inside the measured window is not a training step's cost
+        self._val_t0: float | None = None
+        self.line: str | None = None
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_t0 = time.monotonic()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._val_t0 is not None and self._t1 is not None:
+            self._val_s += time.monotonic() - self._val_t0
+        self._val_t0 = None
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.line is not None or self.measure <= 0:
+            return
+        step, total = trainer.global_step, trainer.max_steps
+        if self._t1 is None:
+            self._t1, self._step1 = time.monotonic(), step
+            return
+        if step - self._step1 < min(self.measure, max(1, (total or 0) - self._step1 - 1)) and step < (total or 0):
+            return
+        per_step = (time.monotonic() - self._t1 - self._val_s) / (step - self._step1)
+        if not total or total <= 0:
+            self.line = f"training: {per_step:.3f} s/step over steps {self._step1 + 1}-{step} (no step budget)"
+        else:
+            left = per_step * (total - step)
+            self.line = (f"training: {total:,} steps at {per_step:.3f} s/step (measured over steps "
+                         f"{self._step1 + 1}-{step}): ETA {format_duration(left)} of training, plus validation and "
+                         f"evaluation")
+            if left > self.suggest_after_s and trainer.accelerator.__class__.__name__ == "CPUAccelerator":
+                self.line += ("; on a CPU that is long: experiment=quickstart (about 4 min) or debug=smoke (seconds) "
+                              "check the whole pipeline, trainer=gpu trains the full recipe")
+        log.info(self.line)

@@ -21,7 +21,7 @@ from .config import ConfigError
 from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights
 from .bases import resolve_base
 from .data import build_datamodule
-from .progress import ProgressLog, StepProgressBar
+from .progress import EtaLine, ProgressLog, StepProgressBar
 from .speed import apply_speed_settings
 from .wandb_mode import wandb_mode
 from .provenance import config_hash, write_run_provenance
@@ -112,6 +112,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback
         cbs.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), **ck))
     if ccfg.get("rich_progress", False):
         cbs.append(StepProgressBar())
+    if ccfg.get("eta_after_n_steps"):
+        cbs.append(EtaLine(int(ccfg["eta_after_n_steps"])))
     if ccfg.get("progress_log_every_n_steps"):
         cbs.append(ProgressLog(str(cfg.get("name")), int(ccfg["progress_log_every_n_steps"])))
     cbs += instantiate_extras(ccfg.get("extra"), "callbacks")
@@ -242,6 +244,18 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # an advertisement for a cloud logger, printed at every fit
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTip())
+    # Lightning's hint to use srun is for runs *on* a scheduler; a machine that merely has SLURM installed gets it too
+    if "SLURM_JOB_ID" not in os.environ:
+        warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
+    # Lightning gives its loggers a console handler of their own when it is imported before logging is set up; under
+    # Hydra (or any app that configured the root logger) every INFO line then printed twice. One route: the root's.
+    if logging.getLogger().handlers:
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            lg = logging.getLogger(name)
+            for h in list(lg.handlers):
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                    lg.removeHandler(h)
+            lg.propagate = True
 
 
 def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -290,7 +304,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     loggers = build_loggers(cfg, run_dir, group)
     callbacks = build_callbacks(cfg, run_dir, datamodule)
     trainer = build_trainer(cfg, run_dir, loggers, callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    # resume reads through AtomicCheckpointIO.load_checkpoint (weights_only=True on every Lightning we support)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     if ckpt_cb is not None and ckpt_cb.save_last and ckpt_cb.last_model_path is not None:
