@@ -108,7 +108,12 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
             vs_ref = bd_rate([p["bpp"] for p in ref_pts], [p[metric] for p in ref_pts], rates, quals, method=method)
             note = "reference_note" if len(references) == 1 else f"note_vs_{ref}"
             row.update({f"bd_rate_vs_{ref}": vs_ref.bd_rate, note: vs_ref.reason})
-        row["line"] = f"{label}: {vs_anchor.line(metric)} vs {anchor}"
+        if len(pts) == 1:  # a single run is a point, not a curve: say what it is and how to get a BD-rate
+            p = pts[0]
+            row["line"] = (f"{label}: one RD point ({p['bpp']:.4f} bpp, {metric} {p[metric]:.2f}); BD-rate vs {anchor} "
+                           f"needs a curve of >= 4 lambdas (python train.py -m ... lambda=a,b,c,d)")
+        else:
+            row["line"] = f"{label}: {vs_anchor.line(metric)} vs {anchor}"
         rows.append(row)
         print(row["line"])
 
