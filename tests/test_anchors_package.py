@@ -46,6 +46,7 @@ def test_package_anchors_serve_when_the_data_root_has_none(tmp_path, monkeypatch
     assert mine.meta["served_from"] == "user folder" and mine.results["psnr-rgb"][0] == vtm.results["psnr-rgb"][0] + 1
 
 
+@pytest.mark.slow
 def test_bd_rate_cli_with_no_data_folder_prints_the_golden_number(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("COMPRESSLAB_DATA", "COMPRESSLAB_ANCHORS")}
     r = subprocess.run([sys.executable, "-m", "compresslab", "bd-rate", "kodak/vtm",

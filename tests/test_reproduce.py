@@ -81,6 +81,7 @@ def _reproduce_from_empty_folder(tmp_path, env: dict, *args: str):
                           capture_output=True, text=True, timeout=900, env=run_env)
 
 
+@pytest.mark.slow
 def test_ulhaq2024_zoo_profile_downloads_its_bases_and_runs_end_to_end_then_resumes(tmp_path, server):
     """`compresslab reproduce ulhaq2024 --profile zoo` at smoke size (two qualities, tiny stage 2): the pretrained
     bases are downloaded in the released layout and hash-checked, then the static control, stage 2 at the paper's
@@ -124,6 +125,7 @@ def test_ulhaq2024_zoo_profile_downloads_its_bases_and_runs_end_to_end_then_resu
     assert (work / "adaptive" / "lambda0.0018" / "rd.json").stat().st_mtime_ns == stamp  # the driver resumed
 
 
+@pytest.mark.slow
 def test_zhang2022_zoo_profile_runs_lof_on_downloaded_hyperpriors_with_compressais_lambdas(tmp_path, server):
     """`compresslab reproduce zhang2022 --profile zoo` at smoke size: LOF on CompressAI's eight pretrained
     hyperpriors, downloaded from an empty cache, each at the lambda CompressAI trained it with."""
@@ -147,6 +149,7 @@ def test_zhang2022_zoo_profile_runs_lof_on_downloaded_hyperpriors_with_compressa
     assert (tmp_path / "report" / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_dry_run_names_the_steps_and_writes_nothing(tmp_path):
     (tmp_path / "work").mkdir()
     r = _reproduce_from_empty_folder(tmp_path, {}, "ulhaq2024", "--profile", "cpu_proxy", "--dry-run")

@@ -46,6 +46,7 @@ def _run(bin_dir: Path, cwd: Path, *args: str, data: bool = True, timeout: int =
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_trains_evaluates_compares_and_lists_reproductions_from_an_empty_folder(wheel_venv,
                                                                                                      tmp_path):
     where = subprocess.run([str(wheel_venv / "python"), "-c", "import compresslab, compresslab.conf as c; "

@@ -1,7 +1,7 @@
 """Decode time and sequential step count vs image size: MSP profiles vs CompressAI's serial and checkerboard context
 models, same machine, same process, entropy coding included.
 
-    python benchmarks/decode_speed.py [--sizes 512x768 1024x1536 1024x2048] [--threads 2] [--repeats 1]
+    python -m compresslab.drivers.decode_speed [--sizes 512x768 1024x1536 1024x2048] [--threads 2] [--repeats 1]
 
 Weights are untrained (random initialisation, N=M=192 for all models), which is fine for timing: the work per step
 does not depend on the weights, only the bitrate (and so the rANS share) does. Images are Kodak kodim23 resized to
@@ -26,10 +26,9 @@ from compressai.models import Cheng2020AnchorCheckerboard, JointAutoregressiveHi
 from compressai.ops import compute_padding
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from compresslab import models  # noqa: E402
-from compresslab.data import image_to_tensor, resolve_data_root  # noqa: E402
+ROOT = Path.cwd()  # results are written relative to where the command runs
+from compresslab import models
+from compresslab.data import image_to_tensor, resolve_data_root
 
 
 def image(h: int, w: int) -> torch.Tensor:

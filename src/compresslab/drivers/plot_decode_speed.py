@@ -1,8 +1,8 @@
 """Decode time vs image size (the MSP paper's speed figure, redrawn from our measured tables): latent decode seconds
 (the entropy-decoding part, where the sequential step count matters) and full decode seconds per model, one CPU
-thread. Reads benchmarks/results/decode_speed_latent_t1_<H>x<W>.txt (written by benchmarks/decode_speed.py).
+thread. Reads benchmarks/results/decode_speed_latent_t1_<H>x<W>.txt (written by compresslab.drivers.decode_speed).
 
-    python benchmarks/plot_decode_speed.py [--out benchmarks/results/decode_speed_vs_size]
+    python -m compresslab.drivers.plot_decode_speed [--out benchmarks/results/decode_speed_vs_size]
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-from compresslab.reproduce import read_md_table  # noqa: E402
+ROOT = Path.cwd()  # results are written relative to where the command runs
+from compresslab.reproduce import read_md_table
 
 
 def load(results: Path) -> dict[str, list[tuple[float, float, float, int]]]:
@@ -40,7 +39,7 @@ def main() -> None:
     a = ap.parse_args()
     data = load(Path(a.results))
     if not data:
-        sys.exit(f"no decode_speed_latent_t1_*x*.txt tables in {a.results}; run benchmarks/decode_speed.py first")
+        sys.exit(f"no decode_speed_latent_t1_*x*.txt tables in {a.results}; run compresslab.drivers.decode_speed first")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for model, pts in data.items():
         mp = [p[0] for p in pts]
@@ -55,7 +54,7 @@ def main() -> None:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("Decode time vs image size: untrained N=M=192 models, torch CPU (benchmarks/decode_speed.py)")
+    fig.suptitle("Decode time vs image size: untrained N=M=192 models, torch CPU (compresslab.drivers.decode_speed)")
     out = Path(a.out)
     fig.savefig(out.with_suffix(".png"), dpi=150)
     fig.savefig(out.with_suffix(".pdf"))
