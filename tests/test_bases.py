@@ -74,13 +74,21 @@ def test_with_no_run_and_no_network_the_base_is_trained_first_then_reused(tmp_pa
 
 def test_the_missions_command_finishes_from_an_empty_folder_then_reuses_its_base(tmp_path):
     """`python train.py model=adaptive lambda=0.01 debug=smoke` exactly, on a machine with no network and no runs."""
+    fake = tmp_path / "bin"  # a machine with SLURM installed, a run not on it: no scheduler hint
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "srun").chmod(0o755)
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "COMPRESSLAB_MIRROR": "http://127.0.0.1:9",
-           "PYTHONWARNINGS": "ignore"}
+           "PATH": f"{fake}:{os.environ['PATH']}"}
+    env.pop("SLURM_JOB_ID", None)
     cmd = [sys.executable, str(REPO / "train.py"), "model=adaptive", "lambda=0.01", "debug=smoke", "logger=csv"]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     log = r.stdout + r.stderr
     assert "base: training a factorized model first" in log and "base model (trained)" in log
     assert "outputs/runs/adaptive-lambda0.01" in r.stdout and list(tmp_path.glob("outputs/runs/factorized-lambda0.01/*"))
+    assert "srun" not in log
+    assert not [line for line in log.splitlines() if line.startswith("INFO: ")]  # Lightning's lines print once
+    assert log.count("Seed set to 42") == 2  # once per run (base, then adaptive), not twice each
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "base model (run)" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
