@@ -93,7 +93,7 @@ class HyperbandPrunerConfig(PrunerConfig):
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.compresslab_optuna_sweeper.sweeper.OptunaSweeper"
     _recursive_: bool = False          # the sweeper builds its sampler (once per trial) and passes the pruner on
-    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": None}])
+    defaults: List[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": None}])
     sampler: Any = MISSING
     direction: Any = "minimize"        # or a list, e.g. [minimize, maximize] for (bpp, PSNR)
     storage: Optional[Any] = None      # sqlite:///<sweep dir>/optuna.db, postgresql://user@host/db, ...

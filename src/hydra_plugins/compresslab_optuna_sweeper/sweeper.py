@@ -199,6 +199,20 @@ class OptunaSweeper(Sweeper):
             str(self.storage), heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry))
 
+    def open_study(self, sampler: BaseSampler, directions: List[str]):
+        """Workers that start together race to create the tables and the study: the loser retries and loads."""
+        for attempt in range(5):
+            try:
+                storage = self.rdb_storage()
+                return storage, optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler,
+                                                    directions=directions, load_if_exists=True)
+            except Exception as e:  # noqa: BLE001 - sqlalchemy's IntegrityError/OperationalError of the race
+                if attempt == 4 or self.storage is None:
+                    raise
+                log.warning("opening the study failed (%s: %s); retrying", type(e).__name__, str(e)[:200])
+                time.sleep(1 + attempt)
+        raise AssertionError("unreachable")
+
     def build_sampler(self, space: Dict[str, BaseDistribution]) -> Tuple[BaseSampler, Optional[int]]:
         cfg = dict(self.sampler_cfg or {"_target_": "optuna.samplers.TPESampler"})
         seed = cfg.pop("seed", None)
@@ -245,9 +259,7 @@ class OptunaSweeper(Sweeper):
         sampler, grid_size = self.build_sampler(space)
         target = self.n_trials if grid_size is None else min(self.n_trials, grid_size)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        storage = self.rdb_storage()
-        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler,
-                                    directions=directions, load_if_exists=True)
+        storage, study = self.open_study(sampler, directions)
         if self.pruner_cfg is not None:
             study.set_user_attr("pruner", self.pruner_cfg)  # what the jobs' pruning callback builds
         write_study_file(self.sweep_dir, study.study_name, self.storage)
