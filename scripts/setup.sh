@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up: creates .venv/ at the repository root and installs CompressLab with pinned dependencies.
+# Idempotent set-up: creates .venv/ at the repository root and installs CompressLab with pinned dependencies and
+# the extras the tests use (test, dashboard: optuna-dashboard, postgres: psycopg2).
 # Re-running is cheap: pip is skipped while pyproject.toml is unchanged since the last successful install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,7 @@ PY=${PYTHON:-python3}
 stamp=.venv/.compresslab-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "import compresslab" 2>/dev/null; then
-  .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/pip install -q -e '.[test,dashboard,postgres]' 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import compressai, lightning, hydra, wandb, bjontegaard, compresslab" 2>/dev/null
   echo "$want" > "$stamp"
 fi

@@ -22,6 +22,9 @@ from optuna.trial import TrialState
 
 from conftest import REPO, free_port
 
+# heartbeat, fail_stale_trials and the retry callback carry Optuna's "experimental" mark since 2.8-3.0
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
 # short heartbeats so that a killed worker's trial goes stale within seconds (the defaults are 10 s / 60 s)
 FAST_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=4",
                   "hydra.sweeper.poll_interval=1"]
