@@ -228,10 +228,7 @@ class OptunaSweeper(Sweeper):
         sampler.name = cfg["_target_"].rsplit(".", 1)[-1]
         return sampler, grid_size
 
-    def overrides_for(self, trial: Trial, space: Dict[str, BaseDistribution], fixed: Dict[str, str],
-                      rest: List[str]) -> List[str]:
-        for name, dist in space.items():
-            trial._suggest(name, dist)  # the sampler's choice, recorded as the trial's parameter
+    def overrides_for(self, trial: Trial, fixed: Dict[str, str], rest: List[str]) -> List[str]:
         for name, value in fixed.items():
             trial.set_user_attr(name, value)
         if self.custom_search_space is not None:
@@ -261,6 +258,9 @@ class OptunaSweeper(Sweeper):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         storage, study = self.open_study(sampler, directions)
         if self.pruner_cfg is not None:
+            if self.storage is None:
+                log.warning("hydra.sweeper.pruner needs a storage the jobs can reach (hydra.sweeper.storage): "
+                            "this in-memory study is not pruned")
             study.set_user_attr("pruner", self.pruner_cfg)  # what the jobs' pruning callback builds
         write_study_file(self.sweep_dir, study.study_name, self.storage)
         log.info("Study %s (%s), sampler %s, directions %s: %d finished trials wanted", study.study_name,
@@ -283,8 +283,8 @@ class OptunaSweeper(Sweeper):
             waiting_logged = False
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                batch = [study.ask() for _ in range(want)]
-            overrides = [self.overrides_for(t, space, fixed, rest) for t in batch]
+                batch = [study.ask(fixed_distributions=space) for _ in range(want)]  # the sampler suggests them
+            overrides = [self.overrides_for(t, fixed, rest) for t in batch]
             returns = self.launch(study, batch, overrides)
             failures = sum(self.tell(study, storage, t, r, len(directions)) for t, r in zip(batch, returns))
             if failures / len(batch) > self.max_failure_rate:
