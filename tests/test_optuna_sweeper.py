@@ -236,3 +236,26 @@ def test_three_workers_share_one_postgresql_study_and_survive_a_killed_one(postg
     assert f"({len(trials)} trials, {n} complete" in report
     if pytest.importorskip("optuna_dashboard", reason="optuna-dashboard not installed"):
         _check_dashboard(postgres_url, "shared", sweep)
+
+
+def test_a_pruned_trial_stops_at_its_step_ends_cleanly_and_is_recorded_pruned(tmp_path):
+    """Pruning on live RD: the live RD cost reaches trial.report every N steps, the study's pruner decides (here
+    Optuna's ThresholdPruner set to prune any trial after its warm-up, so the outcome is known), training stops at
+    that step, the job ends normally (its rd.json is written), and the sweeper tells the trial PRUNED."""
+    from conftest import run_py
+
+    sweep = tmp_path / "search"
+    r = run_py(PROBE[:-1] + SMALL + [
+        "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}", "callbacks.rd_eval.live_every_n_steps=2",
+        "callbacks.rd_eval.live_images=1", "callbacks.rd_eval.live_crop=64",
+        "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,upper:0.0,n_warmup_steps:4}"], timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    trials = optuna.load_study(study_name="factorized_lr", storage=f"sqlite:///{sweep}/optuna.db").trials
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 2
+    for t in trials:
+        assert sorted(t.intermediate_values) == [2, 4]  # reported every 2 steps until the pruner said stop
+        assert t.user_attrs["pruned_at_step"] == 4 and t.user_attrs["steps"] == 4  # not debug=smoke's 8
+        live = [json.loads(x) for x in (sweep / t.user_attrs["run_dir"] / "rd_live.jsonl").read_text().splitlines()]
+        assert t.intermediate_values[4] == pytest.approx(live[-1]["rd_cost"])
+        assert (sweep / t.user_attrs["run_dir"] / "rd.json").exists()
+    assert "pruned at step 4" in (sweep / "sweep_report" / "sweep_report.md").read_text()
