@@ -208,3 +208,70 @@ def pytest_collection_modifyitems(config, items):
         ckpt = any(name.endswith(("_ckpt", "_ckpts")) for name in getattr(item, "fixturenames", ()))
         if ckpt or any(call in src for call in _INTEGRATION_CALLS) or "request.getfixturevalue" in src:
             item.add_marker(pytest.mark.slow)
+
+
+# -- a real PostgreSQL server for the many-workers sweep tests ---------------------------------------------------
+def _postgres_bindir() -> Path | None:
+    import glob
+    import shutil
+
+    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True):
+        if (Path(d) / "initdb").exists() and (Path(d) / "pg_ctl").exists():
+            return Path(d)
+    found = shutil.which("initdb")
+    return Path(found).parent if found and shutil.which("pg_ctl") else None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throw-away PostgreSQL server: initdb + pg_ctl in a temporary folder, listening on 127.0.0.1 only (a free
+    port, trust authentication), one database; stopped and removed at the end of the session. Skipped only where
+    the server binaries are not installed (Debian: apt-get install postgresql; .ci/run does that)."""
+    import pwd
+    import shutil
+    import tempfile
+
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+    pytest.importorskip("psycopg2", reason="psycopg2 not installed: pip install -e '.[postgres]'")
+    root = Path(tempfile.mkdtemp(prefix="compresslab-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root: run the server as the postgres (or nobody) user
+        user = next((u for u in ("postgres", "nobody") if _has_user(pwd, u)), None)
+        if user is None:
+            pytest.skip("running as root and no postgres/nobody user to run the PostgreSQL server as")
+        shutil.chown(root, user)
+        prefix = ["runuser", "-u", user, "--"]
+    data, port = root / "data", free_port()
+
+    def pg(*args: str) -> None:
+        r = subprocess.run(prefix + [str(bindir / args[0]), *args[1:]], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"{args[0]} failed: {r.stdout}{r.stderr}"
+
+    pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    pg("pg_ctl", "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60",
+       "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {root}", "start")
+    try:
+        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "compresslab")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/compresslab"
+    finally:
+        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _has_user(pwd, name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False

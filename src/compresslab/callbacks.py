@@ -68,10 +68,12 @@ class RDEvaluationCallback(Callback):
             result = evaluate_model(pl_module.model, files, crop=self.live_crop)
         point = {"step": trainer.global_step, **{k: v for k, v in result["mean"].items() if k in METRIC_KEYS},
                  "images": len(files), "crop": self.live_crop}
+        if self.loss_metric == "mse":  # the training objective on the live subset: what a sweep's pruner compares
+            point["rd_cost"] = mean_rd_cost(result["per_image"], self.lmbda)
         self.live_points.append(point)
         with (self.run_dir / "rd_live.jsonl").open("a") as f:
             f.write(json.dumps(point) + "\n")
-        metrics = {f"kodak_live/{k}": v for k, v in point.items() if k in METRIC_KEYS}
+        metrics = {f"kodak_live/{k}": v for k, v in point.items() if k in METRIC_KEYS or k == "rd_cost"}
         for lg in trainer.loggers:
             lg.log_metrics(metrics, step=trainer.global_step)
             if hasattr(lg, "log_table"):  # W&B
@@ -163,6 +165,50 @@ class RDEvaluationCallback(Callback):
             except Exception as e:  # noqa: BLE001 - a plot must never lose the evaluation
                 log.warning("RD plot skipped: %s", e)
         return doc
+
+
+class OptunaPruning(Callback):
+    """Pruning on live RD, for a job launched by CompressLab's Optuna sweeper (hydra/sweeper=optuna with a
+    pruner): every live real-bitstream point of the RD callback (``callbacks.rd_eval.live_every_n_steps``) is
+    reported to the trial as its RD cost at that step (``trial.report``), and when the study's pruner (the
+    sweeper stores its config in the study's user attribute ``pruner``) says the trial is hopeless, training stops
+    at that step, the trial's user attribute ``pruned_at_step`` is set, and the job ends normally (its final RD
+    evaluation still runs), after which the sweeper tells the trial PRUNED."""
+
+    def __init__(self, rd: RDEvaluationCallback, study_name: str, storage: str, number: int) -> None:
+        self.rd = rd
+        self.study_name, self.storage, self.number = study_name, storage, int(number)
+        self.trial = None
+        self.reported = 0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import optuna
+        from hydra.utils import instantiate
+
+        if not trainer.is_global_zero:
+            return
+        storage = optuna.storages.RDBStorage(self.storage)
+        study_id = storage.get_study_id_from_name(self.study_name)
+        spec = storage.get_study_user_attrs(study_id).get("pruner")
+        study = optuna.load_study(study_name=self.study_name, storage=storage,
+                                  pruner=instantiate(spec) if spec else None)
+        self.trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, self.number))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        points = self.rd.live_points
+        if self.trial is None or len(points) == self.reported:
+            return
+        self.reported = len(points)
+        point = points[-1]
+        if "rd_cost" not in point:
+            return
+        self.trial.report(float(point["rd_cost"]), int(point["step"]))
+        if self.trial.should_prune():
+            self.trial.set_user_attr("pruned_at_step", int(point["step"]))
+            log.info("Optuna trial %d pruned at step %d (live RD cost %.4f)", self.number, point["step"],
+                     point["rd_cost"])
+            trainer.should_stop = True
 
 
 @contextlib.contextmanager

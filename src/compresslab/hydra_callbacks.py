@@ -27,7 +27,7 @@ class SweepRDSummary(Callback):
     instead (from every rd.json present), with the failed jobs and their error lines beside it."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # The Optuna sweeper opens its study (sqlite:///<sweep dir>/optuna.db) before any job creates the folder.
+        # The sweep folder exists before any job creates it (a study's SQLite file lives in it).
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -43,7 +43,7 @@ class SweepRDSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         write_summary(sweep_dir, log_wandb=config.get("logger", {}).get("wandb") is not None,
                       metric=summary_metric(config))
-        if (sweep_dir / "optuna.db").exists():  # an hparams_search study: its own report
+        if (sweep_dir / "optuna_study.json").exists() or (sweep_dir / "optuna.db").exists():  # a study: its report
             try:
                 from .sweep_report import write_sweep_report
 

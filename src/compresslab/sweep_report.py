@@ -1,12 +1,11 @@
-"""Report of an Optuna study run through Hydra (hparams_search=...): best trial and its overrides, every trial,
-the optimisation history, parameter importances and, for two objectives, the Pareto front in (bpp, PSNR) with the
-kodak/vtm curve. Written by ``compresslab sweep-report SWEEP_DIR`` (and at the end of such a sweep).
+"""Report of an Optuna study run through Hydra (hparams_search=...): best trial and its overrides, every trial
+(with its training steps and, for a pruned one, the step it was stopped at), the optimisation history, parameter
+importances and, for two objectives, the Pareto front in (bpp, PSNR) with the kodak/vtm curve. Written at the end of
+such a sweep and by ``compresslab sweep-report SWEEP_DIR``.
 
-Importance: optuna 2.10's evaluators need scikit-learn, which we do not ship, so the report uses a simple,
-stated measure: the share of the objective's variance explained by each parameter's marginal (between-group
-variance over total variance). Parameters with at most 5 distinct values are grouped by value; others into rank
-terciles, so a U-shaped response (a learning rate too low and too high both hurt) is seen, which a split at the
-median would average away. With a dozen trials it ranks parameters roughly and nothing more; the report says so.
+Importance: Optuna's own ``optuna.importance.get_param_importances`` with the PED-ANOVA evaluator (no scikit-learn
+needed): how much each parameter's distribution differs between the best trials (top 10 %) and all of them,
+normalised so that the shares sum to 1. With a dozen trials it ranks parameters roughly and nothing more.
 """
 
 from __future__ import annotations
@@ -18,11 +17,20 @@ from typing import Any
 STATE_COMPLETE = "COMPLETE"
 
 
-def load_trials(sweep_dir: Path) -> tuple[str, list[str], list[dict[str, Any]]]:
-    """(study name, directions, trials) from the study database in the sweep folder (optuna.db)."""
+def open_study(sweep_dir: Path):
+    """The study of a sweep folder: the one named by <sweep>/optuna_study.json (written by the sweeper: a database
+    server's study too; its password is not stored, keep it in ~/.pgpass) or the last one in <sweep>/optuna.db."""
     import optuna
 
-    db = Path(sweep_dir) / "optuna.db"
+    sweep_dir = Path(sweep_dir)
+    ref = sweep_dir / "optuna_study.json"
+    if ref.exists():
+        doc = json.loads(ref.read_text())
+        storage = doc["storage"]
+        if storage == "sqlite:///optuna.db":  # relative to the sweep folder (a committed study)
+            storage = f"sqlite:///{sweep_dir / 'optuna.db'}"
+        return optuna.load_study(study_name=doc["study_name"], storage=storage)
+    db = sweep_dir / "optuna.db"
     if not db.exists():
         raise FileNotFoundError(f"{db} not found: sweep-report reads the Optuna study of an hparams_search sweep "
                                 f"(hydra.sweeper.storage=sqlite:///<sweep dir>/optuna.db)")
@@ -30,16 +38,40 @@ def load_trials(sweep_dir: Path) -> tuple[str, list[str], list[dict[str, Any]]]:
     summaries = optuna.get_all_study_summaries(storage)
     if not summaries:
         raise ValueError(f"{db} holds no study")
-    name = summaries[-1].study_name
-    study = optuna.load_study(study_name=name, storage=storage)
+    return optuna.load_study(study_name=summaries[-1].study_name, storage=storage)
+
+
+def load_trials(sweep_dir: Path, study=None) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """(study name, directions, trials) of the sweep folder's study."""
+    study = study or open_study(sweep_dir)
     trials = []
     for t in study.trials:
         values = t.values if t.values is not None else None
         trials.append({"number": t.number, "state": t.state.name, "values": values, "params": dict(t.params),
                        "seconds": t.duration.total_seconds() if t.duration else None,
+                       "steps": t.user_attrs.get("steps"), "pruned_at_step": t.user_attrs.get("pruned_at_step"),
+                       "run_dir": t.user_attrs.get("run_dir"),
                        "fail_reason": t.system_attrs.get("fail_reason") or t.user_attrs.get("fail_reason")})
     _add_job_errors(Path(sweep_dir), trials)
-    return name, [d.name.lower() for d in study.directions], trials
+    return study.study_name, [d.name.lower() for d in study.directions], trials
+
+
+def importance(study, objective: int = 0) -> dict[str, float]:
+    """Optuna's parameter importances (PED-ANOVA, normalised: the shares sum to 1) for one objective; {} when the
+    study has too few complete trials or its parameters do not vary."""
+    import optuna
+    from optuna.importance import PedAnovaImportanceEvaluator
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    if len(done) < 3:
+        return {}
+    try:
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=PedAnovaImportanceEvaluator(),
+            target=(lambda t: t.values[objective]) if len(study.directions) > 1 else None)
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return {}
+    return {k: float(v) for k, v in imp.items()}
 
 
 def _add_job_errors(sweep_dir: Path, trials: list[dict[str, Any]]) -> None:
@@ -70,33 +102,6 @@ def _add_job_errors(sweep_dir: Path, trials: list[dict[str, Any]]) -> None:
             job = next((j for j in reversed(jobs) if same(t["params"], j.get("overrides", []))), None)
             if job:
                 t["fail_reason"] = job.get("error")
-
-
-def variance_share(trials: list[dict[str, Any]], objective: int = 0) -> dict[str, float]:
-    """Share of the objective's variance explained by each parameter's marginal groups (see module docstring)."""
-    done = [t for t in trials if t["state"] == STATE_COMPLETE and t["values"] is not None]
-    ys = [t["values"][objective] for t in done]
-    if len(ys) < 3:
-        return {}
-    mean = sum(ys) / len(ys)
-    total = sum((y - mean) ** 2 for y in ys)
-    out = {}
-    for p in sorted({k for t in done for k in t["params"]}):
-        vals = [t["params"].get(p) for t in done]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
-        if numeric and len(set(vals)) > 5:
-            order = sorted(range(len(vals)), key=lambda i: vals[i])
-            keys = [""] * len(vals)
-            for rank, i in enumerate(order):
-                keys[i] = str(3 * rank // len(vals))  # rank terciles
-        else:
-            keys = [str(v) for v in vals]
-        groups: dict[str, list[float]] = {}
-        for k, y in zip(keys, ys):
-            groups.setdefault(k, []).append(y)
-        between = sum(len(g) * (sum(g) / len(g) - mean) ** 2 for g in groups.values())
-        out[p] = between / total if total > 0 else 0.0
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def pareto_front(trials: list[dict[str, Any]], directions: list[str]) -> list[dict[str, Any]]:
@@ -131,20 +136,25 @@ def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_sweep_report(sweep_dir: str | Path) -> Path:
+def write_sweep_report(sweep_dir: str | Path, study=None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sweep_dir = Path(sweep_dir)
-    name, directions, trials = load_trials(sweep_dir)
+    study = study or open_study(sweep_dir)
+    name, directions, trials = load_trials(sweep_dir, study)
     out = sweep_dir / "sweep_report"
     out.mkdir(parents=True, exist_ok=True)
     done = [t for t in trials if t["state"] == STATE_COMPLETE and t["values"] is not None]
     params = sorted({k for t in trials for k in t["params"]})
-    lines = [f"# Sweep report: study `{name}` ({len(trials)} trials, {len(done)} complete)", "",
-             f"Sweep folder `{sweep_dir}`; directions: {', '.join(directions)}.", ""]
+    pruned = [t for t in trials if t["state"] == "PRUNED"]
+    steps = [t["steps"] for t in trials if t["steps"] is not None]
+    lines = [f"# Sweep report: study `{name}` ({len(trials)} trials, {len(done)} complete"
+             + (f", {len(pruned)} pruned" if pruned else "") + ")", "",
+             f"Sweep folder `{sweep_dir}`; directions: {', '.join(directions)}."
+             + (f" Training steps spent: {sum(steps)} over {len(steps)} trials." if steps else ""), ""]
     if len(directions) == 1 and done:
         sign = 1 if directions[0] == "minimize" else -1
         best = min(done, key=lambda t: sign * t["values"][0])
@@ -182,21 +192,25 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
         ax.plot([t["values"][0] for t in fr], [t["values"][1] for t in fr], "o-", color="C3", label="Pareto front")
         _finish(fig, ax, "bpp (real bitstream)", "PSNR RGB [dB]", out / "pareto.png")
         lines += ["![Pareto front](pareto.png)", ""]
-    imp = variance_share(trials)
+    imp = importance(study)
     if imp:
-        lines += ["## Parameter importance (share of the objective's variance explained by each parameter's "
-                  "marginal; a rough ranking with few trials)", "", "| parameter | share |", "|---|---|"]
+        lines += ["## Parameter importance (Optuna's PED-ANOVA, shares sum to 1; a rough ranking with few trials)",
+                  "", "| parameter | share |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in imp.items()] + [""]
-    lines += ["## Trials", "", "| trial | state | objective | " + " | ".join(params) + " | seconds | note |",
-              "|" + "---|" * (len(params) + 5)]
+    lines += ["## Trials", "", "A pruned trial's objective is its last live RD cost (the live subset), not comparable "
+              "with the complete trials' full evaluation.", "",
+              "| trial | state | objective | " + " | ".join(params) + " | steps | seconds | run dir | note |",
+              "|" + "---|" * (len(params) + 7)]
     for t in trials:
+        note = t["fail_reason"] or (f"pruned at step {t['pruned_at_step']}" if t["pruned_at_step"] is not None
+                                    else None)
         lines.append(f"| {t['number']} | {t['state']} | {_fmt(t['values'])} | "
                      + " | ".join(_fmt(t["params"].get(p)) for p in params)
-                     + f" | {_fmt(t['seconds'])} | {_fmt(t['fail_reason'])} |")
+                     + f" | {_fmt(t['steps'])} | {_fmt(t['seconds'])} | {_fmt(t['run_dir'])} | {_fmt(note)} |")
     (out / "sweep_report.md").write_text("\n".join(lines) + "\n")
     (out / "trials.json").write_text(json.dumps({"study": name, "directions": directions, "trials": trials,
                                                  "importance": imp}, indent=2, default=str))
     return out / "sweep_report.md"
 
 
-__all__ = ["load_trials", "pareto_front", "variance_share", "write_sweep_report"]
+__all__ = ["importance", "load_trials", "open_study", "pareto_front", "write_sweep_report"]

@@ -126,6 +126,11 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback
                                         model_cfg=plain(cfg.model), config_hash=config_hash(cfg),
                                         lof=lof if lof.get("enabled") else None,
                                         loss_metric=cfg.loss.metric, **rd))
+        trial = plain(cfg.get("optuna_trial"))
+        if trial:  # a trial of the Optuna sweeper with a pruner: report the live RD cost, stop when told
+            from .callbacks import OptunaPruning
+
+            cbs.append(OptunaPruning(cbs[-1], **trial))
     return cbs
 
 
@@ -175,6 +180,9 @@ def validate_config(cfg: DictConfig) -> None:
         if objective == "kodak_rd_cost" and cfg.loss.metric != "mse":
             raise ConfigError("objective=kodak_rd_cost is the MSE RD cost; use objective=bpp_psnr or val_loss "
                               "with loss=msssim")
+    if cfg.get("optuna_trial") and not int((cfg.callbacks.get("rd_eval") or {}).get("live_every_n_steps") or 0):
+        raise ConfigError("a pruned Optuna study (hydra.sweeper.pruner) prunes on the live RD cost; set "
+                          "callbacks.rd_eval.live_every_n_steps>0")
     try:
         lam = float(cfg["lambda"])
     except (TypeError, ValueError):
