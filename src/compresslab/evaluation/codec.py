@@ -185,12 +185,12 @@ def _save_png(img, out) -> None:
     write_atomic(out, buf.getvalue())
 
 
-# Calibration of the decode estimate (benchmarks/fuzz_decoder.py --estimate prints estimate vs measured peak):
+# Calibration of the decode estimate (benchmarks/decode_estimate.py: estimate vs measured peak and time):
 _BYTES_PER_SYMBOL = 96    # index tensor (int64) and its Python list, the C++ vectors, the decoded list and tensors
 _SYNTH_FLOATS = 1.0       # float32 activations per padded pixel and per g_s channel (N at stride 2, ~4 alive)
 _BASE_BYTES = 64 << 20    # tables, output image, interpreter slack
-_SYMBOLS_PER_S = 4e6      # rANS decode with its Python list round trips, one core
-_MACS_PER_S = 20e9        # g_s convolutions, one core
+_SYMBOLS_PER_S = 1e6      # rANS decode with its Python list round trips, one core (a loaded 2-core machine)
+_MACS_PER_S = 5e9         # g_s convolutions, one core
 
 
 def estimate_decode(model, c: Container, layout: list[list[int]]) -> dict[str, float]:
@@ -259,8 +259,9 @@ def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: 
         limit = effective_memory_mb(memory_mb)
         if est["bytes"] > limit * 2**20:
             raise ContainerError(f"{source}: decoding this {c.height}x{c.width} file would need about "
-                                 f"{est['bytes'] / 2**20:.0f} MB ({est['symbols']} symbols; estimated from its "
-                                 f"header), above the memory limit of {limit} MB; if the file is yours, raise "
+                                 f"{est['bytes'] / 2**20:.0f} MB and {est['seconds']:.0f} s ({est['symbols']} "
+                                 f"symbols; estimated from its header), above the memory limit of {limit} MB; if the "
+                                 f"file is yours, raise "
                                  f"--memory-mb (decode_bytes(memory_mb=...))"
                                  + (" and the environment's `ulimit -v`" if limit < memory_mb else ""))
     raw = getattr(model, "raw_string_groups", frozenset())
