@@ -60,6 +60,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
             kept = f"the previous {path.name} is kept intact" if path.exists() else f"no {path.name} was written"
+            others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+            kept += f"; {', '.join(others)} untouched" if others else ""
             raise CheckpointWriteError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
         raise
 
