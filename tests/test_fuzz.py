@@ -1,6 +1,7 @@
-"""The fuzz campaign's CI subset (issues 15/19): >= 1,000 mutated files over the four models, each decoded in a
-forked child; no signal, no hang, no exception other than ContainerError/CheckpointError, and no edited payload
-decoded under the old digest. The full campaign is benchmarks/fuzz_decoder.py."""
+"""The fuzz campaign's CI subset (issues 15/19/31): >= 1,000 mutated files over the four models, each decoded
+in-process in a forked child; no signal, no hang, no exception other than ContainerError/CheckpointError, and no
+decode in the classes that must be refused (an edited payload under the old digest, copied/dropped groups, duplicate
+keys, header lies at scale). The full campaign is benchmarks/fuzz_decoder.py."""
 
 import os
 import time
@@ -10,7 +11,7 @@ from PIL import Image
 
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.evaluation import codec
-from compresslab.evaluation.fuzz import MUTATIONS, campaign, mutate, run_cases
+from compresslab.evaluation.fuzz import MUST_REFUSE, MUTATIONS, campaign, mutate, run_cases, special_files
 from conftest import DATA, train
 
 
@@ -65,7 +66,7 @@ def test_every_mutation_class_changes_the_file(factorized_ckpt, crop, tmp_path):
         assert d[9 + int.from_bytes(d[5:9], "big"): -4] != payload
 
 
-@pytest.mark.parametrize("name,cases", [("factorized", 400), ("hyperprior", 400), ("adaptive", 150), ("msp", 68)])
+@pytest.mark.parametrize("name,cases", [("factorized", 416), ("hyperprior", 416), ("adaptive", 156), ("msp", 78)])
 def test_fuzz_subset_no_crash_no_hang_no_uncaught_no_silent_decode(name, cases, crop, tmp_path, factorized_ckpt,
                                                                     hyperprior_ckpt, msp_ckpt, adaptive_fuzz_ckpt):
     ckpt = {"factorized": factorized_ckpt, "hyperprior": hyperprior_ckpt, "msp": msp_ckpt,
@@ -79,7 +80,8 @@ def test_fuzz_subset_no_crash_no_hang_no_uncaught_no_silent_decode(name, cases, 
     assert o.get("signal", 0) == o.get("hang", 0) == o.get("uncaught", 0) == 0, res["examples"]
     assert res["silent_decodes_of_edited_payloads"] == 0
     assert o.get("refused", 0) > 0 and o.get("decoded", 0) > 0  # both paths were exercised
-    assert res["by_mutation"]["digest_kept"] == {"refused": res["by_mutation"]["digest_kept"]["refused"]}
+    for m in MUST_REFUSE:  # edited under the old digest, groups copied/dropped, duplicate keys, big header lies
+        assert set(res["by_mutation"][m]) == {"refused"}, (m, res["by_mutation"][m])
 
 
 def test_a_version_1_file_without_digest_still_decodes(factorized_ckpt, crop, tmp_path):
@@ -104,3 +106,33 @@ def test_a_version_1_file_without_digest_still_decodes(factorized_ckpt, crop, tm
     (tmp_path / "v2.clab").write_bytes(v2 + struct.pack(">I", zlib.crc32(v2)))
     with pytest.raises(codec.ContainerError, match="payload_sha256"):
         codec.decompress_file(tmp_path / "v2.clab", factorized_ckpt)
+
+
+def test_header_lies_are_refused_before_decoding_in_process(factorized_ckpt, crop, tmp_path):
+    """Issue 31's segfault and amplification cases: the payload untouched, the image size enlarged with a consistent
+    latent shape. In-process (the API's path), each is refused from the header; the first by the strings' length
+    bound, the others by the pixel limit, each naming what to raise."""
+    from compresslab.evaluation.container import Container, ContainerError
+
+    model, meta = build_model_from_checkpoint(factorized_ckpt)
+    codec.compress_file(factorized_ckpt, crop, tmp_path / "ok.clab")
+    c = Container.from_bytes((tmp_path / "ok.clab").read_bytes())
+    for (h, w), match in (((8192, 8192), "need at least"), ((16384, 16384), "--max-pixels"),
+                          ((32768, 8192), "--max-pixels")):
+        lie = Container(c.model, c.weights_hash, h, w, list(model.coded_shape(h, w)), c.strings).to_bytes()
+        with pytest.raises(ContainerError, match=match):
+            codec.decode_bytes(lie, model, meta)
+    # the memory estimate is checked before decoding too: a limit below it refuses even the untouched file
+    good = (tmp_path / "ok.clab").read_bytes()
+    with pytest.raises(ContainerError, match="above the memory limit of 16 MB.*--memory-mb"):
+        codec.decode_bytes(good, model, meta, memory_mb=16)
+    assert codec.decode_bytes(good, model, meta).size == (128, 128)
+
+
+def test_special_files_are_refused_by_every_decode_path(factorized_ckpt, tmp_path):
+    from compresslab.evaluation.container import ContainerError
+
+    for kind, path in special_files(tmp_path).items():
+        for isolate in (False, True):
+            with pytest.raises(ContainerError, match="not a regular file"):
+                codec.decompress_file(path, factorized_ckpt, isolate=isolate)

@@ -91,3 +91,36 @@ def test_cli_decompress_is_isolated_and_exits_cleanly_on_a_killed_decoder(encode
                 "-o", str(tmp_path / "x.png"), "--memory-mb", "64"], timeout=300)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "ok.clab" in r.stderr.strip().splitlines()[-1]
+
+
+def test_cli_decompress_refuses_special_files_in_one_line(hyperprior_ckpt, tmp_path):
+    """A directory, a FIFO (which would block the reader before any timeout) and a link to /dev/zero (which would
+    be read until memory runs out): one line naming the path, exit 2, nothing written."""
+    import os
+
+    (tmp_path / "d.clab").mkdir()
+    os.mkfifo(tmp_path / "f.clab")
+    (tmp_path / "z.clab").symlink_to("/dev/zero")
+    for name in ("d.clab", "f.clab", "z.clab"):
+        r = run_py(["-m", "compresslab.cli", "decompress", str(tmp_path / name), "--ckpt", str(hyperprior_ckpt),
+                    "-o", str(tmp_path / "x.png")], timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0] and "not a regular file" in lines[0]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_isolated_decode_keeps_a_lower_address_space_limit(encoded, hyperprior_ckpt, tmp_path):
+    """Under `ulimit -v 8G` the default --memory-mb (16 GB) used to fail in preexec_fn: the child now keeps the
+    environment's lower limit, and the decode succeeds."""
+    import resource
+
+    d, _, _ = encoded
+
+    def ulimit_v_8g():
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    r = run_py(["-m", "compresslab.cli", "decompress", str(d / "ok.clab"), "--ckpt", str(hyperprior_ckpt),
+                "-o", str(tmp_path / "x.png")], timeout=300, preexec_fn=ulimit_v_8g)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "x.png").stat().st_size > 0

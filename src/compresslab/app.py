@@ -26,16 +26,19 @@ log = logging.getLogger("compresslab.app")
 def _main(cfg: DictConfig):
     from compresslab.checkpoints import CheckpointError
     from compresslab.config import ConfigError
+    from compresslab.data import DataLayoutError
     from compresslab.train import run  # imported here so `--help` and config errors come back fast
 
     for line in shadowed_configs():
         log.info(line)
     try:
         result = run(cfg)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, DataLayoutError) as e:
         # config: an impossible combination, caught before any work; checkpoint: init_from / ckpt_path /
-        # model.base_ckpt missing, corrupt, unsafe or of another model. One line, no traceback.
-        line = f"{'config' if isinstance(e, ConfigError) else 'checkpoint'} error: {e}"
+        # model.base_ckpt missing, corrupt, unsafe or of another model, or a checkpoint write that failed (full
+        # disk: the previous one is intact); data: the dataset's layout is missing. One line, no traceback.
+        kind = "config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataLayoutError) else "checkpoint"
+        line = f"{kind} error: {e}"
         if _in_multirun():  # sys.exit would end the whole sweep; a failed job is recorded and the others go on
             print(line, file=sys.stderr, flush=True)
             raise RuntimeError(line) from None

@@ -6,6 +6,7 @@ Every load goes through ``torch.load(weights_only=True)``: a checkpoint is data,
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -35,13 +36,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (full disk, unwritable folder); the previous one is intact."""
+
+
+TMP_GLOB = ".*.ckpt.*.tmp"  # what atomic_torch_save's mkstemp names look like, for remove_stale_temporaries
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Serialised in memory first: a write error is then a plain OSError from our own write (torch's zip writer
+    # reports a full disk as a RuntimeError, and again while closing: two tracebacks, issue 31).
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            f.write(buf.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates 0600 files; a checkpoint gets the mode any other file of this user gets (umask)
@@ -49,9 +61,24 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            kept = f"the previous {path.name} is kept intact" if path.exists() else f"no {path.name} was written"
+            others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+            kept += f"; {', '.join(others)} untouched" if others else ""
+            raise CheckpointWriteError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of checkpoint writes that were killed (a SIGKILL runs no cleanup): called when a
+    run starts, before anything writes into ``folder``. Returns what was removed."""
+    removed = []
+    for p in Path(folder).glob(TMP_GLOB) if Path(folder).is_dir() else ():
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -67,14 +94,23 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001 - a corrupt cached file
             raise CheckpointError(f"cannot read the zoo weights for {path}: {type(e).__name__}: "
                                   f"{str(e).splitlines()[0][:300]}") from e
+    from .inputs import InputFileError, check_regular_file
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:  # a directory, FIFO or device (or a link to one) is refused before torch opens it (a FIFO would block)
+        st = check_regular_file(path, "checkpoint")
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except InputFileError as e:
+        raise CheckpointError(str(e)) from None
+    if st.st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted copy or save; use another one")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        first = (str(e).splitlines() or [""])[0][:300]  # some carry no message at all
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. The file is "
+            f"cannot read checkpoint {path}: {type(e).__name__}{': ' + first if first else ''}. The file is "
             f"truncated, corrupt, or not a PyTorch checkpoint (only weights-only checkpoints are accepted)."
         ) from e
     if not isinstance(obj, Mapping):

@@ -144,7 +144,7 @@ def cmd_fetch(args) -> int:
         return 0
     try:
         done = fetch_many(args.names, args.root, mirror=args.mirror)
-    except FetchError as e:
+    except (FetchError, OSError) as e:  # OSError: a full disk or an unwritable root, named by the message
         print(f"error: {e}", file=sys.stderr)
         return 1
     for name, dest in done.items():
@@ -227,7 +227,7 @@ def cmd_compress(args) -> int:
         from .lof import LOFConfig
 
         lof = LOFConfig(steps=args.lof_steps)
-    info = compress_file(args.ckpt, args.image, args.output, lof=lof, lmbda=args.lmbda)
+    info = compress_file(args.ckpt, args.image, args.output, lof=lof, lmbda=args.lmbda, max_pixels=args.max_pixels)
     print(f"wrote {args.output}: {info['bytes']} bytes ({info['bpp']:.4f} bpp incl. header)")
     return 0
 
@@ -236,7 +236,7 @@ def cmd_decompress(args) -> int:
     from .evaluation.codec import decompress_file
 
     decompress_file(args.file, args.ckpt, args.output, isolate=not args.in_process, timeout=args.timeout,
-                    memory_mb=args.memory_mb)
+                    memory_mb=args.memory_mb, max_pixels=args.max_pixels)
     print(f"wrote {args.output}")
     return 0
 
@@ -356,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     compress_p.add_argument("--lof", action="store_true", help="overfit the latent first (same decoder)")
     compress_p.add_argument("--lof-steps", type=int, default=lof_defaults.steps)
     compress_p.add_argument("--lmbda", type=float)
+    compress_p.add_argument("--max-pixels", type=int, default=1 << 26,  # codec.DEFAULT_MAX_PIXELS (tested)
+                            help="refuse larger images from their header, before decoding them (default 64 MP)")
     compress_p.set_defaults(func=cmd_compress)
 
     decompress_p = sub.add_parser("decompress", help=".clab file -> PNG")
@@ -366,7 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode in this process (only for files you wrote yourself: a crafted payload can crash "
                         "CompressAI's C++ entropy decoder); default: an isolated child process")
     decompress_p.add_argument("--timeout", type=float, default=600.0, help="seconds before an isolated decode is abandoned")
-    decompress_p.add_argument("--memory-mb", type=int, default=16384, help="address-space limit of the isolated decoder")
+    decompress_p.add_argument("--memory-mb", type=int, default=16384,
+                              help="refuse files whose decode is estimated (from the header) to need more; also the "
+                                   "isolated decoder's address-space limit (a lower `ulimit -v` is kept)")
+    decompress_p.add_argument("--max-pixels", type=int, default=1 << 26,  # codec.DEFAULT_MAX_PIXELS (tested)
+                              help="refuse files whose header declares a larger image (default 64 MP)")
     decompress_p.set_defaults(func=cmd_decompress)
 
     sr_p = sub.add_parser("sweep-report", help="report of an Optuna study (hparams_search sweep folder)")
@@ -425,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except (CheckpointError, ContainerError, DataLayoutError, ImageDecodeError, AnchorError, FileNotFoundError, FileExistsError,
-            ValueError) as e:
+            ValueError, OSError) as e:  # OSError: a full disk or an unreadable file, named by the message
         print(f"compresslab {args.cmd}: error: {e}", file=sys.stderr)
         return 2
 

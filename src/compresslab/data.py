@@ -90,7 +90,8 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             return to_rgb8(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        # DecompressionBombError (PIL's own pixel limit) is no OSError: without it a bomb was a traceback
         raise ImageDecodeError(f"cannot decode image {path}: {e}") from e
 
 

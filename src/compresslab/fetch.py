@@ -124,15 +124,70 @@ def download(url: str, target: Path, sha256: str | None, timeout: float = 60.0, 
     return digest
 
 
-def _extract(archive: Path, root: Path) -> None:
+def _unsafe_member(name: str) -> str | None:
+    """Why an archive member name may not be extracted, or None. zipfile would rewrite such names silently; a
+    dataset archive never needs one, so it is refused by name instead."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "an absolute path"
+    if ".." in parts:
+        return "a '..' component"
+    return None
+
+
+def _check_members(archive: Path) -> None:
+    """Refuse, before anything is written, an archive with a link, device or unsafe member, naming it."""
+    import stat
+
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
-            z.extractall(root)  # zipfile strips absolute paths and ".." from member names: nothing lands outside
+            for info in z.infolist():
+                mode = info.external_attr >> 16
+                why = "a symbolic link" if stat.S_ISLNK(mode) else _unsafe_member(info.filename)
+                if why:
+                    raise FetchError(f"{archive}: member {info.filename!r} is {why}; refusing to extract the archive "
+                                     f"(nothing was written)")
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
-            t.extractall(root, filter="data")
+            for m in t.getmembers():
+                why = ("a symbolic link" if m.issym() else "a hard link" if m.islnk() else
+                       "a device or FIFO" if not (m.isfile() or m.isdir()) else _unsafe_member(m.name))
+                if why:
+                    raise FetchError(f"{archive}: member {m.name!r} is {why}; refusing to extract the archive "
+                                     f"(nothing was written)")
     else:
         raise FetchError(f"{archive} is neither a zip nor a tar archive")
+
+
+def _extract(archive: Path, root: Path) -> None:
+    """Extract into a temporary folder under ``root`` and move the files into place only when all of it succeeded:
+    a bad member, a full disk or a kill leaves no partial tree (the temporary folder is removed, or named .extract-*
+    if killed). Every failure is a FetchError naming the archive."""
+    import shutil
+    import tempfile
+
+    try:
+        _check_members(archive)
+        tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
+        raise FetchError(f"{archive}: cannot read the archive ({type(e).__name__}: {e})") from None
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+        else:
+            with tarfile.open(archive) as t:
+                t.extractall(tmp, filter="data")
+        for f in sorted(tmp.rglob("*")):
+            if f.is_file():
+                dest = root / f.relative_to(tmp)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, dest)
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as e:
+        raise FetchError(f"{archive}: extraction failed ({type(e).__name__}: {e}); nothing was extracted into "
+                         f"{root}, rerun to retry") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def fetch(source: Source, root: Path, quiet: bool = False, mirror: str | None = None) -> list[Path]:

@@ -20,9 +20,11 @@ from torch import Tensor
 from torch.utils.data import IterableDataset
 
 from .data import IMAGE_EXTENSIONS, crop_patch, find_images, image_to_tensor, to_rgb8
+from .inputs import InputFileError, read_regular_file
 
 log = logging.getLogger(__name__)
 IMAGE_KEYS = tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+MAX_IMAGE_FILE_BYTES = 1 << 31  # 2 GiB: no training image file is larger; a bigger "image" is refused by name
 
 
 def write_shards(src: str | Path, out: str | Path, max_count: int = 10_000, max_size: float = 1e9,
@@ -35,14 +37,31 @@ def write_shards(src: str | Path, out: str | Path, max_count: int = 10_000, max_
     out.mkdir(parents=True, exist_ok=True)
     if any(out.glob(f"{prefix}-*.tar")):
         raise FileExistsError(f"{out} already holds {prefix}-*.tar shards; choose an empty folder")
-    with wds.ShardWriter(str(out / f"{prefix}-%06d.tar"), maxcount=max_count, maxsize=max_size, verbose=0) as sink:
-        for i, f in enumerate(files):
-            ext = f.suffix.lower().lstrip(".")
-            sink.write({"__key__": f"{i:09d}", ext: f.read_bytes(), "path.txt": str(f.relative_to(src))})
-    shards = sorted(p.name for p in out.glob(f"{prefix}-*.tar"))
-    index = {"images": len(files), "shards": shards, "max_count": max_count, "max_size": max_size,
-             "train_shards": f"{out}/{prefix}-{{000000..{len(shards) - 1:06d}}}.tar"}
-    (out / "index.json").write_text(json.dumps(index, indent=2))
+    try:
+        with wds.ShardWriter(str(out / f"{prefix}-%06d.tar"), maxcount=max_count, maxsize=max_size,
+                             verbose=0) as sink:
+            for i, f in enumerate(files):
+                ext = f.suffix.lower().lstrip(".")
+                # a regular file, bounded read: a FIFO or a link to a device named *.png must not block or fill RAM
+                try:
+                    data = read_regular_file(f, MAX_IMAGE_FILE_BYTES, "image")
+                except OSError as e:  # read_regular_file names the file itself; a raw OSError may not
+                    raise InputFileError(f"cannot read image {f}: {e.strerror or e}") from None
+                sink.write({"__key__": f"{i:09d}", ext: data, "path.txt": str(f.relative_to(src))})
+        shards = sorted(p.name for p in out.glob(f"{prefix}-*.tar"))
+        index = {"images": len(files), "shards": shards, "max_count": max_count, "max_size": max_size,
+                 "train_shards": f"{out}/{prefix}-{{000000..{len(shards) - 1:06d}}}.tar"}
+        tmp = out / ".index.json.tmp"
+        tmp.write_text(json.dumps(index, indent=2))
+        tmp.replace(out / "index.json")  # the index appears whole, last: shards without it are never left behind
+    except BaseException as e:
+        # out held no shards when we started (checked above): every one there now is ours and incomplete
+        for p in out.glob(f"{prefix}-*.tar"):
+            p.unlink(missing_ok=True)
+        (out / ".index.json.tmp").unlink(missing_ok=True)
+        if isinstance(e, (OSError, InputFileError)):
+            raise InputFileError(f"{e}; no shards were written (fix or remove that file and rerun)") from None
+        raise
     return index
 
 

@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import models
 from .config import ConfigError
-from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights
+from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights, remove_stale_temporaries
 from .bases import resolve_base
-from .data import build_datamodule
+from .data import ImageDataModule, build_datamodule
 from .progress import EtaLine, ProgressLog, StepProgressBar
 from .speed import apply_speed_settings
 from .wandb_mode import wandb_mode
@@ -214,6 +214,10 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.model.get("ideal") and int(cfg.trainer.get("max_steps") or 0) > 0:
         raise ConfigError("model.ideal=true is the oracle bound (p_hat = p): it has nothing to train; evaluate it with "
                           "trainer.max_steps=0")
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no usable CUDA GPU "
+                          f"(torch.cuda.is_available() is False); use trainer=cpu")
 
 
 def prepare_model_config(model_cfg: dict[str, Any], lmbda: float | None = None) -> dict[str, Any]:
@@ -277,6 +281,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     silence_known_noise()
     hydra_dir, group = hydra_run_info()
     run_dir = Path(run_dir or hydra_dir or Path(cfg.paths.output_dir) / "runs" / str(cfg.name)).resolve()
+    if pl.utilities.rank_zero_only.rank == 0:  # a checkpoint write killed last time left its temporary file
+        for p in remove_stale_temporaries(run_dir / "checkpoints"):
+            log.info("removed %s, left by an interrupted checkpoint write", p)
     threads = cfg.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
@@ -306,6 +313,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         datamodule = LatentCacheDataModule(model.g_a, model.cache_crops_per_image, **plain(cfg.data))
     else:
         datamodule = build_datamodule(plain(cfg.data))
+    # the image folders (layout, lists) are checked now, before W&B and Lightning start: a missing dataset is one
+    # line (DataLayoutError), not a traceback after the loggers; the base setup only lists files, and is idempotent
+    ImageDataModule.setup(datamodule, "fit")
     speed = apply_speed_settings(model, plain(cfg.get("speed")))
     module = RateDistortionModule(model, lmbda=float(cfg["lambda"]), loss=plain(cfg.loss), optim=plain(cfg.optim),
                                   model_cfg=model_cfg, channels_last=speed["channels_last"])

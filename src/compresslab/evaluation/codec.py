@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,15 +16,71 @@ from compressai.ops import compute_padding
 from PIL import Image
 
 from ..checkpoints import CheckpointError, weights_hash
+from ..inputs import InputFileError, check_regular_file, read_regular_file
 from ..models.from_checkpoint import build_model_from_checkpoint
-from ..data import load_image_tensor
-from .container import Container, ContainerError
+from ..data import ImageDecodeError, load_image_tensor
+from ..entropy.bounds import rans_slack
+from .container import MAX_FILE_BYTES, Container, ContainerError
+
+# Decode limits (CLI: --max-pixels, --memory-mb). 64 MP (8192x8192, a 9248x6936 phone sensor) covers real photographs;
+# a header asking for more is refused before anything is allocated, whatever the file's size. The memory limit is
+# what a decode may need by the estimate below and, in the isolated decoder, the child's address-space limit.
+DEFAULT_MAX_PIXELS = 1 << 26
+DEFAULT_MEMORY_MB = 16384
+
+
+def check_image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the image's header alone, or ImageDecodeError naming the pixel limit, before any pixel
+    is decoded or any tensor allocated (a 420 KB PNG of zeros can declare 12000x12000). PIL refuses sizes over
+    twice its own Image.MAX_IMAGE_PIXELS (DecompressionBombError) before we can read them: named the same way."""
+    import warnings
+
+    from PIL import UnidentifiedImageError
+
+    check_regular_file(path, "image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides, once
+            with Image.open(path) as img:
+                w, h = img.size
+    except Image.DecompressionBombError:
+        raise ImageDecodeError(f"image {path} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels (PIL's "
+                               f"decompression-bomb limit), above the limit of {max_pixels} pixels "
+                               f"({max_pixels / 1e6:.1f} MP); refusing to decode it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageDecodeError(f"cannot decode image {path}: {e}") from None
+    if w * h > max_pixels:
+        raise ImageDecodeError(f"image {path} is {w}x{h} ({w * h / 1e6:.1f} MP), above the limit of {max_pixels} "
+                               f"pixels ({max_pixels / 1e6:.1f} MP); raise it with --max-pixels if you mean it "
+                               f"(compress_file(max_pixels=...))")
+    return w, h
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write through a temporary file in the same folder and rename: a full disk or a kill leaves no half file
+    (and no temporary one); the error names the path."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror}; nothing was written") from None
+        raise
 
 
 @torch.no_grad()
 def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,
-                  lof=None, lmbda: float | None = None) -> dict:
-    """``lof``: a LOFConfig to overfit the latent first (the file and its decoder are the same)."""
+                  lof=None, lmbda: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
+    """``lof``: a LOFConfig to overfit the latent first (the file and its decoder are the same). Images over
+    ``max_pixels`` are refused from their header, before the checkpoint is even read."""
+    check_image_size(image, max_pixels)
     model, meta = build_model_from_checkpoint(ckpt)
     x = load_image_tensor(image).unsqueeze(0)
     h, w = x.shape[-2:]
@@ -43,41 +100,53 @@ def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | 
     c = Container(model=meta["model"], weights_hash=weights_hash(model), height=h, width=w,
                   shape=[int(v) for v in enc["shape"]], strings=strings)
     data = c.to_bytes()
-    Path(out).write_bytes(data)
+    write_atomic(out, data)
     return {"bytes": len(data), "payload_bytes": sum(len(s) for g in strings for s in g),
             "bpp": len(data) * 8 / (h * w), **enc.get("lof", {})}
 
 
 def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str | os.PathLike | None = None,
-                    isolate: bool = False, timeout: float = 600.0, memory_mb: int = 16384):
+                    isolate: bool = False, timeout: float = 600.0, memory_mb: int = DEFAULT_MEMORY_MB,
+                    max_pixels: int = DEFAULT_MAX_PIXELS):
     """Decode a .clab file. ``isolate=True`` (the CLI's default for files from elsewhere) runs the entropy decoder in
-    a child process with a memory limit and a timeout: CompressAI's C++ rANS decoder reads past its input on
-    malformed strings (a crafted payload can SIGSEGV the process, and a segfault cannot be caught in Python), so
-    its death becomes a ContainerError here. The header is parsed strictly in this process first either way."""
+    a child process with a memory limit and a timeout, so that whatever the C++ rANS decoder does with a payload
+    cannot take this process down; its death becomes a ContainerError here. The file is read once, here (a regular
+    file, at most MAX_FILE_BYTES), parsed strictly, and its bytes are handed to the child on stdin (the child never
+    opens the path: it cannot be swapped for a FIFO in between). Both paths refuse, before decoding, a header that
+    asks for more than ``max_pixels`` or, by its estimate, more than ``memory_mb`` (see decode_bytes)."""
+    try:
+        data = read_regular_file(path, MAX_FILE_BYTES, "compressed file")
+    except InputFileError as e:  # a directory, FIFO, device, a link to one, or unreadable: refused unread
+        raise ContainerError(str(e)) from None
     if not isolate:
-        return _decompress_in_process(path, ckpt, out)
-    Container.from_bytes(Path(path).read_bytes())  # strict, cannot crash: refuse what is refusable without a child
+        return _decompress_in_process(data, ckpt, out, source=str(path), memory_mb=memory_mb, max_pixels=max_pixels)
+    c = Container.from_bytes(data)  # strict, cannot crash: refuse what is refusable without a child
+    _check_pixels(c, max_pixels, str(path))
+    memory_mb = effective_memory_mb(memory_mb)
     with tempfile.TemporaryDirectory() as td:
         png = Path(td) / "decoded.png"
         limit = int(memory_mb) << 20
 
-        def limits():  # runs in the child before exec
-            import resource
+        def limits():  # runs in the child before exec; only lowers the soft limit (raising it past the hard one
+            import resource  # is what failed under `ulimit -v`: "Exception occurred in preexec_fn")
 
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard),
+                                                    hard))
 
-        cmd = [sys.executable, "-m", "compresslab.evaluation.codec", str(path), str(ckpt), str(png)]
+        cmd = [sys.executable, "-m", "compresslab.evaluation.codec", "-", str(ckpt), str(png), str(path),
+               str(memory_mb), str(max_pixels)]
         try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=limits)
+            r = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout, preexec_fn=limits)
         except subprocess.TimeoutExpired:
             raise ContainerError(f"{path}: decoding did not finish within {timeout:.0f} s; the payload is corrupt "
-                                 f"or crafted") from None
+                                 f"or crafted (raise --timeout if the file is yours and large)") from None
         if r.returncode < 0:
             name = signal.Signals(-r.returncode).name
             raise ContainerError(f"{path}: the entropy decoder crashed ({name}) on this payload: the file is corrupt "
                                  f"or crafted (decoded in an isolated process; nothing else was affected)")
         if r.returncode != 0:
-            lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+            lines = [ln for ln in r.stderr.decode(errors="replace").strip().splitlines() if ln.strip()]
             msg = lines[-1] if lines else f"exit code {r.returncode}"
             kind, _, text = msg.partition(": ")
             err = CheckpointError if kind == "CheckpointError" else ContainerError
@@ -85,51 +154,120 @@ def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str |
         img = Image.open(png)
         img.load()
     if out is not None:
-        img.save(out)
+        _save_png(img, out)
     return img
 
 
+def effective_memory_mb(memory_mb: int) -> int:
+    """``memory_mb``, or less where the environment already caps the address space lower (``ulimit -v``): that cap
+    is respected, never raised, and the estimate is checked against what is really available."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return int(memory_mb) if soft == resource.RLIM_INFINITY else min(int(memory_mb), soft >> 20)
+
+
 @torch.no_grad()
-def _decompress_in_process(path: str | os.PathLike, ckpt: str | os.PathLike, out: str | os.PathLike | None = None):
+def _decompress_in_process(data: bytes, ckpt: str | os.PathLike, out: str | os.PathLike | None = None,
+                           source: str = "<bytes>", **limits):
     model, meta = build_model_from_checkpoint(ckpt)
-    img = decode_bytes(Path(path).read_bytes(), model, meta, source=str(path), ckpt=str(ckpt))
+    img = decode_bytes(data, model, meta, source=source, ckpt=str(ckpt), **limits)
     if out is not None:
-        img.save(out)
+        _save_png(img, out)
     return img
 
 
-def rans_slack(n_bytes: int) -> int:
-    """Zero bytes appended to an entropy-coded string before decoding. CompressAI's rANS decoder reads 32-bit words
-    forward from the start of the string and never checks its end: a malformed string makes it read past it
-    (renormalisation after each symbol, and the escape path for out-of-range values, whose length field is read
-    from the stream, so a crafted string can ask for many raw words). Reads that land in our zeros are harmless and
-    deterministic, and zeros end an escape's length field; a valid string never reads them, so decoding is
-    unchanged. This bounds the damage in practice (measured in benchmarks/fuzz_decoder.py); the isolated decoder
-    (decompress_file(isolate=True), the CLI default) is what guarantees the caller survives any payload."""
-    return (1 << 16) + 16 * n_bytes
+def _save_png(img, out) -> None:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format=Image.registered_extensions().get(Path(out).suffix.lower(), "PNG"))
+    write_atomic(out, buf.getvalue())
+
+
+# Calibration of the decode estimate (benchmarks/decode_estimate.py: estimate vs measured peak and time):
+_BYTES_PER_SYMBOL = 96    # index tensor (int64) and its Python list, the C++ vectors, the decoded list and tensors
+_SYNTH_FLOATS = 1.0       # float32 activations per padded pixel and per g_s channel (N at stride 2, ~4 alive)
+_BASE_BYTES = 64 << 20    # tables, output image, interpreter slack
+_SYMBOLS_PER_S = 1e6      # rANS decode with its Python list round trips, one core (a loaded 2-core machine)
+_MACS_PER_S = 5e9         # g_s convolutions, one core
+
+
+def estimate_decode(model, c: Container, layout: list[list[int]]) -> dict[str, float]:
+    """What decoding ``c`` will cost, from its header alone: peak bytes and seconds (rough, one CPU core), and
+    the symbol count. The synthesis transform's activations grow with the padded image, the entropy decoder's
+    lists with the symbols, the slack with both."""
+    raw = getattr(model, "raw_string_groups", frozenset())
+    symbols = sum(n for gi, g in enumerate(layout) if gi not in raw for n in g)
+    strings = sum(2 * (len(st) + (0 if gi in raw else rans_slack(len(st), n)))  # the bytes and pybind's copy
+                  for gi, (g, ns) in enumerate(zip(c.strings, layout)) for st, n in zip(g, ns))
+    p = getattr(model, "pad_multiple", 64)
+    pixels = -(-c.height // p) * p * (-(-c.width // p) * p)
+    n = int(getattr(model, "hparams_dict", {}).get("N", 192))
+    synth = pixels * 4 * (_SYNTH_FLOATS * n + 12)
+    return {"bytes": _BASE_BYTES + strings + symbols * _BYTES_PER_SYMBOL + synth, "symbols": symbols,
+            "seconds": symbols / _SYMBOLS_PER_S + pixels * n * n * 4 / _MACS_PER_S}
+
+
+def _check_pixels(c: Container, max_pixels: int | None, source: str) -> None:
+    if max_pixels is not None and c.height * c.width > max_pixels:
+        raise ContainerError(f"{source}: the header declares a {c.height}x{c.width} image "
+                             f"({c.height * c.width / 1e6:.1f} MP), above the decoder's limit of {max_pixels} pixels "
+                             f"({max_pixels / 1e6:.1f} MP); if the file is yours, raise it with --max-pixels "
+                             f"(decode_bytes(max_pixels=...))")
 
 
 @torch.no_grad()
-def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: str = "the checkpoint"):
+def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: str = "the checkpoint",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, memory_mb: int | None = DEFAULT_MEMORY_MB):
     """A .clab file's bytes -> PIL image with an already built model. Everything about the file is checked before
-    the entropy decoder runs; whatever the decoder raises on a payload that passed those checks is a ContainerError."""
+    the entropy decoder runs: the container, the model and weights, the latent shape, the exact string layout the
+    model writes, and what the header asks the decoder to spend (``max_pixels``; ``memory_mb`` against
+    estimate_decode; None: no limit). Whatever the decoder raises on a payload that passed is a ContainerError."""
     c = Container.from_bytes(data)
     if meta["model"].get("name") != c.model.get("name"):
         raise CheckpointError(f"{source} was encoded with model {c.model.get('name')!r} but {ckpt} holds "
                               f"{meta['model'].get('name')!r}")
+    own = json.loads(json.dumps(meta["model"], sort_keys=True))  # as the encoder wrote it (tuples are lists)
+    if c.model != own:  # the weights hash already pins the decoder; this catches an edited model record
+        diff = sorted(k for k in set(own) | set(c.model) if own.get(k) != c.model.get(k))
+        raise ContainerError(f"{source}: the header's model config differs from {ckpt}'s in {diff[:4]}; the file "
+                             f"was changed after encoding or belongs to another checkpoint")
     digest = weights_hash(model)
     if digest != c.weights_hash:
         raise CheckpointError(f"{source} needs weights {c.weights_hash[:16]}... but {ckpt} has {digest[:16]}...; "
                               f"decode with the checkpoint that encoded it")
-    n_groups = len(c.strings)
-    if any(len(g) != 1 for g in c.strings) or len(c.shape) != 2 or min(c.shape) <= 0:
-        raise ContainerError(f"{source}: unexpected string layout {[len(g) for g in c.strings]} / shape {c.shape}")
+    _check_pixels(c, max_pixels, source)
     expected = list(model.coded_shape(c.height, c.width))
     if c.shape != expected:
         raise ContainerError(f"{source}: header shape {c.shape} does not fit a {c.height}x{c.width} image for "
                              f"model {c.model.get('name')!r} (expected {expected}); the file is corrupt or crafted")
+    layout = model.string_layout(c.shape)
+    got, want = [len(g) for g in c.strings], [len(g) for g in layout]
+    if got != want:  # a copied, dropped or split group would otherwise be ignored or misread
+        raise ContainerError(f"{source}: {len(got)} string groups of {got} strings, but model "
+                             f"{c.model.get('name')!r} writes {len(want)} groups of {want}; the file is corrupt or "
+                             f"crafted")
+    try:  # a header that claims more symbols than its strings can hold is refused before they are read
+        model.check_strings(c.strings, c.shape)
+    except ValueError as e:
+        raise ContainerError(f"{source}: {e}; the header's image size is not the one encoded") from None
+    except Exception as e:  # noqa: BLE001 - adaptive decodes its side string here: a payload error
+        raise ContainerError(f"{source}: the entropy decoder rejected the payload: {type(e).__name__}: {e}") from e
+    est = estimate_decode(model, c, layout)
+    if memory_mb is not None:
+        limit = effective_memory_mb(memory_mb)
+        if est["bytes"] > limit * 2**20:
+            raise ContainerError(f"{source}: decoding this {c.height}x{c.width} file would need about "
+                                 f"{est['bytes'] / 2**20:.0f} MB and {est['seconds']:.0f} s ({est['symbols']} "
+                                 f"symbols; estimated from its header), above the memory limit of {limit} MB; if the "
+                                 f"file is yours, raise "
+                                 f"--memory-mb (decode_bytes(memory_mb=...))"
+                                 + (" and the environment's `ulimit -v`" if limit < memory_mb else ""))
     raw = getattr(model, "raw_string_groups", frozenset())
-    strings = [[st if gi in raw else st + bytes(rans_slack(len(st))) for st in g] for gi, g in enumerate(c.strings)]
+    strings = [[st if gi in raw else st + bytes(rans_slack(len(st), n)) for st, n in zip(g, ns)]
+               for gi, (g, ns) in enumerate(zip(c.strings, layout))]
+    n_groups = len(c.strings)
     try:
         dec = model.decompress(strings, torch.Size(c.shape))
     except Exception as e:  # noqa: BLE001 - the file passed every header check: whatever fails now is its payload
@@ -144,10 +282,16 @@ def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: 
     return Image.fromarray(arr, mode="RGB")
 
 
-if __name__ == "__main__":  # the isolated decoder: python -m compresslab.evaluation.codec FILE CKPT OUT.png
+if __name__ == "__main__":  # the isolated decoder: python -m compresslab.evaluation.codec - CKPT OUT.png SOURCE MB PX
+    _src = sys.argv[4] if len(sys.argv) > 4 else sys.argv[1]
     try:
-        _decompress_in_process(sys.argv[1], sys.argv[2], sys.argv[3])
+        _data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1) if sys.argv[1] == "-" else \
+            read_regular_file(sys.argv[1], MAX_FILE_BYTES, "compressed file")
+        _limits = {"memory_mb": int(sys.argv[5]), "max_pixels": int(sys.argv[6])} if len(sys.argv) > 6 else {}
+        _decompress_in_process(_data, sys.argv[2], sys.argv[3], source=_src, **_limits)
     except (ContainerError, CheckpointError) as e:
         sys.exit(f"{type(e).__name__}: {e}")
+    except InputFileError as e:
+        sys.exit(f"ContainerError: {e}")
     except Exception as e:  # noqa: BLE001 - anything else the payload provokes is still a bad file
-        sys.exit(f"ContainerError: {sys.argv[1]}: the decoder rejected the payload ({type(e).__name__}: {e})")
+        sys.exit(f"ContainerError: {_src}: the decoder rejected the payload ({type(e).__name__}: {e})")

@@ -35,6 +35,9 @@ _MAX_HEADER = 1 << 20
 _MAX_DEPTH = 8            # our headers nest 3 deep; json.loads recurses once per level (RecursionError)
 MAX_SIDE = 1 << 15        # 32768 px per side
 MAX_PIXELS = 1 << 28      # 268 M pixels: a decoder must not be asked to allocate more
+# No coder writes more than the raw 8-bit RGB of the largest image it accepts: a bigger file is not one of ours, and
+# readers stop there (a symlink to /dev/zero must not be read to exhaustion).
+MAX_FILE_BYTES = 9 + _MAX_HEADER + 3 * MAX_PIXELS + 4
 
 
 class ContainerError(ValueError):
@@ -67,6 +70,17 @@ def _reject_constant(name: str):
     raise ContainerError(f"corrupt header: non-finite number {name}")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: a key given twice is refused (json keeps the last one silently, so two readers that
+    resolve duplicates differently could see two different headers in one file)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ContainerError(f"corrupt header: key {k[:40]!r} appears twice")
+        out[k] = v
+    return out
+
+
 def _int(v: Any, what: str, lo: int, hi: int) -> int:
     """A JSON integer in [lo, hi]; floats, booleans, strings and out-of-range values are refused by name."""
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
@@ -79,7 +93,7 @@ def _parse_header(raw: bytes, payload_len: int, version: int = VERSION) -> dict[
     if _json_depth(raw) > _MAX_DEPTH:
         raise ContainerError(f"corrupt header: nested deeper than {_MAX_DEPTH} levels")
     try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except ContainerError:
         raise
     except (ValueError, UnicodeDecodeError) as e:

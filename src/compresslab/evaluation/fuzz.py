@@ -7,7 +7,9 @@ in-process decoder (``codec.decode_bytes``) in a child forked from a parent that
 costs a fork, not a Python start-up. Outcomes: ``decoded`` (any image), ``refused`` (ContainerError or
 CheckpointError, the clean path), ``uncaught`` (any other exception), ``signal`` (the child was killed, e.g.
 SIGSEGV), ``hang`` (no answer within the time limit). ``digest_kept`` cases edit the payload but keep the old digest:
-a decode there is a silent decode of an edited payload.
+a decode there is a silent decode of an edited payload; so is any decode in the other MUST_REFUSE classes (issue 31:
+groups copied or dropped, a key given twice, header lies the strings cannot hold). ``special_files`` covers the
+path entry point: directories, FIFOs, devices and links to them, decoded through the same forked children.
 """
 
 from __future__ import annotations
@@ -29,7 +31,17 @@ from .container import MAGIC, Container
 
 MUTATIONS = ("bitflip", "byte_edit", "truncate_string", "extend_string", "insert", "delete", "random_payload",
              "empty_string", "swap_strings", "header_shape", "header_size", "header_model", "header_hash",
-             "header_lengths", "file_truncate", "file_bitflip", "digest_kept")
+             "header_lengths", "file_truncate", "file_bitflip", "digest_kept",
+             # issue 31: header-only lies whose size and latent shape agree (payload and digest untouched), at
+             # several scales of the coded image; groups copied, dropped or split; a key given twice
+             "header_lie_x2", "header_lie_x8", "header_lie_x64", "header_lie_x128", "header_lie_wide",
+             "extra_group_copy", "missing_group", "extra_string", "duplicate_key")
+# Scale of each header lie (rows, columns): x128 is 16384^2 from our 128^2 input, wide 32768x8192 (issue 31's cases)
+HEADER_LIES = {"header_lie_x2": (2, 2), "header_lie_x8": (8, 8), "header_lie_x64": (64, 64),
+               "header_lie_x128": (128, 128), "header_lie_wide": (256, 64)}
+# Files that must be refused in the decoder's callers in every case (outcome "decoded" is a finding there)
+MUST_REFUSE = ("digest_kept", "extra_group_copy", "missing_group", "extra_string", "duplicate_key",
+               "header_lie_x64", "header_lie_x128", "header_lie_wide")
 
 
 @dataclass
@@ -121,6 +133,28 @@ def mutate(good: bytes, rng: random.Random, mutation: str | None = None) -> Case
             g = rng.randrange(len(h["lengths"]))
             h["lengths"][g][0] = rng.choice([0, h["lengths"][g][0] + 1, -1, 1 << 40, 1.5, "7"])
         data = _edit_header(good, edit)
+    elif m in HEADER_LIES:
+        # Both sides scaled: the input is a multiple of every model's padding, so the coded shape scales exactly
+        # and the file passes every header check that compares the size with the shape (clamped to MAX_SIDE).
+        from .container import MAX_SIDE
+
+        kh, kw = HEADER_LIES[m]
+        kh, kw = min(kh, MAX_SIDE // c.height), min(kw, MAX_SIDE // c.width)
+        data = _repack(c, height=c.height * kh, width=c.width * kw, shape=[c.shape[0] * kh, c.shape[1] * kw])
+    elif m == "extra_group_copy":
+        data = _repack(c, [list(g) for g in c.strings] + [list(c.strings[gi])])
+    elif m == "missing_group":
+        data = _repack(c, [list(g) for k, g in enumerate(c.strings) if k != gi] or [[]])
+    elif m == "extra_string":
+        strings[gi] = strings[gi] + [bytes(strings[gi][si])]
+        data = _repack(c, strings)
+    elif m == "duplicate_key":  # the same key twice: json.loads keeps the last one silently
+        key = rng.choice(["height", "width", "shape", "lengths"])
+        hlen = struct.unpack(">I", good[5:9])[0]
+        header = json.loads(good[9: 9 + hlen])
+        raw = json.dumps(header, sort_keys=True)[:-1] + f', "{key}": {json.dumps(header[key])}}}'
+        raw = raw.encode()
+        data = _with_crc(good[:5] + struct.pack(">I", len(raw)) + raw + good[9 + hlen: -4])
     elif m == "file_truncate":
         data = good[: rng.randrange(len(good))]
     elif m == "file_bitflip":
@@ -222,11 +256,28 @@ def campaign(decode: Callable[[bytes], object], good: bytes, cases: int, seed: i
     for i, (case, r) in enumerate(zip(batch, run_cases(decode, [c.data for c in batch], timeout, memory_mb))):
         by_outcome[r["outcome"]] += 1
         by_class[case.mutation][r["outcome"]] += 1
-        bad = r["outcome"] in ("uncaught", "signal", "hang") or (case.mutation == "digest_kept"
+        bad = r["outcome"] in ("uncaught", "signal", "hang") or (case.mutation in MUST_REFUSE
                                                                  and r["outcome"] == "decoded")
         if bad and len(examples[case.mutation]) < 3:
             examples[case.mutation].append({"case": i, **{k: v for k, v in r.items() if k != "seconds"}})
-    silent = by_class["digest_kept"]["decoded"]
+    silent = sum(by_class[m]["decoded"] for m in MUST_REFUSE)
     return {"cases": cases, "seed": seed, "seconds": round(time.monotonic() - t0, 1),
             "outcomes": dict(by_outcome), "silent_decodes_of_edited_payloads": silent,
             "by_mutation": {k: dict(v) for k, v in sorted(by_class.items())}, "examples": dict(examples)}
+
+
+def special_files(folder) -> dict[str, str]:
+    """Paths that are not regular files, made under ``folder`` (a FIFO, links to /dev/zero and to a directory, a
+    directory, /dev/null itself): every entry point that takes a .clab path must refuse them unread, in one line."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    made = {"directory": folder / "a_dir.clab", "fifo": folder / "fifo.clab", "link_dev_zero": folder / "zero.clab",
+            "link_directory": folder / "dir_link.clab", "char_device": Path("/dev/null")}
+    made["directory"].mkdir(exist_ok=True)
+    if not made["fifo"].exists():
+        os.mkfifo(made["fifo"])
+    for name, target in (("link_dev_zero", "/dev/zero"), ("link_directory", made["directory"])):
+        if not made[name].is_symlink():
+            made[name].symlink_to(target)
+    return {k: str(v) for k, v in made.items()}

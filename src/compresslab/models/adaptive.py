@@ -26,6 +26,7 @@ import torch
 from compressai.models import CompressionModel
 from torch import Tensor
 
+from ..entropy.bounds import min_string_bytes, rans_slack
 from ..entropy.deterministic import PMF_GRID, float64_cpu_copy, to_grid
 from ..entropy.histogram import clip_range, histogram, range_bound
 from ..entropy.pdf_codec import PdfCodec
@@ -190,6 +191,32 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
         side_bits = 0 if self.ideal else 8 * sum(len(s) for s in side_strings)
         report = {"side_bits": side_bits, "y_bits": 8 * sum(len(s) for s in y_strings)}
         return {"strings": [y_strings, side_strings], "shape": y.size()[-2:], "latents": latents, "report": report}
+
+    def string_layout(self, shape):
+        # y under the per-image tables; the side string: the coded q (ideal: raw packed PMFs, 4 bytes per value)
+        side = self.M * self.bins if self.ideal else self.pdf.entropy_bottleneck.channels * self.pdf.q_length
+        return [[self.M * shape[0] * shape[1]], [side]]
+
+    def string_tables(self):  # y's tables come from the decoded q; ideal side strings are raw
+        return [None, None if self.ideal else self.pdf.entropy_bottleneck]
+
+    @torch.no_grad()
+    def check_strings(self, strings, shape) -> None:
+        """y's tables come from the side information: decode q (a few hundred symbols, with the decoder's slack)
+        and bound each y string under the tables it gives."""
+        super().check_strings(strings, shape)
+        if self.ideal:
+            return
+        n_q = self.string_layout(shape)[1][0]
+        side = [s + bytes(rans_slack(len(s), n_q)) for s in strings[1]]
+        pmfs = self.decode_pmf(self.pdf.entropy_bottleneck.decompress(side, (self.pdf.q_length,)))
+        for i, s in enumerate(strings[0]):
+            with self._swapped_tables(self._tables(pmfs[i])) as eb:
+                least = min_string_bytes(eb.channels * int(shape[0]) * int(shape[1]), eb)
+            if len(s) < least:
+                raise ValueError(f"string group 0 holds {len(s)} bytes, but the {eb.channels}x{shape[0]}x{shape[1]} "
+                                 f"symbols the header asks for need at least {least} under the tables its side "
+                                 f"information gives")
 
     @torch.no_grad()
     def decompress(self, strings, shape) -> dict[str, Any]:

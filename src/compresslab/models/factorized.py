@@ -42,6 +42,12 @@ class Factorized(LatentCodingMixin, FactorizedPrior):
         y_hat = eb.quantize(y, "dequantize", eb._get_medians())
         return {"strings": [strings], "shape": y.size()[-2:], "latents": {"y": y_hat}}
 
+    def string_layout(self, shape):
+        return [[self.entropy_bottleneck.channels * shape[0] * shape[1]]]  # y
+
+    def string_tables(self):
+        return [self.entropy_bottleneck]
+
     def decompress(self, strings, shape):
         y_hat = self.entropy_bottleneck.decompress(strings[0], shape)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "latents": {"y": y_hat}}

@@ -25,7 +25,13 @@ def build_model_from_checkpoint(path: str | os.PathLike, model_cfg: Mapping[str,
     if cfg is None:
         raise CheckpointError(f"{path} is a plain state dict without CompressLab metadata; say which model it is "
                               f"(e.g. --model factorized --N 128 --M 192)")
-    if get_model_class(cfg["name"]).requires_base_ckpt:
+    try:
+        cls = get_model_class(cfg["name"])
+    except KeyError as e:  # a plugin model whose file this process has not loaded
+        raise CheckpointError(f"{path} holds model {cfg['name']!r}, which is not registered here ({e.args[0]}); if "
+                              f"it is a plugin model, name its file in $COMPRESSLAB_PLUGINS (os.pathsep-separated), "
+                              f"e.g. COMPRESSLAB_PLUGINS=/abs/path/my_models.py") from None
+    if cls.requires_base_ckpt:
         cfg = {**cfg, "base_ckpt": None}  # the checkpoint holds the base weights too; the base file is not needed
     model = build(cfg)
     load_weights(model, ckpt, source=str(path))

@@ -70,6 +70,13 @@ class Hyperprior(LatentCodingMixin, ScaleHyperprior):
         }
         return {"strings": [y_strings, z_strings], "shape": z.size()[-2:], "latents": latents}
 
+    def string_layout(self, shape):
+        # shape is z's (stride 64); y (stride 16) is 4x that per side, every element coded
+        return [[self.M * 16 * shape[0] * shape[1]], [self.entropy_bottleneck.channels * shape[0] * shape[1]]]
+
+    def string_tables(self):
+        return [self.gaussian_conditional, self.entropy_bottleneck]
+
     def decompress(self, strings, shape):
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
         indexes = self._coding_indexes(z_hat)

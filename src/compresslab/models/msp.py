@@ -265,6 +265,15 @@ class MSP(LatentCodingMixin, CompressionModel):
         return {"strings": [strings_g, strings_c], "shape": y.shape[-2:],
                 "latents": {"y": torch.cat(y_hats)}, "report": {"network_evaluations": self.network_evaluations}}
 
+    def string_layout(self, shape):
+        # the progressive string codes the elements above the coarsest scale (M*h*w bounds them); the coarse
+        # string is S halvings down, as decompress builds it
+        h, w = int(shape[0]) >> self.scales, int(shape[1]) >> self.scales
+        return [[self.M * int(shape[0]) * int(shape[1])], [self.entropy_bottleneck.channels * h * w]]
+
+    def string_tables(self):  # the progressive string's count is an upper bound
+        return [None, self.entropy_bottleneck]
+
     @torch.no_grad()
     def decompress(self, strings, shape) -> dict[str, Any]:
         strings_g, strings_c = strings
