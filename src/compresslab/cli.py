@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_p.add_argument("--crop", type=int, help="centre-crop each image (quick runs)")
     evaluate_p.add_argument("--threads", type=int)
     evaluate_p.add_argument("--lof", action="store_true", help="latent overfitting at encode time (decoder unchanged)")
-    from .lof import LOFConfig
+    from .lof_config import LOFConfig  # torch-free: building the parser imports no torch
 
     lof_defaults = LOFConfig()  # one definition of LOF's defaults (conf/train.yaml's lof block mirrors it, tested)
     evaluate_p.add_argument("--lof-steps", type=int, default=lof_defaults.steps)

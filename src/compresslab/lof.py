@@ -17,7 +17,7 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Callable
 
 import torch
@@ -26,26 +26,9 @@ from compressai.ops import compute_padding
 from torch import Tensor
 
 from .evaluation import metrics
+from .lof_config import LOFConfig  # noqa: F401  (re-exported: compresslab.lof.LOFConfig)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LOFConfig:
-    steps: int = 500            # iteration budget
-    lr: float = 1e-3            # Adam learning rate, decayed exponentially ...
-    lr_end: float = 1e-4        # ... to this at the last step
-    patience: int = 50          # stop after this many iterations without a new best
-    optimize_z: bool = True     # hyperprior models: also optimise the hyper-latent
-    metric: str = "mse"         # the distortion of the model's training loss
-
-    @classmethod
-    def from_mapping(cls, m: dict[str, Any] | None) -> "LOFConfig":
-        m = {k: v for k, v in dict(m or {}).items() if k != "enabled"}
-        unknown = set(m) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown lof.* keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**m)
 
 
 def supports_lof(model) -> bool:
