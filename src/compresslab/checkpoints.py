@@ -43,31 +43,40 @@ class CheckpointWriteError(CheckpointError):
 TMP_GLOB = ".*.ckpt.*.tmp"  # what atomic_torch_save's mkstemp names look like, for remove_stale_temporaries
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
+    """Write through a temporary file in the same folder, fsync, then ``os.replace``: a full disk or a kill leaves the
+    previous file intact and no temporary one. The file gets the mode any other file of this user gets (umask;
+    mkstemp alone makes it 0600). Errors are the OSError of the failed step."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Serialised in memory first: a write error is then a plain OSError from our own write (torch's zip writer
-    # reports a full disk as a RuntimeError, and again while closing: two tracebacks, issue 31).
-    buf = io.BytesIO()
-    torch.save(obj, buf)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(buf.getbuffer())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp creates 0600 files; a checkpoint gets the mode any other file of this user gets (umask)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException as e:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            kept = f"the previous {path.name} is kept intact" if path.exists() else f"no {path.name} was written"
-            others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
-            kept += f"; {', '.join(others)} untouched" if others else ""
-            raise CheckpointWriteError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    # Serialised in memory first: a write error is then a plain OSError from our own write (torch's zip writer
+    # reports a full disk as a RuntimeError, and again while closing: two tracebacks, issue 31).
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    try:
+        atomic_write_bytes(path, buf.getbuffer())
+    except OSError as e:
+        kept = f"the previous {path.name} is kept intact" if path.exists() else f"no {path.name} was written"
+        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+        kept += f"; {', '.join(others)} untouched" if others else ""
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
         raise
 
 

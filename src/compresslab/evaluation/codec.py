@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from PIL import Image
 
-from ..checkpoints import CheckpointError, weights_hash
+from ..checkpoints import CheckpointError, atomic_write_bytes, weights_hash
 from ..inputs import InputFileError, check_regular_file, read_regular_file
 from ..models.from_checkpoint import build_model_from_checkpoint
 from ..data import ImageDecodeError, load_image_tensor
@@ -57,22 +57,11 @@ def check_image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXE
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write through a temporary file in the same folder and rename: a full disk or a kill leaves no half file
-    (and no temporary one); the error names the path."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """The output file written atomically (no half file, no temporary one left); the error names the path."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise OSError(e.errno, f"cannot write {path}: {e.strerror}; nothing was written") from None
-        raise
+        atomic_write_bytes(path, data)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}; nothing was written") from None
 
 
 @torch.no_grad()
