@@ -16,17 +16,31 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+NO_DATA = ("this test needs the data folder (kodak/ train/ val/ anchors/): set COMPRESSLAB_DATA, or run `compresslab "
+           "fetch kodak anchors quickstart-data` (into ./data)")
 if "COMPRESSLAB_DATA" not in os.environ:
     for candidate in (REPO / "data", REPO.parent / "shared" / "data"):
         if candidate.is_dir():
             os.environ["COMPRESSLAB_DATA"] = str(candidate.resolve())
             break
-    else:
-        raise RuntimeError("tests need a data folder with kodak/ train/ val/ anchors/: set COMPRESSLAB_DATA, or run "
-                           "`compresslab fetch kodak anchors quickstart-data` (into ./data)")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-DATA = Path(os.environ["COMPRESSLAB_DATA"])
+
+
+def require_data() -> Path:
+    """The data folder, or the test is skipped naming how to get one; in CI (CI=true) a missing folder fails it,
+    so CI never passes by skipping the tests that read Kodak."""
+    folder = os.environ.get("COMPRESSLAB_DATA")
+    if folder and (Path(folder) / "kodak").is_dir():
+        return Path(folder)
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(NO_DATA)
+    pytest.skip(NO_DATA)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return require_data()
 
 import torch  # noqa: E402
 
@@ -48,7 +62,7 @@ def compose(overrides: list[str]):
 
 
 def train(tmp: Path, overrides: list[str]) -> dict:
-    from compresslab.train import run
+    from compresslab.training.run import run
 
     return run(compose(SMOKE + overrides), run_dir=tmp)
 
@@ -74,13 +88,13 @@ def hyperprior_ckpt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def kodak_crops(tmp_path_factory) -> Path:
+def kodak_crops(data_root, tmp_path_factory) -> Path:
     """Two Kodak images centre-cropped to 256x192 (odd multiple of 64 in one axis: exercises padding)."""
     from PIL import Image
 
     d = tmp_path_factory.mktemp("kodak_crops")
     for name in ("kodim01.png", "kodim04.png"):
-        img = Image.open(DATA / "kodak" / name).convert("RGB")
+        img = Image.open(data_root / "kodak" / name).convert("RGB")
         w, h = img.size
         img.crop(((w - 256) // 2, (h - 200) // 2, (w - 256) // 2 + 256, (h - 200) // 2 + 200)).save(d / name)
     return d
@@ -183,31 +197,9 @@ def assert_decodes_identically_elsewhere(clab: Path, ckpt, expected, tmp: Path) 
     assert list(there.getdata()) == list(expected.getdata())
 
 
-# -- fast unit tests vs slow integration tests ------------------------------------------------------------------
-# `pytest -m "not slow"` runs the unit tests alone (88 tests, about 25 s here); CI runs both. A test is an
-# integration test when it trains, runs a command in a subprocess, or needs a trained checkpoint (fixtures named
-# *_ckpt / *_ckpts); the rule is applied at collection, so a new test is classified without anyone remembering a
-# decorator.
-_INTEGRATION_CALLS = ("train(", "run_py(", "subprocess.", "assert_decodes_identically_elsewhere(")
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: integration test (trains, runs a subprocess or needs a trained "
                                        "checkpoint); deselect with -m 'not slow'")
-
-
-def pytest_collection_modifyitems(config, items):
-    import inspect
-
-    for item in items:
-        fn = getattr(item, "function", None)
-        try:
-            src = inspect.getsource(fn) if fn else ""
-        except (OSError, TypeError):
-            src = ""
-        ckpt = any(name.endswith(("_ckpt", "_ckpts")) for name in getattr(item, "fixturenames", ()))
-        if ckpt or any(call in src for call in _INTEGRATION_CALLS) or "request.getfixturevalue" in src:
-            item.add_marker(pytest.mark.slow)
 
 
 # -- a real PostgreSQL server for the many-workers sweep tests ---------------------------------------------------

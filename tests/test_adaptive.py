@@ -6,12 +6,12 @@ import torch
 from PIL import Image
 
 from compresslab import models
-from compresslab.checkpoints import CheckpointError
+from compresslab.io.checkpoints import CheckpointError
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.entropy.histogram import clip_range, histogram, range_bound
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
-from conftest import assert_decodes_identically_elsewhere, DATA, train
+from conftest import assert_decodes_identically_elsewhere, train
 
 
 def test_histogram_hard_forward_triangular_backward():
@@ -49,6 +49,7 @@ def adaptive_ckpt(tmp_path_factory, factorized_ckpt):
     return res["last_ckpt"]
 
 
+@pytest.mark.slow
 def test_adaptive_requires_a_factorized_base(tmp_path, hyperprior_ckpt):
     with pytest.raises(ValueError, match="needs a trained factorized base and none was found.*model.base_ckpt"):
         train(tmp_path / "a", ["model=adaptive", "base.search_runs=false", "base.zoo=false", "base.train=false"])
@@ -56,6 +57,7 @@ def test_adaptive_requires_a_factorized_base(tmp_path, hyperprior_ckpt):
         train(tmp_path / "b", ["model=adaptive", f"model.base_ckpt={hyperprior_ckpt}"])
 
 
+@pytest.mark.slow
 def test_adaptive_trains_only_the_side_info_codec(adaptive_ckpt, factorized_ckpt):
     from pathlib import Path
 
@@ -73,6 +75,7 @@ def test_adaptive_trains_only_the_side_info_codec(adaptive_ckpt, factorized_ckpt
     assert changed, "side-info codec did not train"
 
 
+@pytest.mark.slow
 def test_the_base_reaches_the_constructor_as_weights(factorized_ckpt, hyperprior_ckpt):
     """registry.build opens model.base_ckpt; the adaptive class itself takes tensors and opens no file."""
     base, _ = build_model_from_checkpoint(factorized_ckpt)
@@ -86,6 +89,7 @@ def test_the_base_reaches_the_constructor_as_weights(factorized_ckpt, hyperprior
         models.build({"name": "adaptive", "N": 32, "M": 48, "base_ckpt": str(hyperprior_ckpt)})
 
 
+@pytest.mark.slow
 def test_rate_is_the_cross_entropy_of_the_histogram(factorized_ckpt):
     torch.manual_seed(0)
     m = models.build({"name": "adaptive", "N": 32, "M": 48, "base_ckpt": str(factorized_ckpt), "ideal": True})
@@ -98,6 +102,7 @@ def test_rate_is_the_cross_entropy_of_the_histogram(factorized_ckpt):
     assert "q" not in out["likelihoods"]
 
 
+@pytest.mark.slow
 def test_adaptive_codes_exactly_and_real_bits_match_the_estimate(adaptive_ckpt, factorized_ckpt, kodak_crops):
     model, _ = build_model_from_checkpoint(adaptive_ckpt)
     res = evaluate_model(model, list_eval_images(kodak_crops))  # raises if decoded y or q differ from the encoder's
@@ -118,14 +123,16 @@ def test_adaptive_codes_exactly_and_real_bits_match_the_estimate(adaptive_ckpt, 
     assert 0.97 < ideal_res["mean"]["bpp_ratio"] < 1.15
 
 
-def test_adaptive_decodes_bit_exactly_in_another_process(tmp_path, adaptive_ckpt):
+@pytest.mark.slow
+def test_adaptive_decodes_bit_exactly_in_another_process(data_root, tmp_path, adaptive_ckpt):
     src = tmp_path / "in.png"
-    Image.open(DATA / "kodak" / "kodim19.png").convert("RGB").crop((0, 0, 192, 256)).save(src)
+    Image.open(data_root / "kodak" / "kodim19.png").convert("RGB").crop((0, 0, 192, 256)).save(src)
     compress_file(adaptive_ckpt, src, tmp_path / "x.clab")
     here = decompress_file(tmp_path / "x.clab", adaptive_ckpt)
     assert_decodes_identically_elsewhere(tmp_path / "x.clab", adaptive_ckpt, here, tmp_path)
 
 
+@pytest.mark.slow
 def test_lambda_q_defaults_to_the_pixel_ratio(factorized_ckpt):
     m = models.build({"name": "adaptive", "N": 32, "M": 48, "base_ckpt": str(factorized_ckpt)})
     assert m.lambda_q(256, 256) == pytest.approx(1 / 6)
@@ -133,11 +140,12 @@ def test_lambda_q_defaults_to_the_pixel_ratio(factorized_ckpt):
     assert math.isclose(models.build({"name": "adaptive", "N": 32, "M": 48, "lambda_q": 0.5}).lambda_q(64, 64), 0.5)
 
 
-def test_static_refit_control_codes_real_bitstreams_with_one_static_pmf(factorized_ckpt, kodak_crops):
-    from compresslab.data import find_images, load_image_tensor
+@pytest.mark.slow
+def test_static_refit_control_codes_real_bitstreams_with_one_static_pmf(data_root, factorized_ckpt, kodak_crops):
+    from compresslab.data.images import find_images, load_image_tensor
     from compresslab.models.adaptive import fit_static_refit
 
-    crops = [load_image_tensor(f) for f in find_images(DATA / "train")[:8]]
+    crops = [load_image_tensor(f) for f in find_images(data_root / "train")[:8]]
     model = fit_static_refit(str(factorized_ckpt), crops, N=32, M=48)
     pmf = model.static_pmf
     assert pmf.shape == (48, 256) and torch.allclose(pmf.sum(-1), torch.ones(48, dtype=pmf.dtype), atol=1e-5)
@@ -152,6 +160,7 @@ def test_static_refit_control_codes_real_bitstreams_with_one_static_pmf(factoriz
     assert enc["strings"][1] == [b""]
 
 
+@pytest.mark.slow
 def test_an_ideal_run_is_named_ideal_and_forms_its_own_curve(tmp_path, factorized_ckpt):
     from compresslab.evaluation.curves import load_points
 
@@ -160,20 +169,21 @@ def test_an_ideal_run_is_named_ideal_and_forms_its_own_curve(tmp_path, factorize
     doc = json.loads((tmp_path / "rd.json").read_text())
     assert doc["name"] == "adaptive-ideal" and doc["meta"]["label"] == "adaptive-ideal"
     assert list(load_points([str(tmp_path)])) == ["adaptive-ideal"]
-    from compresslab.train import ConfigError
+    from compresslab.training.run import ConfigError
     with pytest.raises(ConfigError, match="nothing to train"):
         train(tmp_path / "b", ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "model.ideal=true"])
 
 
+@pytest.mark.slow
 def test_a_lambda_other_than_the_bases_is_reported(factorized_ckpt, caplog):
     from compresslab.models.base_weights import base_lambda
-    from compresslab.train import prepare_model_config
+    from compresslab.training.run import prepare_model_config
 
     trained = base_lambda(str(factorized_ckpt))
     assert trained is not None
-    with caplog.at_level("WARNING", logger="compresslab.train"):
+    with caplog.at_level("WARNING", logger="compresslab.training.run"):
         cfg = prepare_model_config({"name": "adaptive", "base_ckpt": str(factorized_ckpt)}, lmbda=trained)
     assert cfg["N"] == 32 and not caplog.records
-    with caplog.at_level("WARNING", logger="compresslab.train"):
+    with caplog.at_level("WARNING", logger="compresslab.training.run"):
         prepare_model_config({"name": "adaptive", "base_ckpt": str(factorized_ckpt)}, lmbda=trained * 2)
     assert any(f"differs from the base checkpoint's lambda {trained:g}" in r.getMessage() for r in caplog.records)

@@ -18,7 +18,7 @@ MANIFEST = json.loads((PACKAGE_ANCHORS / "MANIFEST-CompressAI.json").read_text()
 
 def test_every_shipped_file_matches_its_manifest_and_the_fetch_manifest():
     fetched = {f["path"]: f["sha256"] for f in json.loads(
-        (Path(compresslab.__file__).parent / "fetch_manifest.json").read_text())["anchors"]["files"]}
+        (Path(compresslab.__file__).parent / "data" / "fetch_manifest.json").read_text())["anchors"]["files"]}
     assert {f["path"] for f in MANIFEST["files"]} == set(fetched)  # every file `fetch anchors` knows ships
     for f in MANIFEST["files"]:
         data = (PACKAGE_ANCHORS / f["path"]).read_bytes()

@@ -27,6 +27,7 @@ def _base(run_dir: Path) -> dict:
     return json.loads((run_dir / "base.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_finished_base_run_under_the_output_dir_is_reused(factorized_ckpt, tmp_path, offline):
     runs = Path(factorized_ckpt).parents[1]  # the session's factorized smoke run (lambda 0.0067, N=32, M=48)
     done = json.loads((runs / "done.json").read_text())
@@ -36,7 +37,7 @@ def test_a_finished_base_run_under_the_output_dir_is_reused(factorized_ckpt, tmp
                                      "detail": "a finished factorized run at lambda=0.0067, N/M {'N': 32, 'M': 48}, "
                                                "loss mse"}
     # another lambda, size or loss metric is not that base
-    from compresslab.bases import finished_runs
+    from compresslab.training.bases import finished_runs
 
     assert finished_runs(runs, "factorized", 0.0067, {"N": 32, "M": 48}, "mse") == [Path(factorized_ckpt)]
     for lmbda, size, metric in ((0.013, {"N": 32, "M": 48}, "mse"), (0.0067, {"N": 64, "M": 48}, "mse"),
@@ -44,6 +45,7 @@ def test_a_finished_base_run_under_the_output_dir_is_reused(factorized_ckpt, tmp
         assert finished_runs(runs, "factorized", lmbda, size, metric) == []
 
 
+@pytest.mark.slow
 def test_the_zoo_base_nearest_in_lambda_is_downloaded(server, tmp_path, monkeypatch, caplog):
     url, files = server
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -60,6 +62,7 @@ def test_the_zoo_base_nearest_in_lambda_is_downloaded(server, tmp_path, monkeypa
     assert (meta["model"]["N"], meta["model"]["M"]) == (128, 192)  # the zoo's size for quality 4
 
 
+@pytest.mark.slow
 def test_with_no_run_and_no_network_the_base_is_trained_first_then_reused(tmp_path, offline):
     out = tmp_path / "out"
     train(tmp_path / "a", [*ADAPTIVE, f"paths.output_dir={out}", "lambda=0.01"])
@@ -72,6 +75,7 @@ def test_with_no_run_and_no_network_the_base_is_trained_first_then_reused(tmp_pa
     assert _base(tmp_path / "b") == {**base, "how": "run", "detail": _base(tmp_path / "b")["detail"]}
 
 
+@pytest.mark.slow
 def test_the_missions_command_finishes_from_an_empty_folder_then_reuses_its_base(tmp_path):
     """`python train.py model=adaptive lambda=0.01 debug=smoke` exactly, on a machine with no network and no runs."""
     fake = tmp_path / "bin"  # a machine with SLURM installed, a run not on it: no scheduler hint

@@ -7,9 +7,9 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from compresslab.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
-from compresslab.training import NonFiniteLossError
-from conftest import DATA, SMOKE, compose, run_py, train
+from compresslab.io.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
+from compresslab.training.module import NonFiniteLossError
+from conftest import SMOKE, compose, run_py, train
 from compresslab.conf import CONF_DIR
 
 
@@ -34,6 +34,7 @@ def test_debug_smoke_composes_with_models_trainers_and_experiments(overrides, cr
         assert cfg.trainer.strategy == "ddp"  # hardware untouched by the scale-down switch
 
 
+@pytest.mark.slow
 def test_impossible_combination_fails_before_any_work_with_one_line(tmp_path):
     run_dir = tmp_path / "run"
     r = run_py(["train.py", "model=msp/fast", "data.patch_size=64", f"hydra.run.dir={run_dir}"], timeout=120)
@@ -45,6 +46,7 @@ def test_impossible_combination_fails_before_any_work_with_one_line(tmp_path):
     assert not (run_dir / "config.yaml").exists()  # nothing was written
 
 
+@pytest.mark.slow
 def test_msp_debug_smoke_trains_and_evaluates(tmp_path):
     res = train(tmp_path, ["model=msp/fast"])
     assert res["global_step"] == 8
@@ -77,6 +79,7 @@ def test_bad_keys_fail_in_compose():
         compose(["model=nope"])
 
 
+@pytest.mark.slow
 def test_bad_key_fails_fast_from_the_command_line(tmp_path):
     r = run_py(["train.py", "model.nosuch=3", f"hydra.run.dir={tmp_path}/r"], timeout=60)
     assert r.returncode != 0
@@ -84,11 +87,12 @@ def test_bad_key_fails_fast_from_the_command_line(tmp_path):
     assert not (tmp_path / "r" / "checkpoints").exists()  # no work started
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_provenance_and_checkpoints(tmp_path, caplog):
     import importlib.metadata
     import logging
 
-    caplog.set_level(logging.INFO, logger="compresslab.progress")
+    caplog.set_level(logging.INFO, logger="compresslab.training.progress")
     res = train(tmp_path, ["model=factorized", "callbacks.rd_eval.enabled=false", "seed=7"])
     eta = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training: ")]
     assert len(eta) == 1 and eta[0].startswith("training: 8 steps at ") and "(measured over steps 2-7): ETA" in eta[0]
@@ -110,6 +114,7 @@ def test_smoke_run_writes_provenance_and_checkpoints(tmp_path, caplog):
         assert col in header
 
 
+@pytest.mark.slow
 def test_last_checkpoint_holds_the_final_weights_between_validations(tmp_path):
     res = train(tmp_path, ["callbacks.rd_eval.enabled=false", "trainer.max_steps=6", "trainer.val_check_interval=4"])
     ck = load_checkpoint(res["last_ckpt"])
@@ -117,6 +122,7 @@ def test_last_checkpoint_holds_the_final_weights_between_validations(tmp_path):
     assert int(ck["optimizer_states"][0]["state"][0]["step"]) == 6
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_right_step(tmp_path):
     first = train(tmp_path / "a", ["callbacks.rd_eval.enabled=false", "trainer.max_steps=4",
                                    "trainer.val_check_interval=2"])
@@ -133,6 +139,7 @@ def test_resume_continues_at_the_right_step(tmp_path):
     assert (tmp_path / "a" / "metrics.part1.csv").is_file()  # the first part's metrics survive the resume
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, factorized_ckpt):
     # the message, not the path (which contains "factorized"), must say what is wrong and how to fix it
     with pytest.raises(ValueError, match="checkpoint holds model 'factorized' but this run builds 'hyperprior'; "
@@ -140,6 +147,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, factorized_ckpt)
         train(tmp_path, ["model=hyperprior", "callbacks.rd_eval.enabled=false", f"ckpt_path={factorized_ckpt}"])
 
 
+@pytest.mark.slow
 def test_init_from_loads_weights_only(tmp_path, factorized_ckpt):
     res = train(tmp_path, ["callbacks.rd_eval.enabled=false", "trainer.max_steps=2", "lambda=0.0018",
                            f"init_from={factorized_ckpt}", "trainer.val_check_interval=2"])
@@ -148,8 +156,9 @@ def test_init_from_loads_weights_only(tmp_path, factorized_ckpt):
         train(tmp_path / "b", ["model=hyperprior", "callbacks.rd_eval.enabled=false", f"init_from={factorized_ckpt}"])
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_the_step_and_saves_nothing_corrupt(tmp_path, monkeypatch):
-    from compresslab import losses
+    from compresslab.training import losses
 
     real = losses.RateDistortionLoss.forward
     calls = {"n": 0}
@@ -187,6 +196,7 @@ def test_atomic_checkpoint_survives_a_crash_during_save(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp files left behind
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, factorized_ckpt):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(factorized_ckpt.read_bytes()[:5000])
@@ -194,6 +204,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, factorized_ckpt):
         load_checkpoint(bad)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path):
     r = run_py(["train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=4",
                 "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "data.patch_size=64",
@@ -209,7 +220,8 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert (tmp_path / "ddp" / "rd.json").is_file()
 
 
-def test_validation_reconstructions_reach_wandb(tmp_path):
+@pytest.mark.slow
+def test_validation_reconstructions_reach_wandb(data_root, tmp_path):
     train(tmp_path, ["logger=wandb", "callbacks.rd_eval.enabled=false", "trainer.max_steps=2",
                      "trainer.val_check_interval=2"])
     media = list((tmp_path / "wandb").glob("offline-run-*/files/media/images/**/*.png"))
@@ -217,15 +229,16 @@ def test_validation_reconstructions_reach_wandb(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from compresslab.data import find_images, load_image_tensor
+    from compresslab.data.images import find_images, load_image_tensor
     px = np.asarray(Image.open(media[0]).convert("RGB")).astype(float)
     assert px.std() > 10 and px.max() > 100, "a black (or flat) image was logged"
     # the left half is the original validation image: its mean matches one of the validation crops
     left = px[:, : px.shape[1] // 2].mean() / 255
-    means = [load_image_tensor(f).mean().item() for f in find_images(DATA / "val")]
+    means = [load_image_tensor(f).mean().item() for f in find_images(data_root / "val")]
     assert min(abs(left - m) for m in means) < 0.03
 
 
+@pytest.mark.slow
 def test_nan_in_the_cached_latent_path_is_also_a_clear_error(tmp_path, factorized_ckpt, monkeypatch):
     from compresslab.models.adaptive import AdaptiveFactorized
 
@@ -241,10 +254,11 @@ def test_nan_in_the_cached_latent_path_is_also_a_clear_error(tmp_path, factorize
         train(tmp_path, ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "callbacks.rd_eval.enabled=false"])
 
 
+@pytest.mark.slow
 def test_progress_log_names_step_total_and_eta(tmp_path, caplog):
     import logging
 
-    with caplog.at_level(logging.INFO, logger="compresslab.progress"):
+    with caplog.at_level(logging.INFO, logger="compresslab.training.progress"):
         train(tmp_path, ["model=factorized", "callbacks.rd_eval.enabled=false",
                          "callbacks.progress_log_every_n_steps=4"])
     lines = [r.getMessage() for r in caplog.records if "s/step" in r.getMessage()
@@ -253,6 +267,7 @@ def test_progress_log_names_step_total_and_eta(tmp_path, caplog):
     assert " s/step, ETA " in lines[0] and "bpp " in lines[0] and "PSNR " in lines[0]
 
 
+@pytest.mark.slow
 def test_single_run_compares_with_several_anchors_and_plots_its_point(tmp_path, capsys):
     train(tmp_path, ["model=factorized", "callbacks.rd_eval.also_compare=[kodak/jpeg]", "callbacks.rd_eval.plot=true"])
     meta = json.loads((tmp_path / "rd.json").read_text())["meta"]
@@ -263,6 +278,7 @@ def test_single_run_compares_with_several_anchors_and_plots_its_point(tmp_path, 
     assert (tmp_path / "rd_plot" / "rd.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_kodak_metrics_logged_are_measurements_only(tmp_path):
     train(tmp_path, ["callbacks.rd_eval.max_images=1", "trainer.max_steps=2", "trainer.val_check_interval=2"])
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -277,6 +293,7 @@ def test_kodak_metrics_logged_are_measurements_only(tmp_path):
     assert float(row["kodak/rd_cost"]) == pytest.approx(mean_rd_cost(doc["per_image"], doc["meta"]["lambda"]), rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"\x00\x01 not a checkpoint", "pickle"])
 def test_bad_init_from_ends_in_one_line(tmp_path, content):
     import pickle
@@ -296,6 +313,7 @@ def test_bad_init_from_ends_in_one_line(tmp_path, content):
     assert err[-1].startswith("checkpoint error: cannot read checkpoint") and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_one_bar_over_the_run_and_no_known_noise(tmp_path):
     """The bar spans max_steps (not "Epoch 0/-2") and shows bpp/PSNR; the per-run boilerplate warnings are gone."""
     r = run_py(["train.py", "debug=smoke", "logger=wandb", "callbacks.rich_progress=true", "trainer.max_steps=20",
@@ -308,6 +326,7 @@ def test_one_bar_over_the_run_and_no_known_noise(tmp_path):
         assert noise not in out, noise
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,message", [("lambda=-0.01", "lambda=-0.01 must be a positive number"),
                                               ("optim.scheduler.name=cosine", "must exceed warmup_steps")])
 def test_bad_lambda_and_schedule_fail_before_any_work(tmp_path, override, message):
@@ -317,6 +336,7 @@ def test_bad_lambda_and_schedule_fail_before_any_work(tmp_path, override, messag
     assert not (tmp_path / "r" / "config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_callbacks_and_loggers_from_config_without_code(tmp_path):
     """Any Lightning callback/logger is a YAML file with a _target_: EarlyStopping + LearningRateMonitor + a second
     CSV logger added from the command line, each doing its job in a smoke run."""
@@ -329,13 +349,32 @@ def test_callbacks_and_loggers_from_config_without_code(tmp_path):
     assert cfg.callbacks.extra.early_stopping._target_.endswith("EarlyStopping")
 
 
+@pytest.mark.slow
+def test_every_offered_extra_callback_and_logger_trains_with_our_two_optimizer_module(tmp_path):
+    """What conf/callbacks/extra and conf/logger/extra offer must work with RateDistortionModule (net + aux
+    optimizers, manual optimisation): all of them at once in a 4-step smoke run with a checkpoint and validation.
+    (StochasticWeightAveraging was offered and always failed: it takes one optimizer.)"""
+    from compresslab.conf import CONF_DIR
+
+    cbs = sorted(p.stem for p in (CONF_DIR / "callbacks" / "extra").glob("*.yaml"))
+    lgs = sorted(p.stem for p in (CONF_DIR / "logger" / "extra").glob("*.yaml"))
+    assert "ema" in cbs and "weight_averaging" not in cbs
+    res = train(tmp_path, [f"+callbacks/extra=[{','.join(cbs)}]", f"+logger/extra=[{','.join(lgs)}]",
+                           "callbacks.rd_eval.enabled=false", "trainer.max_steps=4", "trainer.val_check_interval=2"])
+    assert res["global_step"] == 4 and Path(res["last_ckpt"]).is_file()
+    ckpt = torch.load(res["last_ckpt"], map_location="cpu", weights_only=True)
+    assert any("EMAWeightAveraging" in k for k in ckpt.get("callbacks", {})), list(ckpt.get("callbacks", {}))
+
+
+@pytest.mark.slow
 def test_a_broken_extra_logger_is_one_line(tmp_path):
-    from compresslab.config import ConfigError
+    from compresslab.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"logger.extra.bad \(no.such.Logger\) could not be built"):
         train(tmp_path, ["+logger.extra.bad._target_=no.such.Logger", "callbacks.rd_eval.enabled=false"])
 
 
+@pytest.mark.slow
 def test_live_rd_view_every_n_steps_reaches_csv_jsonl_and_wandb(tmp_path):
     """callbacks.rd_eval.live_every_n_steps: a real-bitstream point on a fixed Kodak subset every N steps."""
     train(tmp_path, ["logger=wandb", "callbacks.rd_eval.live_every_n_steps=4", "callbacks.rd_eval.live_images=2",
@@ -353,7 +392,7 @@ def test_live_rd_view_every_n_steps_reaches_csv_jsonl_and_wandb(tmp_path):
 
 
 def test_live_scatter_rows_clip_the_anchor_to_the_runs_rates():
-    from compresslab.callbacks import live_scatter_rows
+    from compresslab.training.callbacks import live_scatter_rows
 
     rows = live_scatter_rows([{"bpp": 0.2, "psnr-rgb": 27.0, "step": 100}], "kodak/vtm")
     anchor = [r for r in rows if r[0] == "kodak/vtm"]
@@ -373,10 +412,11 @@ def test_wandb_mode_one_rule(monkeypatch):
     assert wandb_mode(offline=False) == "disabled"  # an explicit environment wins
 
 
+@pytest.mark.slow
 def test_progress_bar_reads_metrics_at_its_own_pace(tmp_path, monkeypatch):
     """Reading metrics is a GPU sync per read: the bar reads them on its first and last step and at most every
     REDRAW_S seconds in between, not after every step."""
-    from compresslab.progress import StepProgressBar
+    from compresslab.training.progress import StepProgressBar
 
     reads = []
     original = StepProgressBar._update_metrics
@@ -390,7 +430,8 @@ def test_progress_bar_reads_metrics_at_its_own_pace(tmp_path, monkeypatch):
     assert not [s for s in train_reads if 1 < s < 8], reads  # nothing read between the first and the last step
 
 
-def test_a_users_model_dataset_and_experiment_from_outside_the_repository(tmp_path):
+@pytest.mark.slow
+def test_a_users_model_dataset_and_experiment_from_outside_the_repository(data_root, tmp_path):
     """Extending without forking: a model class in the user's own .py (plugins=[...]), its config, a dataset config
     and a recipe in the user's own folder (hydra.searchpath); train.py runs it and the CLI evaluates its checkpoint
     with the plugin named in $COMPRESSLAB_PLUGINS."""
@@ -405,7 +446,7 @@ def test_a_users_model_dataset_and_experiment_from_outside_the_repository(tmp_pa
         "class WideFactorized(Factorized):\n"
         "    '''my idea: the factorized model, registered under my own name'''\n")
     (conf / "model" / "wide_factorized.yaml").write_text("name: wide_factorized\nN: 32\nM: 56\n")
-    (conf / "data" / "my_photos.yaml").write_text(f"defaults:\n  - default\nname: my_photos\nroot: {DATA}\n")
+    (conf / "data" / "my_photos.yaml").write_text(f"defaults:\n  - default\nname: my_photos\nroot: {data_root}\n")
     (conf / "experiment" / "my_recipe.yaml").write_text(
         "# @package _global_\ndefaults:\n  - override /model: wide_factorized\n  - override /data: my_photos\n"
         "name: my-recipe\nlambda: 0.02\n")
@@ -418,11 +459,12 @@ def test_a_users_model_dataset_and_experiment_from_outside_the_repository(tmp_pa
     rd = json.loads((tmp_path / "run" / "rd.json").read_text())
     assert rd["meta"]["model"]["name"] == "wide_factorized" and rd["results"]["bpp"][0] > 0
     r = run_py(["-m", "compresslab.cli", "evaluate", str(tmp_path / "run" / "checkpoints" / "last.ckpt"),
-                "--images", str(DATA / "kodak"), "--max-images", "1", "--crop", "64",
+                "--images", str(data_root / "kodak"), "--max-images", "1", "--crop", "64",
                 "--out", str(tmp_path / "e.json")], env={"COMPRESSLAB_PLUGINS": str(tmp_path / "my_models.py")})
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_user_yaml_named_like_a_built_in_wins_and_is_named(tmp_path):
     """hydra.searchpath=[file://my/conf] with my model/factorized.yaml: mine is composed (Hydra alone would keep the
     built-in, since it appends search paths after the primary config's folder), and the run says which file."""

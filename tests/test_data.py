@@ -5,7 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from compresslab.data import DataLayoutError, ImageDataModule, ImageFolderDataset, load_rgb, resolve_data_root
+from compresslab.data.images import DataLayoutError, load_rgb, resolve_data_root
+
+from compresslab.data.module import ImageDataModule, ImageFolderDataset
 
 
 @pytest.fixture
@@ -92,7 +94,7 @@ def test_cached_images_give_the_same_pixels_and_decode_once(tmp_path, monkeypatc
         Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(d / f"{i}.png")
     plain = ImageFolderDataset(d, 32, train=False)
     cached = ImageFolderDataset(d, 32, train=False, cache_images=True)
-    import compresslab.data as data_mod
+    import compresslab.data.module as data_mod
 
     calls = []
     real = data_mod.load_image_tensor

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compresslab.data import DataLayoutError, build_datamodule
-from compresslab.datasets import split_files
-from compresslab.train import plain as plain_cfg
-from conftest import DATA, compose, train
+from compresslab.data.images import DataLayoutError
+
+from compresslab.data.module import build_datamodule
+from compresslab.data.layouts import split_files
+from compresslab.training.run import plain as plain_cfg
+from conftest import compose, train
 from compresslab.conf import CONF_DIR
 
 
@@ -29,14 +31,14 @@ def vimeo(tmp_path):
     return root
 
 
-def test_vimeo90k_lists_every_frame_of_the_listed_septuplets(vimeo):
+def test_vimeo90k_lists_every_frame_of_the_listed_septuplets(data_root, vimeo):
     files = split_files(vimeo, "train", "vimeo90k", "sep_trainlist.txt")
     assert len(files) == 14 and files[0] == vimeo / "sequences" / "00001" / "0001" / "im1.png"
     assert files[-1].parts[-3:] == ("00002", "0007", "im7.png")
     dm = build_datamodule(plain_cfg(compose(["data=vimeo90k", f"data.root={vimeo}"]).data))
     dm.setup()
     assert len(dm.train_set) == 14 and len(dm.val_set) == 7
-    assert dm.kodak_dir == DATA.resolve() / "kodak"  # the evaluation set stays where the anchors are
+    assert dm.kodak_dir == data_root.resolve() / "kodak"  # the evaluation set stays where the anchors are
     (vimeo / "sequences" / "00002" / "0007" / "im4.png").unlink()
     with pytest.raises(DataLayoutError, match="1 of 14 frames listed in sep_trainlist.txt are missing"):
         split_files(vimeo, "train", "vimeo90k", "sep_trainlist.txt")
@@ -69,6 +71,7 @@ def test_folder_layouts_find_their_splits(tmp_path, name, train_dir, val_dir):
     assert all(train_dir.split("/")[0] in str(f) for f in dm.train_set.files)
 
 
+@pytest.mark.slow
 def test_training_runs_from_a_vimeo_tree(tmp_path, vimeo):
     res = train(tmp_path / "run", ["data=vimeo90k", f"data.root={vimeo}", "callbacks.rd_eval.enabled=false",
                                    "data.num_workers=0", "trainer.max_steps=2"])

@@ -6,15 +6,15 @@ import torch
 from PIL import Image
 
 from compresslab import models
-from compresslab.checkpoints import CheckpointError
+from compresslab.io.checkpoints import CheckpointError
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
-from compresslab.data import DataLayoutError
+from compresslab.data.images import DataLayoutError
 from compresslab.evaluation.anchors import AnchorError, list_anchors, load_anchor
 from compresslab.evaluation.bdrate import bd_rate, monotone_points, rate_change_at_equal_quality
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.container import ContainerError
 from compresslab.evaluation.evaluator import CodecMismatchError, evaluate_model, list_eval_images
-from conftest import assert_decodes_identically_elsewhere, DATA, run_py
+from conftest import assert_decodes_identically_elsewhere, run_py
 
 GOLDEN = {  # CompressAI's Kodak result files vs vtm.json: cubic / pchip / akima (issue #3)
     "compressai-bmshj2018-factorized_mse_cpu": (67.81, 68.10, 68.01),
@@ -85,8 +85,9 @@ def test_anchor_registry_metadata_and_refusals():
         load_anchor("kodak/vvc-nope")
 
 
-def test_cli_bd_rate_line():
-    r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(DATA / "anchors/kodak/hm.json"),
+@pytest.mark.slow
+def test_cli_bd_rate_line(data_root):
+    r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(data_root / "anchors/kodak/hm.json"),
                 "--method", "pchip"], timeout=120)
     assert r.returncode == 0, r.stderr
     assert "BD-rate +23.31 %" in r.stdout and "pchip" in r.stdout and "overlap" in r.stdout
@@ -100,6 +101,7 @@ def _umask() -> int:
     return mask
 
 
+@pytest.mark.slow
 def test_plain_state_dicts_give_their_size_and_msp_export_says_how_to_load(tmp_path, factorized_ckpt, capsys):
     """N/M of a plain state dict come from its weights; a model CompressAI lacks is not sent to CompressAI."""
     from compresslab.cli import main
@@ -109,7 +111,7 @@ def test_plain_state_dicts_give_their_size_and_msp_export_says_how_to_load(tmp_p
     model, meta = build_model_from_checkpoint(plain_sd, {"name": "factorized"})
     assert (meta["model"]["N"], meta["model"]["M"]) == (32, 48)
     msp = models.build({"name": "msp", "N": 32, "M": 48})
-    from compresslab.checkpoints import atomic_torch_save
+    from compresslab.io.checkpoints import atomic_torch_save
 
     atomic_torch_save(msp.state_dict(), tmp_path / "msp.pth")
     _, meta = build_model_from_checkpoint(tmp_path / "msp.pth", {"name": "msp"})
@@ -123,6 +125,7 @@ def test_plain_state_dicts_give_their_size_and_msp_export_says_how_to_load(tmp_p
     assert "compressai.models" not in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture,arch", [("factorized_ckpt", "bmshj2018-factorized"),
                                           ("hyperprior_ckpt", "bmshj2018-hyperprior")])
 def test_evaluator_agrees_with_compressai_eval_model(request, tmp_path, kodak_crops, fixture, arch):
@@ -146,6 +149,7 @@ def test_evaluator_agrees_with_compressai_eval_model(request, tmp_path, kodak_cr
     assert 0.95 < ours["bpp_ratio"] < 1.2  # real bitstream close to the likelihood estimate
 
 
+@pytest.mark.slow
 def test_decoder_latent_mismatch_fails_loudly(factorized_ckpt, kodak_crops, monkeypatch):
     model, _ = build_model_from_checkpoint(factorized_ckpt)
     real = type(model).decompress
@@ -166,10 +170,11 @@ def test_missing_kodak_names_the_path_and_the_fix(tmp_path):
         list_eval_images(tmp_path / "kodak")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["factorized_ckpt", "hyperprior_ckpt"])
-def test_compress_then_decode_in_another_process_is_exact(request, tmp_path, fixture):
+def test_compress_then_decode_in_another_process_is_exact(data_root, request, tmp_path, fixture):
     ckpt = request.getfixturevalue(fixture)
-    img = Image.open(DATA / "kodak" / "kodim23.png").convert("RGB").crop((0, 0, 200, 136))  # not multiples of 64
+    img = Image.open(data_root / "kodak" / "kodim23.png").convert("RGB").crop((0, 0, 200, 136))  # not multiples of 64
     src = tmp_path / "in.png"
     img.save(src)
     compress_file(ckpt, src, tmp_path / "x.clab")
@@ -178,9 +183,10 @@ def test_compress_then_decode_in_another_process_is_exact(request, tmp_path, fix
     assert_decodes_identically_elsewhere(tmp_path / "x.clab", ckpt, here, tmp_path)
 
 
-def test_mutated_files_are_refused_never_crash(tmp_path, factorized_ckpt, hyperprior_ckpt):
+@pytest.mark.slow
+def test_mutated_files_are_refused_never_crash(data_root, tmp_path, factorized_ckpt, hyperprior_ckpt):
     src = tmp_path / "in.png"
-    Image.open(DATA / "kodak" / "kodim05.png").convert("RGB").crop((0, 0, 128, 128)).save(src)
+    Image.open(data_root / "kodak" / "kodim05.png").convert("RGB").crop((0, 0, 128, 128)).save(src)
     compress_file(factorized_ckpt, src, tmp_path / "ok.clab")
     good = (tmp_path / "ok.clab").read_bytes()
     rng = random.Random(0)
@@ -208,6 +214,7 @@ def test_mutated_files_are_refused_never_crash(tmp_path, factorized_ckpt, hyperp
     assert decompress_file(tmp_path / "ok.clab", factorized_ckpt).size == (128, 128)
 
 
+@pytest.mark.slow
 def test_smoke_multirun_ends_with_curve_table_plot_and_wandb_report(tmp_path):
     r = run_py(["train.py", "-m", "model=hyperprior", "lambda=0.0018,0.0035,0.0067,0.013", "debug=smoke",
                 "trainer.max_steps=2", "trainer.val_check_interval=2", "callbacks.rd_eval.max_images=1",
@@ -227,6 +234,7 @@ def test_smoke_multirun_ends_with_curve_table_plot_and_wandb_report(tmp_path):
     assert "hyperprior" in table and "akima" in table
 
 
+@pytest.mark.slow
 def test_a_failed_sweep_job_costs_only_its_own_point(tmp_path):
     """Hydra's basic sweeper re-raises a failed job after the batch and skips on_multirun_end; the summary of the
     finished jobs must exist anyway and name the failure with its error line."""
@@ -243,6 +251,7 @@ def test_a_failed_sweep_job_costs_only_its_own_point(tmp_path):
     assert "failed job(s)" in r.stdout
 
 
+@pytest.mark.slow
 def test_cli_evaluate_anchors_and_rd(tmp_path, factorized_ckpt, kodak_crops, capsys):
     from compresslab.cli import main
 
@@ -302,13 +311,13 @@ def test_mean_rd_cost_matches_compressai_rate_distortion_loss():
     assert abs(mean_rd_cost(per_image, lmbda) - sum(losses) / 3) < 1e-4 * abs(sum(losses) / 3)
 
 
-def test_rd_reads_every_point_of_multi_point_result_files(tmp_path):
+def test_rd_reads_every_point_of_multi_point_result_files(data_root, tmp_path):
     """CompressAI's eval_model output and the published curves hold one point per quality: `rd` must read them all
     (it once read only the first and printed "points 1") and give the same BD-rate as the anchor registry."""
     from compresslab.cli import main
 
     name = "compressai-bmshj2018-factorized_mse_cpu"
-    src = DATA / "anchors" / "kodak" / f"{name}.json"
+    src = data_root / "anchors" / "kodak" / f"{name}.json"
     n = len(json.loads(src.read_text())["results"]["bpp"])
     assert n >= 6
     assert main(["rd", str(src), "--out", str(tmp_path / "rd"), "--method", "akima"]) == 0
@@ -356,7 +365,7 @@ def test_rd_and_bd_rate_agree_on_two_multi_point_files_in_any_metric(tmp_path, c
 
 
 def test_sweep_summaries_use_the_losss_metric():
-    from compresslab.hydra_callbacks import summary_metric
+    from compresslab.sweeps.hydra_callbacks import summary_metric
     from conftest import compose
 
     assert summary_metric(compose([])) == "psnr-rgb"

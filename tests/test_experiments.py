@@ -1,3 +1,4 @@
+import pytest
 """The committed experiment drivers still run end to end (tiny overrides; the recipes themselves are in conf/)."""
 
 import csv
@@ -12,6 +13,7 @@ TINY = ["model.N=32", "model.M=48", "trainer.max_steps=2", "trainer.val_check_in
         "data.val_patch_size=128", "callbacks.rd_eval.max_images=1", "callbacks.rd_eval.crop=128", "logger=csv"]
 
 
+@pytest.mark.slow
 def test_msp_cpu_proxy_driver_trains_both_models_and_summarises(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     r = run_py(["-m", "compresslab.drivers.msp_cpu_proxy", "--launcher", "basic", "--lambdas", "0.013", "0.0932",
@@ -32,6 +34,7 @@ def test_msp_cpu_proxy_driver_trains_both_models_and_summarises(tmp_path):
     assert cfgs["msp"].data == cfgs["hyperprior"].data
 
 
+@pytest.mark.slow
 def test_rd_cpu_proxy_driver_runs_queues_and_writes_pairwise_columns(tmp_path):
     """Two queues (hyperprior then factorized; MSP-fast on the hyperprior's transforms) through both stages of the
     rd_cpu_ctx recipe at smoke size; the published table has one pairwise column per reference."""
@@ -60,6 +63,7 @@ def test_rd_cpu_proxy_driver_runs_queues_and_writes_pairwise_columns(tmp_path):
     assert next((work / "msp_fast_gdn" / "sweep").glob("*/rd.json")).stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 def test_no_committed_file_names_a_machine_path():
     """Results are committed from a checkout: none may carry an absolute path of the machine they ran on (the
     checkout's parent folder: sibling checkouts, worktrees, the shared data)."""

@@ -9,8 +9,7 @@ import zipfile
 
 import pytest
 
-from compresslab.fetch import FetchError, Remote, Source, fetch, sources
-
+from compresslab.data.fetch import FetchError, Remote, Source, fetch, sources
 
 def _zip(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
@@ -19,10 +18,8 @@ def _zip(members: dict[str, bytes]) -> bytes:
             z.writestr(name, data)
     return buf.getvalue()
 
-
 def _sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
-
 
 def test_archive_is_verified_and_extracted_into_the_configs_layout(server, tmp_path):
     url, files = server
@@ -36,7 +33,6 @@ def test_archive_is_verified_and_extracted_into_the_configs_layout(server, tmp_p
     assert record["verified"] and record["sha256"] == _sha(archive)
     files.files.clear()  # a second run needs nothing from the server
     assert fetch(src, tmp_path, quiet=True) == []
-
 
 def test_truncated_download_resumes_with_a_range_request(server, tmp_path):
     url, files = server
@@ -52,7 +48,6 @@ def test_truncated_download_resumes_with_a_range_request(server, tmp_path):
     assert files.ranges == [f"bytes={len(body) // 2}-"]  # only the missing half was asked for
     assert (tmp_path / "kodak" / "kodim01.png").read_bytes() == body and not part.exists()
 
-
 def test_checksum_mismatch_is_kept_aside_and_never_used(server, tmp_path):
     url, files = server
     files.files["/vtm.json"] = b'{"tampered": true}'
@@ -63,7 +58,6 @@ def test_checksum_mismatch_is_kept_aside_and_never_used(server, tmp_path):
     assert not (tmp_path / "kodak" / "vtm.json").exists()
     assert (tmp_path / "kodak" / "vtm.json.bad").read_bytes() == b'{"tampered": true}'
 
-
 def test_unreachable_host_names_the_url_and_where_to_put_the_file(tmp_path):
     src = Source("kodak", "test", [Remote("http://127.0.0.1:9/kodim01.png", "kodak/kodim01.png", "0" * 64)])
     with pytest.raises(FetchError) as e:
@@ -72,34 +66,32 @@ def test_unreachable_host_names_the_url_and_where_to_put_the_file(tmp_path):
     assert "http://127.0.0.1:9/kodim01.png" in msg and str(tmp_path / "kodak" / "kodim01.png") in msg
     assert "offline?" in msg
 
-
-def test_shipped_manifest_matches_the_data_we_hold():
+def test_shipped_manifest_matches_the_data_we_hold(data_root):
     """Every checksummed file in the manifest is byte-identical to our copy (Kodak, CompressAI's anchors), so a user's
     download verifies against what our numbers were computed on."""
-    from conftest import DATA
 
     man = sources()
     assert len(man["kodak"].files) == 24 and all(f.sha256 for f in man["kodak"].files)
     assert any(f.path == "kodak/vtm.json" for f in man["anchors"].files)
     for name, sub in (("kodak", ""), ("anchors", "anchors/")):
         for f in man[name].files:
-            assert _sha((DATA / f"{sub}{f.path}").read_bytes()) == f.sha256, f.path
+            assert _sha((data_root / f"{sub}{f.path}").read_bytes()) == f.sha256, f.path
     vtm = next(f for f in man["anchors"].files if f.path == "kodak/vtm.json")
     assert vtm.url.endswith("869a9f5d4126d015b7de8f203fe60ee9e1608193/results/image/kodak/vtm.json")
 
-
-def test_a_machine_without_data_has_the_anchors_and_fetch_updates_them(server, tmp_path):
+@pytest.mark.slow
+def test_a_machine_without_data_has_the_anchors_and_fetch_updates_them(data_root, server, tmp_path):
     """No data folder: bd-rate vs kodak/vtm works from the package's copy; `compresslab fetch anchors` (from a mirror
     on 127.0.0.1 with CompressAI's paths) fills <data root>/anchors, which is then served first, with the same value."""
     from urllib.parse import urlsplit
 
-    from conftest import DATA, run_py
+    from conftest import run_py
 
     url, files = server
     for f in sources()["anchors"].files:
-        files.files[urlsplit(f.url).path] = (DATA / "anchors" / f.path).read_bytes()
+        files.files[urlsplit(f.url).path] = (data_root / "anchors" / f.path).read_bytes()
     hm = tmp_path / "hm.json"
-    hm.write_bytes((DATA / "anchors" / "kodak" / "hm.json").read_bytes())
+    hm.write_bytes((data_root / "anchors" / "kodak" / "hm.json").read_bytes())
     env = {"COMPRESSLAB_DATA": str(tmp_path / "nothing"), "COMPRESSLAB_MIRROR": url}
     r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(hm), "--method", "pchip"], env=env)
     assert r.returncode == 0 and "BD-rate +23.31 %" in r.stdout, r.stdout + r.stderr
@@ -114,14 +106,12 @@ def test_a_machine_without_data_has_the_anchors_and_fetch_updates_them(server, t
     r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(hm), "--method", "pchip"], env=env)
     assert r.returncode == 0 and "BD-rate +23.31 %" in r.stdout and "overrides" not in r.stderr, r.stdout + r.stderr
 
-
-def test_a_users_anchor_folder_overrides_with_a_note(tmp_path, monkeypatch):
+def test_a_users_anchor_folder_overrides_with_a_note(data_root, tmp_path, monkeypatch):
     from compresslab.evaluation import anchors as anc
-    from conftest import DATA
 
     mine = tmp_path / "mine" / "kodak"
     mine.mkdir(parents=True)
-    doc = json.loads((DATA / "anchors" / "kodak" / "vtm.json").read_text())
+    doc = json.loads((data_root / "anchors" / "kodak" / "vtm.json").read_text())
     doc["results"]["bpp"] = [1.1 * b for b in doc["results"]["bpp"]]   # "my VTM 17 build"
     (mine / "vtm.json").write_text(json.dumps(doc))
     (mine / "vtm-17.json").write_text(json.dumps(doc))
@@ -133,14 +123,13 @@ def test_a_users_anchor_folder_overrides_with_a_note(tmp_path, monkeypatch):
     names = anc.list_anchors()
     assert "kodak/vtm-17" in names and "kodak/hm" in names  # added to, not replacing, the other folders
 
-
 def test_quickstart_data_is_cut_into_the_default_layout_and_then_found_present(server, tmp_path, monkeypatch):
     """A newcomer's training data: the archive is fetched, cut into train/ (random crops) and val/ (centre crops,
     other images), and a second `fetch` on that data root downloads nothing."""
     import numpy as np
     from PIL import Image
 
-    from compresslab.fetch import fetch_many
+    from compresslab.data.fetch import fetch_many
 
     url, files = server
     members = {}

@@ -12,13 +12,13 @@ from PIL import Image
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.evaluation import codec
 from compresslab.evaluation.fuzz import MUST_REFUSE, MUTATIONS, campaign, mutate, run_cases, special_files
-from conftest import DATA, train
+from conftest import train
 
 
 @pytest.fixture(scope="module")
-def crop(tmp_path_factory):
+def crop(data_root, tmp_path_factory):
     p = tmp_path_factory.mktemp("fuzz") / "in.png"
-    Image.open(DATA / "kodak" / "kodim05.png").convert("RGB").crop((0, 0, 128, 128)).save(p)
+    Image.open(data_root / "kodak" / "kodim05.png").convert("RGB").crop((0, 0, 128, 128)).save(p)
     return p
 
 
@@ -33,6 +33,7 @@ def adaptive_fuzz_ckpt(tmp_path_factory, factorized_ckpt):
                                                             "callbacks.rd_eval.enabled=false"])["last_ckpt"]
 
 
+@pytest.mark.slow
 def test_the_harness_counts_signals_hangs_and_exceptions_per_case(factorized_ckpt, crop, tmp_path):
     model, meta = build_model_from_checkpoint(factorized_ckpt)
     codec.compress_file(factorized_ckpt, crop, tmp_path / "ok.clab")
@@ -52,6 +53,7 @@ def test_the_harness_counts_signals_hangs_and_exceptions_per_case(factorized_ckp
     assert r[1]["detail"] == "SIGSEGV" and "KeyError" in r[5]["detail"]
 
 
+@pytest.mark.slow
 def test_every_mutation_class_changes_the_file(factorized_ckpt, crop, tmp_path):
     import random
 
@@ -66,6 +68,7 @@ def test_every_mutation_class_changes_the_file(factorized_ckpt, crop, tmp_path):
         assert d[9 + int.from_bytes(d[5:9], "big"): -4] != payload
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,cases", [("factorized", 416), ("hyperprior", 416), ("adaptive", 156), ("msp", 78)])
 def test_fuzz_subset_no_crash_no_hang_no_uncaught_no_silent_decode(name, cases, crop, tmp_path, factorized_ckpt,
                                                                     hyperprior_ckpt, msp_ckpt, adaptive_fuzz_ckpt):
@@ -84,6 +87,7 @@ def test_fuzz_subset_no_crash_no_hang_no_uncaught_no_silent_decode(name, cases, 
         assert set(res["by_mutation"][m]) == {"refused"}, (m, res["by_mutation"][m])
 
 
+@pytest.mark.slow
 def test_a_version_1_file_without_digest_still_decodes(factorized_ckpt, crop, tmp_path):
     import json
     import struct
@@ -108,6 +112,7 @@ def test_a_version_1_file_without_digest_still_decodes(factorized_ckpt, crop, tm
         codec.decompress_file(tmp_path / "v2.clab", factorized_ckpt)
 
 
+@pytest.mark.slow
 def test_header_lies_are_refused_before_decoding_in_process(factorized_ckpt, crop, tmp_path):
     """Issue 31's segfault and amplification cases: the payload untouched, the image size enlarged with a consistent
     latent shape. In-process (the API's path), each is refused from the header; the first by the strings' length
@@ -129,6 +134,7 @@ def test_header_lies_are_refused_before_decoding_in_process(factorized_ckpt, cro
     assert codec.decode_bytes(good, model, meta).size == (128, 128)
 
 
+@pytest.mark.slow
 def test_special_files_are_refused_by_every_decode_path(factorized_ckpt, tmp_path):
     from compresslab.evaluation.container import ContainerError
 

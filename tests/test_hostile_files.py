@@ -9,10 +9,10 @@ import zlib
 import pytest
 from PIL import Image
 
-from compresslab.checkpoints import CheckpointError
+from compresslab.io.checkpoints import CheckpointError
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.container import MAGIC, Container, ContainerError
-from conftest import DATA, run_py
+from conftest import run_py
 
 
 def _raw(header: bytes, payload: bytes) -> bytes:
@@ -21,10 +21,10 @@ def _raw(header: bytes, payload: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def encoded(tmp_path_factory, hyperprior_ckpt):
+def encoded(data_root, tmp_path_factory, hyperprior_ckpt):
     d = tmp_path_factory.mktemp("hostile")
     src = d / "in.png"
-    Image.open(DATA / "kodak" / "kodim05.png").convert("RGB").crop((0, 0, 128, 128)).save(src)
+    Image.open(data_root / "kodak" / "kodim05.png").convert("RGB").crop((0, 0, 128, 128)).save(src)
     compress_file(hyperprior_ckpt, src, d / "ok.clab")
     good = (d / "ok.clab").read_bytes()
     hlen = struct.unpack(">I", good[5:9])[0]
@@ -35,6 +35,7 @@ def _header_variant(header: dict, **changes) -> bytes:
     return json.dumps({**header, **changes}).encode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["deep_json", "infinity", "float_size", "huge_shape", "shape_mismatch",
                                   "negative_length", "string_length", "non_object"])
 def test_crafted_headers_are_refused_by_name(encoded, hyperprior_ckpt, case):
@@ -57,6 +58,7 @@ def test_crafted_headers_are_refused_by_name(encoded, hyperprior_ckpt, case):
         decompress_file(f, hyperprior_ckpt)
 
 
+@pytest.mark.slow
 def test_garbage_payload_cannot_crash_the_caller(encoded, hyperprior_ckpt):
     """Payload bytes replaced (lengths kept, CRC recomputed): the isolated decoder either decodes something or
     fails; whatever CompressAI's rANS code does with it, this process gets a ContainerError or an image."""
@@ -75,6 +77,7 @@ def test_garbage_payload_cannot_crash_the_caller(encoded, hyperprior_ckpt):
     assert len(outcomes) == 3  # we are still here: no signal reached this process
 
 
+@pytest.mark.slow
 def test_isolated_decode_matches_in_process_and_reports_checkpoint_errors(encoded, hyperprior_ckpt, factorized_ckpt):
     d, _, _ = encoded
     a = decompress_file(d / "ok.clab", hyperprior_ckpt, isolate=True)
@@ -84,6 +87,7 @@ def test_isolated_decode_matches_in_process_and_reports_checkpoint_errors(encode
         decompress_file(d / "ok.clab", factorized_ckpt, isolate=True)
 
 
+@pytest.mark.slow
 def test_cli_decompress_is_isolated_and_exits_cleanly_on_a_killed_decoder(encoded, hyperprior_ckpt, tmp_path):
     """A decoder killed by a signal (simulated with a memory limit too small to import torch) is one clean line."""
     d, _, _ = encoded
@@ -93,6 +97,7 @@ def test_cli_decompress_is_isolated_and_exits_cleanly_on_a_killed_decoder(encode
     assert "ok.clab" in r.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_cli_decompress_refuses_special_files_in_one_line(hyperprior_ckpt, tmp_path):
     """A directory, a FIFO (which would block the reader before any timeout) and a link to /dev/zero (which would
     be read until memory runs out): one line naming the path, exit 2, nothing written."""
@@ -110,6 +115,7 @@ def test_cli_decompress_refuses_special_files_in_one_line(hyperprior_ckpt, tmp_p
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_isolated_decode_keeps_a_lower_address_space_limit(encoded, hyperprior_ckpt, tmp_path):
     """Under `ulimit -v 8G` the default --memory-mb (16 GB) used to fail in preexec_fn: the child now keeps the
     environment's lower limit, and the decode succeeds."""

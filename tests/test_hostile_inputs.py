@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from compresslab.checkpoints import (CheckpointError, CheckpointWriteError, atomic_torch_save, load_checkpoint,
+from compresslab.io.checkpoints import (CheckpointError, CheckpointWriteError, atomic_torch_save, load_checkpoint,
                                      remove_stale_temporaries)
-from compresslab.data import ImageDecodeError
+from compresslab.data.images import ImageDecodeError
 from compresslab.evaluation.codec import check_image_size, compress_file
-from compresslab.fetch import FetchError, _extract
-from compresslab.inputs import InputFileError, read_regular_file
+from compresslab.data.fetch import FetchError, _extract
+from compresslab.io.inputs import InputFileError, read_regular_file
 from conftest import REPO, compose
 
 
@@ -166,7 +166,7 @@ def test_archive_that_fails_half_way_leaves_no_partial_tree(tmp_path):
 def test_make_shards_refuses_an_unreadable_file_by_name_and_leaves_no_shard(tmp_path, monkeypatch):
     from PIL import Image
 
-    import compresslab.shards as shards
+    import compresslab.data.shards as shards
 
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
@@ -211,7 +211,7 @@ def test_a_full_disk_is_one_error_naming_the_path_and_the_previous_checkpoint_st
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("compresslab.checkpoints.os.fsync", full)
+    monkeypatch.setattr("compresslab.io.checkpoints.os.fsync", full)
     with pytest.raises(CheckpointWriteError, match="No space left on device") as e:
         atomic_torch_save({"step": 2}, path)
     assert str(path) in str(e.value) and "previous last.ckpt is kept intact" in str(e.value)
@@ -221,13 +221,14 @@ def test_a_full_disk_is_one_error_naming_the_path_and_the_previous_checkpoint_st
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the check is for machines without a GPU")
 def test_a_gpu_trainer_without_a_gpu_is_a_config_error_before_any_work():
-    from compresslab.config import ConfigError
-    from compresslab.train import validate_config
+    from compresslab.errors import ConfigError
+    from compresslab.training.run import validate_config
 
     with pytest.raises(ConfigError, match="trainer=cpu"):
         validate_config(compose(["trainer=gpu"]))
 
 
+@pytest.mark.slow
 def test_a_missing_dataset_layout_is_one_line_before_any_logger_starts(tmp_path):
     from conftest import run_py
 
@@ -250,7 +251,7 @@ def test_the_cli_limits_default_to_the_decoders():
 
 
 def test_a_decompression_bomb_in_a_data_folder_is_an_image_error_not_a_traceback(tmp_path):
-    from compresslab.data import load_rgb
+    from compresslab.data.images import load_rgb
 
     png = tmp_path / "bomb.png"
     png.write_bytes(_png_header(30000, 30000))

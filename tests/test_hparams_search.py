@@ -7,11 +7,12 @@ import optuna
 import pytest
 import yaml
 
-from compresslab.train import objective_value
+from compresslab.training.run import objective_value
 from conftest import compose, run_py
 from compresslab.conf import CONF_DIR
 
 
+@pytest.mark.slow
 def test_search_runs_records_and_resumes(tmp_path):
     sweep = tmp_path / "search"
     args = ["train.py", "-m", "hparams_search=factorized_lr", "debug=smoke", "logger=csv",
@@ -47,6 +48,7 @@ def test_search_runs_records_and_resumes(tmp_path):
     assert (sweep / "sweep_report" / "history.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(tmp_path):
     sweep = tmp_path / "search"
     r = run_py(["train.py", "-m", "hparams_search=factorized_lr", "debug=smoke", "logger=csv", f"hydra.sweep.dir={sweep}",
@@ -67,7 +69,7 @@ def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(tmp_path):
 def test_importance_shares_sum_to_one_and_rank_the_parameter_that_matters():
     """The report's importances are Optuna's (PED-ANOVA), normalised: the objective depends on lr alone, so lr
     ranks first, and the shares add up to 1 (the old variance shares summed to more)."""
-    from compresslab.sweep_report import importance
+    from compresslab.sweeps.report import importance
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(40):
@@ -81,7 +83,7 @@ def test_importance_shares_sum_to_one_and_rank_the_parameter_that_matters():
 
 
 def test_pareto_front():
-    from compresslab.sweep_report import pareto_front
+    from compresslab.sweeps.report import pareto_front
 
     trials = [{"state": "COMPLETE", "values": [v, q], "params": {"lr": lr, "N": n}}
               for v, q, lr, n in [(1.0, 30, 1e-4, 64), (1.1, 30.5, 2e-4, 64), (3.0, 29, 1e-3, 128),
@@ -91,8 +93,8 @@ def test_pareto_front():
 
 
 def test_objective_needs_its_measurement():
-    from compresslab.config import ConfigError
-    from compresslab.train import validate_config
+    from compresslab.errors import ConfigError
+    from compresslab.training.run import validate_config
 
     with pytest.raises(ConfigError, match="callbacks.rd_eval.enabled=true"):
         validate_config(compose(["objective=kodak_rd_cost", "callbacks.rd_eval.enabled=false"]))

@@ -5,8 +5,8 @@ from PIL import Image
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
-from compresslab.lof import LOFConfig, lof_encoder_factory, overfit_latents, rd_cost
-from conftest import assert_decodes_identically_elsewhere, DATA, train
+from compresslab.evaluation.lof import LOFConfig, lof_encoder_factory, overfit_latents, rd_cost
+from conftest import assert_decodes_identically_elsewhere, require_data, train
 
 from compressai.ops import compute_padding
 
@@ -24,10 +24,11 @@ def lof_models(factorized_ckpt, hyperprior_ckpt, tmp_path_factory):
 
 
 def _image(h=128, w=192):
-    img = Image.open(DATA / "kodak" / "kodim07.png").convert("RGB").crop((100, 100, 100 + w, 100 + h))
+    img = Image.open(require_data() / "kodak" / "kodim07.png").convert("RGB").crop((100, 100, 100 + w, 100 + h))
     return torch.from_numpy(__import__("numpy").asarray(img).copy()).permute(2, 0, 1).float()[None] / 255
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["factorized", "hyperprior", "adaptive", "msp"])
 def test_greedy_acceptance_for_every_model(lof_models, name):
     model, _ = build_model_from_checkpoint(lof_models[name])
@@ -43,6 +44,7 @@ def test_greedy_acceptance_for_every_model(lof_models, name):
     assert rep["lof_cost_after"] < rep["lof_cost_before"], "LOF found nothing better in 40 large steps"
 
 
+@pytest.mark.slow
 def test_lof_real_bitstream_never_worse(lof_models, kodak_crops):
     model, _ = build_model_from_checkpoint(lof_models["factorized"])
     files = list_eval_images(kodak_crops, 1)
@@ -54,6 +56,7 @@ def test_lof_real_bitstream_never_worse(lof_models, kodak_crops):
     assert lof["encoding_time"] > plain["encoding_time"]
 
 
+@pytest.mark.slow
 def test_nan_falls_back_to_the_best_latent(lof_models, monkeypatch):
     model, _ = build_model_from_checkpoint(lof_models["factorized"])
     real = type(model).latent_forward
@@ -73,11 +76,12 @@ def test_nan_falls_back_to_the_best_latent(lof_models, monkeypatch):
     assert all(torch.isfinite(v).all() for v in best.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["hyperprior", "adaptive", "msp"])
-def test_lof_bitstream_decodes_exactly_in_another_process(lof_models, tmp_path, name):
+def test_lof_bitstream_decodes_exactly_in_another_process(data_root, lof_models, tmp_path, name):
     ckpt = lof_models[name]
     src = tmp_path / "in.png"
-    Image.open(DATA / "kodak" / "kodim07.png").convert("RGB").crop((100, 100, 292, 228)).save(src)
+    Image.open(data_root / "kodak" / "kodim07.png").convert("RGB").crop((100, 100, 292, 228)).save(src)
     compress_file(ckpt, src, tmp_path / "plain.clab")
     info = compress_file(ckpt, src, tmp_path / "lof.clab", lof=LOFConfig(steps=40, lr=3e-2, lr_end=3e-3,
                                                                           patience=100), lmbda=0.0067)
@@ -99,7 +103,7 @@ def test_lof_defaults_have_one_definition():
     import dataclasses
 
     from compresslab.cli import build_parser
-    from compresslab.lof import LOFConfig
+    from compresslab.evaluation.lof import LOFConfig
     from conftest import compose
 
     defaults = {f.name: f.default for f in dataclasses.fields(LOFConfig) if f.name != "metric"}

@@ -4,7 +4,7 @@ from compressai.losses import RateDistortionLoss as CompressAIRDLoss
 from compressai.models import FactorizedPrior, ScaleHyperprior
 
 from compresslab import models
-from compresslab.losses import RateDistortionLoss
+from compresslab.evaluation.losses import RateDistortionLoss
 from compresslab.conf import CONF_DIR
 
 
@@ -33,6 +33,7 @@ def test_weights_load_into_compressai_classes(name, ref):
         assert ours.compress(x)["strings"] == theirs.compress(x)["strings"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["factorized", "hyperprior"])
 def test_mse_loss_equals_compressai(name):
     torch.manual_seed(1)
@@ -45,6 +46,7 @@ def test_mse_loss_equals_compressai(name):
         torch.testing.assert_close(ours[k], ref[k], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_msssim_loss_equals_compressai():
     torch.manual_seed(2)
     m = models.build({"name": "factorized", "N": 32, "M": 48}).train()

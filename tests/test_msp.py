@@ -6,7 +6,7 @@ from compresslab import models
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
-from conftest import assert_decodes_identically_elsewhere, DATA, train
+from conftest import assert_decodes_identically_elsewhere, train
 
 TINY = {"N": 32, "M": 48, "filters": 16, "resblocks": 1}
 EXPECTED_STEPS = {"fast": 3 * 3 * 1, "normal": 3 * 3 * 3, "extra": 4 * 6 * 5}
@@ -27,6 +27,7 @@ def msp_ckpts(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["fast", "normal", "extra"])
 def test_each_profile_trains_and_codes_end_to_end(msp_ckpts, kodak_crops, profile):
     model, meta = build_model_from_checkpoint(msp_ckpts[profile])
@@ -61,15 +62,17 @@ def test_odd_latent_sizes_and_too_small_inputs():
         m(torch.rand(1, 3, 64, 64))
 
 
-def test_msp_decodes_bit_exactly_in_another_process(tmp_path, msp_ckpts):
+@pytest.mark.slow
+def test_msp_decodes_bit_exactly_in_another_process(data_root, tmp_path, msp_ckpts):
     ckpt = msp_ckpts["normal"]
     src = tmp_path / "in.png"
-    Image.open(DATA / "kodak" / "kodim15.png").convert("RGB").crop((0, 0, 200, 150)).save(src)
+    Image.open(data_root / "kodak" / "kodim15.png").convert("RGB").crop((0, 0, 200, 150)).save(src)
     compress_file(ckpt, src, tmp_path / "x.clab")
     here = decompress_file(tmp_path / "x.clab", ckpt)
     assert_decodes_identically_elsewhere(tmp_path / "x.clab", ckpt, here, tmp_path)
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
     a = models.build({"name": "msp", "profile": "fast", **TINY}).train()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from compresslab.optim import build_scheduler, warmup_cosine
+from compresslab.training.optim import build_scheduler, warmup_cosine
 
 
 def test_warmup_cosine_ramps_decays_and_holds():

@@ -238,6 +238,7 @@ def test_three_workers_share_one_postgresql_study_and_survive_a_killed_one(postg
         _check_dashboard(postgres_url, "shared", sweep)
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_stops_at_its_step_ends_cleanly_and_is_recorded_pruned(tmp_path):
     """Pruning on live RD: the live RD cost reaches trial.report every N steps, the study's pruner decides (here
     Optuna's ThresholdPruner set to prune any trial after its warm-up, so the outcome is known), training stops at

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from compresslab.entropy.precision import entropy_models_in_fp32
-from compresslab.losses import RateDistortionLoss
+from compresslab.evaluation.losses import RateDistortionLoss
 from compresslab.models.registry import get_model_class
 from conftest import train
 
@@ -31,13 +31,15 @@ def test_bf16_autocast_keeps_rates_fp32_and_losses_close_to_fp32(name):
         assert torch.isclose(ours[k], ref[k], rtol=0.02), (k, ours[k], ref[k])
 
 
+@pytest.mark.slow
 def test_bf16_mixed_trains_on_cpu(tmp_path):
     res = train(tmp_path, ["model=hyperprior", "trainer.precision=bf16-mixed", "callbacks.rd_eval.enabled=false"])
     assert res["last_ckpt"] and torch.isfinite(torch.tensor(res["metrics"]["train/loss"]))
 
 
+@pytest.mark.slow
 def test_fp16_is_refused_with_the_reason(tmp_path):
-    from compresslab.train import ConfigError
+    from compresslab.training.run import ConfigError
     with pytest.raises(ConfigError, match="bf16-mixed"):
         train(tmp_path, ["trainer.precision=16-mixed"])
 

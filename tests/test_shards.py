@@ -1,18 +1,19 @@
+import pytest
 """WebDataset shards: an image folder packed losslessly, and training streamed from the shards."""
 
 import json
 import tarfile
 
 from compresslab.cli import main
-from compresslab.data import find_images
-from compresslab.shards import ShardedImageDataset
-from conftest import DATA, train
+from compresslab.data.images import find_images
+from compresslab.data.shards import ShardedImageDataset
+from conftest import train
 
 
-def test_make_shards_packs_the_original_bytes_and_streams_crops(tmp_path, capsys):
+def test_make_shards_packs_the_original_bytes_and_streams_crops(data_root, tmp_path, capsys):
     src = tmp_path / "images"
     src.mkdir()
-    originals = find_images(DATA / "train")[:7]
+    originals = find_images(data_root / "train")[:7]
     for f in originals:
         (src / f.name).write_bytes(f.read_bytes())
     out = tmp_path / "shards"
@@ -33,9 +34,10 @@ def test_make_shards_packs_the_original_bytes_and_streams_crops(tmp_path, capsys
     assert main(["make-shards", str(src), str(out)]) == 2  # never over existing shards
 
 
-def test_training_streams_from_shards(tmp_path):
+@pytest.mark.slow
+def test_training_streams_from_shards(data_root, tmp_path):
     out = tmp_path / "shards"
-    main(["make-shards", str(DATA / "train"), str(out), "--max-count", "200"])
+    main(["make-shards", str(data_root / "train"), str(out), "--max-count", "200"])
     pattern = json.loads((out / "index.json").read_text())["train_shards"]
     res = train(tmp_path / "run", ["data.layout=shards", f"data.train_shards='{pattern}'", "data.num_workers=2",
                                    "callbacks.rd_eval.enabled=false", "trainer.max_steps=4"])

@@ -6,7 +6,7 @@ from compressai.entropy_models import EntropyBottleneck
 from compresslab import models
 from compresslab.entropy.precision import entropy_models_in_fp32
 from compresslab.entropy.sync_free import eb_forward
-from compresslab.speed import apply_speed_settings, to_memory_format
+from compresslab.training.speed import apply_speed_settings, to_memory_format
 
 
 def test_sync_free_entropy_bottleneck_matches_compressai():

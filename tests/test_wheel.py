@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, REPO
+from conftest import REPO, require_data
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def wheel_venv(tmp_path_factory):
 
 def _run(bin_dir: Path, cwd: Path, *args: str, data: bool = True, timeout: int = 600):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COMPRESSLAB_DATA", "COMPRESSLAB_ANCHORS")}
-    env.update(WANDB_MODE="offline", PYTHONWARNINGS="ignore", **({"COMPRESSLAB_DATA": str(DATA)} if data else {}))
+    env.update(WANDB_MODE="offline", PYTHONWARNINGS="ignore", **({"COMPRESSLAB_DATA": str(require_data())} if data else {}))
     return subprocess.run([str(bin_dir / "compresslab"), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 

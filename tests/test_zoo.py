@@ -10,7 +10,7 @@ import torch
 from compressai.models import FactorizedPrior
 from compressai.zoo.image import model_urls
 
-from compresslab.checkpoints import CheckpointError
+from compresslab.io.checkpoints import CheckpointError
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from conftest import compose, serve_zoo
 
@@ -120,7 +120,7 @@ def test_a_cached_file_that_does_not_match_its_name_is_refused(server, tmp_path,
 
 
 def test_zoo_urls_table_and_mirror(tmp_path, monkeypatch):
-    from compresslab.zoo import nearest_quality, zoo_url
+    from compresslab.io.zoo import nearest_quality, zoo_url
 
     monkeypatch.delenv("COMPRESSLAB_ZOO_URLS", raising=False)
     monkeypatch.setenv("COMPRESSLAB_MIRROR", "http://lab-mirror:8000/compressai")

@@ -24,14 +24,17 @@ log = logging.getLogger("compresslab.app")
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="train")
 def _main(cfg: DictConfig):
-    from compresslab.checkpoints import CheckpointError
-    from compresslab.config import ConfigError
-    from compresslab.data import DataLayoutError
-    from compresslab.train import run  # imported here so `--help` and config errors come back fast
+    from compresslab.io.checkpoints import CheckpointError
+    from compresslab.errors import ConfigError
+    from compresslab.data.images import DataLayoutError
 
     for line in shadowed_configs():
         log.info(line)
     try:
+        # imported here so `--help` and config errors come back fast, and inside the try: importing the models
+        # loads $COMPRESSLAB_PLUGINS, whose broken model is one line (ModelContractError is a ConfigError)
+        from compresslab.training.run import run
+
         result = run(cfg)
     except (ConfigError, CheckpointError, DataLayoutError) as e:
         # config: an impossible combination, caught before any work; checkpoint: init_from / ckpt_path /

@@ -35,50 +35,30 @@ def _model_override(args) -> dict | None:
 def cmd_evaluate(args) -> int:
     import torch
 
-    from .models.from_checkpoint import build_model_from_checkpoint
-    from .data import resolve_data_root
-    from .evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
+    from compresslab.data.images import resolve_data_root
+    from compresslab.evaluation.evaluator import list_eval_images
+    from compresslab.evaluation.lof import LOFConfig
+    from compresslab.evaluation.results import evaluate_checkpoint
 
     torch.set_num_threads(args.threads) if args.threads else None
-    model, meta = build_model_from_checkpoint(args.ckpt, _model_override(args))
     images = args.images or str(resolve_data_root(args.data_root) / args.data)
     if not args.images and not Path(images).is_dir():
         raise FileNotFoundError(f"evaluation set {args.data!r} not found at {images}: expected its images in "
                                 f"<data root>/{args.data}/ ({EVAL_SETS[args.data]}); pass --data-root or --images")
     files = list_eval_images(images, args.max_images)
-    encode_factory, curves, lof_cfg = None, [], None
-    if args.lof:
-        from .lof import LOFConfig, config_dict, lof_encoder_factory
-
-        lmbda = meta.get("lambda") if meta.get("lambda") is not None else args.lmbda
-        if lmbda is None:
-            raise ValueError("LOF needs the model's lambda: the checkpoint has none, pass --lmbda")
-        lof_cfg = LOFConfig(steps=args.lof_steps, patience=args.lof_patience, lr=args.lof_lr,
-                            lr_end=args.lof_lr_end, optimize_z=not args.lof_fixed_z,
-                            metric=(meta.get("loss") or {}).get("metric", "mse"))
-        encode_factory = lof_encoder_factory(model, lof_cfg, float(lmbda), on_curve=lambda r: curves.append(r))
-    result = evaluate_model(model, files, crop=args.crop, progress=True, encode_factory=encode_factory)
-    name = meta["model"]["name"]
-    if args.lof:
-        for row, rep in zip(result["per_image"], curves):
-            row["lof_curve"] = rep["lof_curve"]
-        if args.wandb:
-            _log_lof_curves(result["per_image"], args)
-    doc = to_compressai_json(result, name=name,
-                             description=f"{args.ckpt} on {images}",
-                             meta={"model": meta["model"],
-                                   "lambda": meta.get("lambda") if meta.get("lambda") is not None else args.lmbda,
-                                   "step": meta.get("global_step"), "checkpoint": str(args.ckpt),
-                                   "images": len(files), "image_source": str(images), "crop": args.crop, "lof": bool(args.lof),
-                                   "dataset": None if args.images else args.data,
-                                   "lof_config": config_dict(lof_cfg) if lof_cfg else None})
-    m = result["mean"]
+    lof = LOFConfig(steps=args.lof_steps, patience=args.lof_patience, lr=args.lof_lr, lr_end=args.lof_lr_end,
+                    optimize_z=not args.lof_fixed_z) if args.lof else None
+    rd = evaluate_checkpoint(args.ckpt, files, crop=args.crop, lof=lof, lmbda=args.lmbda,
+                             dataset=None if args.images else args.data, image_source=str(images),
+                             model_override=_model_override(args), progress=True)
+    if args.lof and args.wandb:
+        _log_lof_curves(rd.per_image, args)
+    m = rd.mean
     print(f"mean over {len(files)} images: bpp {m['bpp']:.4f} | PSNR {m['psnr-rgb']:.3f} dB | MS-SSIM "
           f"{m['ms-ssim-rgb']:.4f} | real/est bpp {m['bpp_ratio']:.4f} | enc {m['encoding_time']:.3f}s "
           f"dec {m['decoding_time']:.3f}s")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(doc, indent=2))
+        rd.write(args.out)
         print(f"wrote {args.out}")
     return 0
 
@@ -86,7 +66,7 @@ def cmd_evaluate(args) -> int:
 def _log_lof_curves(rows, args) -> None:
     import wandb
 
-    from .wandb_mode import wandb_mode
+    from compresslab.wandb_mode import wandb_mode
 
     wandb_mode()
     run = wandb.init(project="compresslab", job_type="lof", name=f"lof-{Path(args.ckpt).stem}",
@@ -98,7 +78,7 @@ def _log_lof_curves(rows, args) -> None:
 
 
 def cmd_export(args) -> int:
-    from .models.from_checkpoint import export_state_dict
+    from compresslab.models.from_checkpoint import export_state_dict
 
     out, how = export_state_dict(args.ckpt, args.out)
     print(f"wrote {out}: a plain state dict with updated CDF tables; {how}")
@@ -106,7 +86,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_anchors(args) -> int:
-    from .evaluation.anchors import list_anchors, load_anchor
+    from compresslab.evaluation.anchors import list_anchors, load_anchor
 
     for name in list_anchors(args.root):
         if args.dataset and not name.startswith(args.dataset):
@@ -119,8 +99,8 @@ def cmd_anchors(args) -> int:
 
 
 def cmd_anchors_build(args) -> int:
-    from .data import find_images
-    from .evaluation.anchor_builder import build_anchor
+    from compresslab.data.images import find_images
+    from compresslab.evaluation.anchor_builder import build_anchor
 
     images = find_images(Path(args.images))[: args.max_images or None]
     doc = build_anchor(args.codec, images, args.name, qualities=args.qualities, encoder=args.encoder,
@@ -136,7 +116,7 @@ def cmd_anchors_build(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from .fetch import FetchError, fetch_many, sources
+    from compresslab.data.fetch import FetchError, fetch_many, sources
 
     if args.list or not args.names:
         for name, src in sources().items():
@@ -153,7 +133,7 @@ def cmd_fetch(args) -> int:
 
 
 def _load_curve(path: str, metric: str):
-    from .evaluation.metrics import with_derived_metrics
+    from compresslab.evaluation.metrics import with_derived_metrics
 
     doc = json.loads(Path(path).read_text())
     res = with_derived_metrics(doc.get("results", doc))
@@ -163,8 +143,8 @@ def _load_curve(path: str, metric: str):
 
 
 def cmd_bd_rate(args) -> int:
-    from .evaluation.anchors import load_anchor
-    from .evaluation.bdrate import bd_rate
+    from compresslab.evaluation.anchors import load_anchor
+    from compresslab.evaluation.bdrate import bd_rate
 
     # either side is a CompressAI-format result file or a registry name (kodak/vtm, kodak/compressai-…)
     def curve(spec: str):
@@ -186,14 +166,14 @@ def _default_rd_out(paths: list[str]) -> str:
 
 
 def cmd_sweep_report(args) -> int:
-    from .sweep_report import write_sweep_report
+    from compresslab.sweeps.report import write_sweep_report
 
     print(f"wrote {write_sweep_report(args.sweep_dir)}")
     return 0
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import papers, reproduce
+    from compresslab.reproduce import papers, reproduce
 
     if args.list or not args.paper:
         for name, doc in papers().items():
@@ -210,7 +190,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_rd(args) -> int:
-    from .evaluation.curves import summarize_runs
+    from compresslab.evaluation.curves import summarize_runs
 
     out = args.out or _default_rd_out(args.paths)
     summarize_runs(args.paths, out_dir=out, anchor=args.anchor, reference=args.reference, method=args.method,
@@ -220,11 +200,11 @@ def cmd_rd(args) -> int:
 
 
 def cmd_compress(args) -> int:
-    from .evaluation.codec import compress_file
+    from compresslab.evaluation.codec import compress_file
 
     lof = None
     if args.lof:
-        from .lof import LOFConfig
+        from compresslab.evaluation.lof import LOFConfig
 
         lof = LOFConfig(steps=args.lof_steps)
     info = compress_file(args.ckpt, args.image, args.output, lof=lof, lmbda=args.lmbda, max_pixels=args.max_pixels)
@@ -233,7 +213,7 @@ def cmd_compress(args) -> int:
 
 
 def cmd_decompress(args) -> int:
-    from .evaluation.codec import decompress_file
+    from compresslab.evaluation.codec import decompress_file
 
     decompress_file(args.file, args.ckpt, args.output, isolate=not args.in_process, timeout=args.timeout,
                     memory_mb=args.memory_mb, max_pixels=args.max_pixels)
@@ -242,7 +222,7 @@ def cmd_decompress(args) -> int:
 
 
 def cmd_make_shards(args) -> int:
-    from .shards import write_shards
+    from compresslab.data.shards import write_shards
 
     index = write_shards(args.src, args.out, max_count=args.max_count, max_size=args.max_size_mb * 1e6)
     print(f"{index['images']} images in {len(index['shards'])} shards under {args.out}; train with\n"
@@ -252,7 +232,7 @@ def cmd_make_shards(args) -> int:
 
 def cmd_download_kodak(args) -> int:
     """Kept for old scripts: `compresslab fetch kodak` into the folder's parent (checksums, resume)."""
-    from .fetch import FetchError, fetch, sources
+    from compresslab.data.fetch import FetchError, fetch, sources
 
     dest = Path(args.dest)
     if dest.name != "kodak":
@@ -284,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_p.add_argument("--crop", type=int, help="centre-crop each image (quick runs)")
     evaluate_p.add_argument("--threads", type=int)
     evaluate_p.add_argument("--lof", action="store_true", help="latent overfitting at encode time (decoder unchanged)")
-    from .lof_config import LOFConfig  # torch-free: building the parser imports no torch
+    from compresslab.evaluation.lof_config import LOFConfig  # torch-free: building the parser imports no torch
 
     lof_defaults = LOFConfig()  # one definition of LOF's defaults (conf/train.yaml's lof block mirrors it, tested)
     evaluate_p.add_argument("--lof-steps", type=int, default=lof_defaults.steps)
@@ -415,15 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:  # the Hydra app takes its own overrides (`compresslab train model=adaptive lambda=0.01`)
-        from .app import main as train_main
+        from compresslab.app import main as train_main
 
         train_main(argv[1:])
         return 0
     args = build_parser().parse_args(argv)
-    from .checkpoints import CheckpointError
-    from .data import DataLayoutError, ImageDecodeError
-    from .evaluation.anchors import AnchorError
-    from .evaluation.container import ContainerError
+    from compresslab.io.checkpoints import CheckpointError
+    from compresslab.data.images import DataLayoutError, ImageDecodeError
+    from compresslab.evaluation.anchors import AnchorError
+    from compresslab.evaluation.container import ContainerError
 
     try:
         return args.func(args)

@@ -1,18 +1,14 @@
-"""Config helpers that must exist before Hydra resolves anything: the error type for impossible combinations and
-the ``${model_min_crop:}`` resolver (the model's own minimum training crop, used by ``debug=smoke``).
-Light on purpose: importing it does not import torch or CompressAI."""
+"""Config helpers that must exist before Hydra resolves anything: the ``${model_min_crop:}`` resolver (the model's own minimum training
+crop, used by ``debug=smoke``). Light on purpose: importing it does not import torch or CompressAI."""
 
 from __future__ import annotations
 
 from omegaconf import OmegaConf
 
 
-class ConfigError(ValueError):
-    """A config that cannot work; raised before any work starts and printed as one line by train.py."""
-
 
 def model_min_crop(*, _root_) -> int:
-    from .models import get_model_class
+    from compresslab.models import get_model_class
 
     model = OmegaConf.to_container(_root_.model, resolve=True)
     return get_model_class(model["name"]).min_crop(model)

@@ -48,6 +48,30 @@ def git_state() -> dict[str, Any]:
     }
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux: /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """The hardware and the numeric stack a result was computed with (in every rd.json's meta)."""
+    def version(dist: str) -> str | None:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {"cpu": cpu_model(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "torch": torch.__version__, "compressai": version("compressai"),
+            "threads": torch.get_num_threads()}
+
+
 def pip_freeze() -> str:
     dists = sorted({(d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()},
                    key=lambda t: t[0].lower())

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .conf import CONF_DIR
+from compresslab.conf import CONF_DIR
 
 CONF = CONF_DIR / "reproduce"
 ROOT = Path(".")  # results, work folders and reports are relative to where the command runs (a clone, or any folder)
@@ -151,7 +151,7 @@ def _log_to_wandb(paper: str, profile: str, compared: list[tuple], out: Path, fi
     """The report's table and figures as one W&B run (offline unless WANDB_MODE says otherwise)."""
     import wandb
 
-    from .wandb_mode import wandb_mode
+    from compresslab.wandb_mode import wandb_mode
 
     run = wandb.init(project="compresslab-reproduce", name=f"{paper}-{profile}", mode=wandb_mode(),
                      dir=os.environ.get("WANDB_DIR", str(ROOT / "outputs")), job_type="reproduce",

@@ -34,9 +34,10 @@ ROOT = Path.cwd()  # work and results folders are relative to where the command 
 
 from compresslab import models
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
-from compresslab.data import resolve_data_root
+from compresslab.data.images import resolve_data_root
 from compresslab.evaluation.curves import summarize_runs
-from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
+from compresslab.evaluation.evaluator import list_eval_images
+from compresslab.evaluation.results import RDMeta, RDResult, evaluate, evaluate_checkpoint
 
 PROFILES = {
     # bases from compresslab.drivers.rd_cpu_proxy (its YAML ladder; warm start + per-lambda training)
@@ -77,27 +78,25 @@ def zoo_bases(prefix: str, qualities: list[dict], work: Path, max_images: int | 
         spec, out = f"{prefix}/{q['quality']}", root / f"q{q['quality']}"
         if (out / "rd.json").exists():
             continue
-        model, meta = build_model_from_checkpoint(spec)  # meta["source"]: the zoo file's URL and SHA-256
-        res = evaluate_model(model, files, crop=crop)
-        doc = to_compressai_json(res, "factorized", f"CompressAI pretrained {spec} (frozen base)", meta={
-            "model": meta["model"], "lambda": q["lambda"], "quality": q["quality"], "checkpoint": spec,
-            "source": meta["source"], "bins": q["bins"], "images": len(files), "crop": crop})
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "rd.json").write_text(json.dumps(doc, indent=2))
-        print(f"q{q['quality']} {spec}: {res['mean']['bpp']:.4f} bpp, {res['mean']['psnr-rgb']:.2f} dB", flush=True)
+        # meta.extra["source"]: the zoo file's URL and SHA-256
+        rd = evaluate_checkpoint(spec, files, crop=crop, lmbda=q["lambda"], dataset="kodak", quality=q["quality"],
+                                 bins=q["bins"])
+        rd.description = f"CompressAI pretrained {spec} (frozen base)"
+        rd.write(out / "rd.json")
+        print(f"q{q['quality']} {spec}: {rd.mean['bpp']:.4f} bpp, {rd.mean['psnr-rgb']:.2f} dB", flush=True)
     return root
 
 
 def runs_by_lambda(sweep_dir: Path) -> dict[float, Path]:
     out = {}
     for rd in sweep_dir.glob("*/rd.json"):
-        out[float(json.loads(rd.read_text())["meta"]["lambda"])] = rd.parent
+        out[float(RDResult.read(rd).meta.lmbda)] = rd.parent
     return out
 
 
 def base_checkpoint(run: Path) -> str:
     """What a base run's weights are loaded from: its zoo spec, or the checkpoint the training run wrote."""
-    return json.loads((run / "rd.json").read_text())["meta"].get("checkpoint") or str(run / "checkpoints" / "last.ckpt")
+    return RDResult.read(run / "rd.json").meta.checkpoint or str(run / "checkpoints" / "last.ckpt")
 
 
 def evaluate_ideal(base_ckpt: str, out_dir: Path, lmbda: float, like: dict) -> None:
@@ -107,11 +106,9 @@ def evaluate_ideal(base_ckpt: str, out_dir: Path, lmbda: float, like: dict) -> N
     model = models.build({"name": "adaptive", "base_ckpt": str(base_ckpt), "ideal": True,
                           **_base_size(base_ckpt)})
     files = list_eval_images(resolve_data_root() / "kodak", like.get("images"))
-    res = evaluate_model(model, files, crop=like.get("crop"))
-    doc = to_compressai_json(res, "adaptive-ideal", "ideal bound: p_hat = p, zero side-info bits",
-                             meta={"model": {"name": "adaptive-ideal"}, "lambda": lmbda, "base_ckpt": str(base_ckpt)})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "rd.json").write_text(json.dumps(doc, indent=2))
+    meta = RDMeta(model={"name": "adaptive-ideal"}, lmbda=lmbda, dataset="kodak", crop=like.get("crop"),
+                  recipe="adaptive_repro", extra={"base_ckpt": str(base_ckpt)})
+    evaluate(model, files, meta, description="ideal bound: p_hat = p, zero side-info bits").write(out_dir / "rd.json")
 
 
 def _base_size(ckpt: Path) -> dict:

@@ -13,14 +13,13 @@ puts the curve beside base, adaptive and ideal.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
-from compresslab.data import find_images, load_image_tensor, resolve_data_root
-from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
+from compresslab.data.images import find_images, load_image_tensor, resolve_data_root
+from compresslab.evaluation.evaluator import list_eval_images
+from compresslab.evaluation.results import RDMeta, RDResult, evaluate
 from compresslab.models.adaptive import fit_static_refit
 from compresslab.models.base_weights import base_size_from_checkpoint
 
@@ -35,24 +34,25 @@ def main() -> None:
     root = resolve_data_root()
     crops = [load_image_tensor(f) for f in find_images(root / "train")[: a.train_crops]]
     for rd in sorted(Path(a.base_sweep).glob("*/rd.json")):
-        meta = json.loads(rd.read_text())["meta"]
-        lmbda = float(meta["lambda"])
-        ckpt = meta.get("checkpoint") or str(rd.parent / "checkpoints" / "last.ckpt")
+        base = RDResult.read(rd).meta
+        meta = {"images": base.images, "crop": base.crop, "bins": base.extra.get("bins")}
+        lmbda = float(base.lmbda)
+        ckpt = base.checkpoint or str(rd.parent / "checkpoints" / "last.ckpt")
         out = Path(a.work) / "static" / f"lambda{lmbda}"
         if (out / "rd.json").exists():
             continue
         size = base_size_from_checkpoint(str(ckpt)) or {"N": 128, "M": 192}
         model = fit_static_refit(str(ckpt), crops, bins=int(meta.get("bins") or a.bins), **size)
         model.update(force=False)
-        res = evaluate_model(model, list_eval_images(root / "kodak", meta.get("images")), crop=meta.get("crop"))
-        doc = to_compressai_json(res, "static re-fit", f"base {ckpt} with one static PMF re-fitted on "
-                                 f"{len(crops)} training crops; no side information",
-                                 meta={"model": {"name": "static-refit"}, "label": "static re-fit", "lambda": lmbda,
-                                       "base_ckpt": str(ckpt), "train_crops": len(crops)})
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "rd.json").write_text(json.dumps(doc, indent=2))
-        print(f"lambda {lmbda}: static re-fit {res['mean']['bpp']:.4f} bpp, {res['mean']['psnr-rgb']:.3f} dB, "
-              f"real/est {res['mean']['bpp_ratio']:.4f}", flush=True)
+        rd_meta = RDMeta(model={"name": "static-refit"}, lmbda=lmbda, dataset="kodak", crop=meta.get("crop"),
+                         label="static re-fit", checkpoint=str(ckpt), recipe="adaptive_static_control",
+                         extra={"base_ckpt": str(ckpt), "train_crops": len(crops)})
+        rd = evaluate(model, list_eval_images(root / "kodak", meta.get("images")), rd_meta,
+                      description=f"base {ckpt} with one static PMF re-fitted on {len(crops)} training crops; no "
+                                  f"side information")
+        rd.write(out / "rd.json")
+        print(f"lambda {lmbda}: static re-fit {rd.mean['bpp']:.4f} bpp, {rd.mean['psnr-rgb']:.3f} dB, "
+              f"real/est {rd.mean['bpp_ratio']:.4f}", flush=True)
 
 
 if __name__ == "__main__":

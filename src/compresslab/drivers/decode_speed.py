@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from PIL import Image
 
 ROOT = Path.cwd()  # results are written relative to where the command runs
 from compresslab import models
-from compresslab.data import image_to_tensor, resolve_data_root
+from compresslab.data.images import image_to_tensor, resolve_data_root
+from compresslab.models.base import pad_multiple_of
 
 
 def image(h: int, w: int) -> torch.Tensor:
@@ -37,7 +37,7 @@ def image(h: int, w: int) -> torch.Tensor:
 
 
 def time_decode(model, x, repeats: int) -> tuple[float, float, float, int]:
-    pad, _ = compute_padding(*x.shape[-2:], min_div=getattr(model, "pad_multiple", 64))
+    pad, _ = compute_padding(*x.shape[-2:], min_div=pad_multiple_of(model))
     xp = F.pad(x, pad)
     with torch.no_grad():
         enc = model.compress(xp)

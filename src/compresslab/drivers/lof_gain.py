@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
-from compresslab.models.from_checkpoint import build_model_from_checkpoint
-from compresslab.data import resolve_data_root
+from compresslab.data.images import resolve_data_root
 from compresslab.evaluation.bdrate import bd_rate
 from compresslab.evaluation.curves import plot_curves
-from compresslab.evaluation.evaluator import evaluate_model, list_eval_images, to_compressai_json
+from compresslab.evaluation.evaluator import list_eval_images
+from compresslab.evaluation.lof import LOFConfig
 from compresslab.evaluation.metrics import mean_rd_cost
-from compresslab.lof import LOFConfig, lof_encoder_factory
-from compresslab.zoo import is_zoo, zoo_lambda
+from compresslab.evaluation.results import evaluate_checkpoint
+from compresslab.io.zoo import is_zoo
 
 
 def sources(paths: list[str], work: Path) -> list[tuple[str, Path, str]]:
@@ -47,17 +46,10 @@ def evaluate(run: Path, ckpt: str, files, crop, cfg: LOFConfig | None) -> dict:
     target = run / "lof_eval" / ("lof.json" if cfg else "plain.json")
     if target.exists():
         return json.loads(target.read_text())
-    model, meta = build_model_from_checkpoint(ckpt)
-    lmbda = zoo_lambda(ckpt) if is_zoo(ckpt) else float(meta["lambda"])
-    factory = lof_encoder_factory(model, cfg, lmbda) if cfg else None
-    res = evaluate_model(model, files, crop=crop, encode_factory=factory)
-    name = meta["model"]["name"]
-    doc = to_compressai_json(res, name + (" +LOF" if cfg else ""), meta={
-        "model": meta["model"], "lambda": lmbda, "lof": bool(cfg), "images": len(files), "crop": crop,
-        "lof_config": cfg.__dict__ if cfg else None})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(doc, indent=2))
-    return doc
+    rd = evaluate_checkpoint(ckpt, files, crop=crop, lof=cfg, dataset="kodak", image_source="kodak",
+                             recipe="lof_gain")
+    rd.write(target)
+    return rd.to_json()
 
 
 def main() -> None:

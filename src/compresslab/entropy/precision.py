@@ -16,7 +16,7 @@ import torch
 from compressai.entropy_models import EntropyModel
 from torch import nn
 
-from .sync_free import forward_for
+from compresslab.entropy.sync_free import forward_for
 
 _FP32_METHODS = ("forward", "_likelihood", "_logits_cumulative", "loss")
 

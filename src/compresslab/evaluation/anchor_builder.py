@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, features
 
-from .metrics import msssim_8bit, psnr_8bit
+from compresslab.evaluation.metrics import msssim_8bit, psnr_8bit
 
 DEFAULT_QUALITIES = {"jpeg": list(range(5, 100, 5)), "webp": list(range(5, 100, 5)),
                      "jpeg2000": [5, 10, 20, 40, 60, 80, 120, 160, 240, 320]}  # jpeg2000: compression ratio
@@ -143,7 +143,7 @@ def build_anchor(codec: str, images: Sequence[Path], name: str, qualities: Seque
             per["ms-ssim-rgb"].append(msssim_8bit(x, x_hat))
         for k in rows:
             rows[k].append(float(np.mean(per[k])))
-    from ..provenance import git_state  # the builder's own code version
+    from compresslab.provenance import git_state  # the builder's own code version
 
     git = git_state()
     return {

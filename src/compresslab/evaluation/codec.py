@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from PIL import Image
 
-from ..checkpoints import CheckpointError, atomic_write_bytes, weights_hash
-from ..inputs import InputFileError, check_regular_file, read_regular_file
-from ..models.from_checkpoint import build_model_from_checkpoint
-from ..data import ImageDecodeError, load_image_tensor
-from ..entropy.bounds import rans_slack
-from .container import MAX_FILE_BYTES, Container, ContainerError
+from compresslab.io.checkpoints import CheckpointError, atomic_write_bytes, weights_hash
+from compresslab.io.inputs import InputFileError, check_regular_file, read_regular_file
+from compresslab.models.from_checkpoint import build_model_from_checkpoint
+from compresslab.data.images import ImageDecodeError, load_image_tensor
+from compresslab.entropy.bounds import rans_slack
+from compresslab.evaluation.container import MAX_FILE_BYTES, Container, ContainerError
+from compresslab.models.base import pad_multiple_of
 
 # Decode limits (CLI: --max-pixels, --memory-mb). 64 MP (8192x8192, a 9248x6936 phone sensor) covers real photographs;
 # a header asking for more is refused before anything is allocated, whatever the file's size. The memory limit is
@@ -73,14 +74,18 @@ def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | 
     model, meta = build_model_from_checkpoint(ckpt)
     x = load_image_tensor(image).unsqueeze(0)
     h, w = x.shape[-2:]
-    pad, _ = compute_padding(h, w, min_div=getattr(model, "pad_multiple", 64))
+    pad, _ = compute_padding(h, w, min_div=pad_multiple_of(model))
     if lof is not None:
-        from ..lof import overfit_latents
+        import dataclasses
 
-        lmbda = meta.get("lambda") if lmbda is None else lmbda
+        from compresslab.evaluation.lof import overfit_latents
+        from compresslab.evaluation.results import checkpoint_lambda, checkpoint_metric
+
+        lmbda = checkpoint_lambda(meta, lmbda)  # the rules `evaluate --lof` follows: the checkpoint's lambda, metric
         if lmbda is None:
             raise ValueError("LOF needs the model's lambda: the checkpoint has none, pass --lmbda")
-        latents, report = overfit_latents(model, x, float(lmbda), lof)
+        lof = dataclasses.replace(lof, metric=checkpoint_metric(meta))
+        latents, report = overfit_latents(model, x, lmbda, lof)
         enc = model.compress_latents(latents)
         enc["lof"] = {k: v for k, v in report.items() if k != "lof_curve"}
     else:
@@ -186,13 +191,13 @@ def estimate_decode(model, c: Container, layout: list[list[int]]) -> dict[str, f
     """What decoding ``c`` will cost, from its header alone: peak bytes and seconds (rough, one CPU core), and
     the symbol count. The synthesis transform's activations grow with the padded image, the entropy decoder's
     lists with the symbols, the slack with both."""
-    raw = getattr(model, "raw_string_groups", frozenset())
+    raw = model.raw_string_groups
     symbols = sum(n for gi, g in enumerate(layout) if gi not in raw for n in g)
     strings = sum(2 * (len(st) + (0 if gi in raw else rans_slack(len(st), n)))  # the bytes and pybind's copy
                   for gi, (g, ns) in enumerate(zip(c.strings, layout)) for st, n in zip(g, ns))
-    p = getattr(model, "pad_multiple", 64)
+    p = pad_multiple_of(model)
     pixels = -(-c.height // p) * p * (-(-c.width // p) * p)
-    n = int(getattr(model, "hparams_dict", {}).get("N", 192))
+    n = int(model.hparams_dict.get("N", 192))
     synth = pixels * 4 * (_SYNTH_FLOATS * n + 12)
     return {"bytes": _BASE_BYTES + strings + symbols * _BYTES_PER_SYMBOL + synth, "symbols": symbols,
             "seconds": symbols / _SYMBOLS_PER_S + pixels * n * n * 4 / _MACS_PER_S}
@@ -253,7 +258,7 @@ def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: 
                                  f"file is yours, raise "
                                  f"--memory-mb (decode_bytes(memory_mb=...))"
                                  + (" and the environment's `ulimit -v`" if limit < memory_mb else ""))
-    raw = getattr(model, "raw_string_groups", frozenset())
+    raw = model.raw_string_groups
     strings = [[st if gi in raw else st + bytes(rans_slack(len(st), n)) for st, n in zip(g, ns)]
                for gi, (g, ns) in enumerate(zip(c.strings, layout))]
     n_groups = len(c.strings)
@@ -262,7 +267,7 @@ def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: 
     except Exception as e:  # noqa: BLE001 - the file passed every header check: whatever fails now is its payload
         raise ContainerError(f"{source}: the entropy decoder rejected the payload ({n_groups} strings): "
                              f"{type(e).__name__}: {e}") from e
-    _, unpad = compute_padding(c.height, c.width, min_div=getattr(model, "pad_multiple", 64))
+    _, unpad = compute_padding(c.height, c.width, min_div=pad_multiple_of(model))
     x_hat = F.pad(dec["x_hat"], unpad)
     if tuple(x_hat.shape[-2:]) != (c.height, c.width):
         raise ContainerError(f"{source}: decoded size {tuple(x_hat.shape[-2:])} does not match the header "

@@ -12,9 +12,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .metrics import with_derived_metrics
-from .anchors import AnchorError, load_anchor
-from .bdrate import DEFAULT_METHOD, bd_rate
+from compresslab.evaluation.metrics import with_derived_metrics
+from compresslab.evaluation.anchors import AnchorError, load_anchor
+from compresslab.evaluation.bdrate import DEFAULT_METHOD, bd_rate
+from compresslab.evaluation.results import RDMeta, RDResult
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,24 @@ def _get(d: dict[str, Any], dotted: str) -> Any:
 def file_points(doc: dict[str, Any], f: Path) -> list[dict[str, Any]]:
     """Every point of one result file: our rd.json holds one, CompressAI's eval_model output and the published
     anchors hold one per quality (parallel lists under "results")."""
-    results = doc.get("results")
-    if not isinstance(results, dict) or not isinstance(results.get("bpp"), list) or not results["bpp"]:
-        raise ValueError(f"{f}: not an RD result file (expected a non-empty results.bpp list, CompressAI's format)")
-    n = len(results["bpp"])
-    results = with_derived_metrics(results)
+    rd = RDResult.from_json(doc, where=str(f))  # one reader of the format (evaluation.results)
+    n = len(rd.results["bpp"])
+    results = with_derived_metrics(rd.results)
     cols = {k: v for k, v in results.items() if isinstance(v, list) and len(v) == n}
-    meta = doc.get("meta", {})
-    lambdas = meta.get("lambdas") or ([meta.get("lambda")] * n if n == 1 else [None] * n)
-    return [{**{k: v[i] for k, v in cols.items()}, "lmbda": lambdas[i], "step": meta.get("step"), "file": str(f)}
+    lambdas = rd.meta.extra.get("lambdas") or ([rd.meta.lmbda] * n if n == 1 else [None] * n)
+    return [{**{k: v[i] for k, v in cols.items()}, "lmbda": lambdas[i], "step": rd.meta.step, "file": str(f)}
             for i in range(n)]
+
+
+def curve_label(doc: dict[str, Any], f: Path, group_by: Sequence[str] = ()) -> str:
+    """The curve a result file's points join: its label (a variant such as the oracle bound), else its model's
+    name, else the file's own name; "+LOF" for results with latent overfitting."""
+    meta = RDMeta.from_json(doc.get("meta") or {})
+    label = str(meta.label or meta.model.get("name") or doc.get("name") or f.parent.name)
+    raw = doc.get("meta") or {}
+    for key in group_by:
+        label += f" {key}={_get(raw, key)}"
+    return label + (" +LOF" if meta.lof else "")
 
 
 def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str, list[dict[str, Any]]]:
@@ -63,13 +72,7 @@ def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str,
     curves: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for f in find_rd_files(paths):
         doc = json.loads(f.read_text())
-        meta = doc.get("meta", {})
-        label = str(meta.get("label") or _get(meta, "model.name") or doc.get("name") or f.parent.name)
-        for key in group_by:
-            label += f" {key}={_get(meta, key)}"
-        if meta.get("lof"):
-            label += " +LOF"
-        curves[label].extend(file_points(doc, f))
+        curves[curve_label(doc, f, group_by)].extend(file_points(doc, f))
     for pts in curves.values():
         pts.sort(key=lambda p: p["bpp"])
     return dict(curves)
@@ -245,7 +248,7 @@ def _log_wandb(summary: dict[str, Any], out: Path, group: str | None) -> None:
     try:
         import wandb
 
-        from ..wandb_mode import wandb_mode
+        from compresslab.wandb_mode import wandb_mode
 
         wandb_mode()
         run = wandb.init(project="compresslab", group=group, job_type="rd-report", name=f"rd-{group or out.name}",

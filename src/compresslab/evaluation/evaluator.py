@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from torch import Tensor
 
-from ..data import DataLayoutError, find_images, load_image_tensor
-from .metrics import bpp_from_bytes, likelihood_bits, msssim_8bit, msssim_db, psnr_8bit
+from compresslab.data.images import DataLayoutError, find_images, load_image_tensor
+from compresslab.evaluation.metrics import bpp_from_bytes, likelihood_bits, msssim_8bit, msssim_db, psnr_8bit
+from compresslab.models.base import pad_multiple_of
 
 METRIC_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb", "bpp_est", "bpp_ratio", "encoding_time",
                "decoding_time")
@@ -76,7 +77,7 @@ def evaluate_image(model, x: Tensor, name: str = "image", check: bool = True,
     if x.dim() == 3:
         x = x.unsqueeze(0)
     h, w = x.shape[-2:]
-    pad, unpad = compute_padding(h, w, min_div=getattr(model, "pad_multiple", 64))
+    pad, unpad = compute_padding(h, w, min_div=pad_multiple_of(model))
     x_padded = F.pad(x, pad, mode="constant", value=0)
 
     t0 = time.perf_counter()

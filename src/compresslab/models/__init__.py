@@ -10,9 +10,11 @@ import pkgutil
 import sys
 from pathlib import Path
 
-from .registry import build, get_model_class, model_names, register_model
+from compresslab.models.base import CompressLabModel, ModelContractError, pad_multiple_of
+from compresslab.models.factory import build
+from compresslab.models.registry import get_model_class, model_names, register_model
 
-_HELPERS = {"registry", "from_checkpoint", "base_weights", "latent_coding"}  # no models in these
+_HELPERS = {"base", "registry", "factory", "from_checkpoint", "base_weights"}  # no models in these
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _HELPERS and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
@@ -43,4 +45,5 @@ def load_plugins(specs) -> None:
 
 load_plugins([s for s in os.environ.get("COMPRESSLAB_PLUGINS", "").split(os.pathsep) if s])
 
-__all__ = ["build", "get_model_class", "load_plugins", "model_names", "register_model"]
+__all__ = ["CompressLabModel", "ModelContractError", "build", "get_model_class", "load_plugins", "model_names",
+           "pad_multiple_of", "register_model"]

@@ -26,21 +26,21 @@ import torch
 from compressai.models import CompressionModel
 from torch import Tensor
 
-from ..entropy.bounds import min_string_bytes, rans_slack
-from ..entropy.deterministic import PMF_GRID, float64_cpu_copy, to_grid
-from ..entropy.histogram import clip_range, histogram, range_bound
-from ..entropy.pdf_codec import PdfCodec
-from ..entropy.ste import ste_round
-from .factorized import Factorized
-from .latent_coding import LatentCodingMixin
-from .registry import register_model
+from compresslab.entropy.bounds import min_string_bytes, rans_slack
+from compresslab.entropy.deterministic import PMF_GRID, float64_cpu_copy, to_grid
+from compresslab.entropy.histogram import clip_range, histogram, range_bound
+from compresslab.entropy.pdf_codec import PdfCodec
+from compresslab.entropy.ste import ste_round
+from compresslab.models.factorized import Factorized
+from compresslab.models.base import CompressLabModel
+from compresslab.models.registry import register_model
 
 KODAK_PIXELS = 768 * 512
 _MIN_LOG2_LIK = -100.0  # keeps 2^-CE representable in float32
 
 
 @register_model("adaptive")
-class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
+class AdaptiveFactorized(CompressLabModel, CompressionModel):
     requires_base_ckpt = True
     base_model = "factorized"  # model.base_ckpt must hold one; registry.build loads it into ``base_state``
 
@@ -74,6 +74,22 @@ class AdaptiveFactorized(LatentCodingMixin, CompressionModel):
             # Fixed support and medians for the whole training. (Not without a base: CompressAI's load_state_dict
             # only resizes empty CDF buffers, and a model being restored gets its tables from the checkpoint.)
             self.entropy_bottleneck.update(force=True)
+
+    @classmethod
+    def curve_label(cls, cfg) -> str:
+        # oracle points (zero side bits) must never join the real model's curve
+        return f"{cls.registry_name}-ideal" if cfg.get("ideal") else cls.registry_name
+
+    @classmethod
+    def check_config(cls, cfg, max_steps: int) -> None:
+        from compresslab.errors import ConfigError
+
+        if cfg.get("ideal") and max_steps > 0:
+            raise ConfigError("model.ideal=true is the oracle bound (p_hat = p): it has nothing to train; evaluate "
+                              "it with trainer.max_steps=0")
+
+    def latent_cache_spec(self):
+        return (self.g_a, self.cache_crops_per_image) if self.cache_latents else None
 
     # -- training ---------------------------------------------------------------------------------------------
     def lambda_q(self, height: int, width: int) -> float:
@@ -296,7 +312,7 @@ def fit_static_refit(base_ckpt: str, images, N: int = 128, M: int = 192, bins: i
                      floor: float = 1e-6) -> StaticRefitControl:
     """Pool the hard histograms of g_a(x) over ``images`` (the training crops, (3,H,W) tensors) per channel, with a
     small floor so a symbol unseen in training stays codable, and round to the adaptive coder's 2^-24 grid."""
-    from .base_weights import load_base_state
+    from compresslab.models.base_weights import load_base_state
 
     base = load_base_state(base_ckpt, StaticRefitControl.base_model, {"N": N, "M": M})
     model = StaticRefitControl(N=N, M=M, base_state=base, bins=bins).eval()

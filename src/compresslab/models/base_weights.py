@@ -12,7 +12,7 @@ from torch import Tensor
 def base_info(path: str) -> dict[str, Any]:
     """N, M (so `model=adaptive model.base_ckpt=...` needs no size overrides) and the lambda a base checkpoint was
     trained at (None for plain state dicts and zoo weights without it), from one read of the file."""
-    from ..checkpoints import load_checkpoint, model_config_of
+    from compresslab.io.checkpoints import load_checkpoint, model_config_of
 
     ckpt = load_checkpoint(path)
     saved = model_config_of(ckpt) or {}
@@ -34,8 +34,8 @@ def load_base_state(path: str, base_name: str, size: dict[str, Any]) -> dict[str
     """The base model's state dict from a CompressLab checkpoint, a plain state dict or a zoo reference, checked to
     hold a ``base_name`` model and loaded through that model's class (so key layouts and CDF buffers are resolved
     exactly as for any other checkpoint)."""
-    from ..checkpoints import CheckpointError, load_checkpoint, load_weights, model_config_of
-    from .registry import get_model_class
+    from compresslab.io.checkpoints import CheckpointError, load_checkpoint, load_weights, model_config_of
+    from compresslab.models.registry import get_model_class
 
     ckpt = load_checkpoint(path)
     saved = model_config_of(ckpt)

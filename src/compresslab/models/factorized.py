@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from compressai.models import FactorizedPrior
 
-from ..entropy.ste import eb_likelihood, ste_round
-from .latent_coding import LatentCodingMixin
-from .registry import register_model
+from compresslab.entropy.ste import eb_likelihood, ste_round
+from compresslab.models.base import CompressLabModel
+from compresslab.models.registry import register_model
 
 
 @register_model("factorized")
-class Factorized(LatentCodingMixin, FactorizedPrior):
+class Factorized(CompressLabModel, FactorizedPrior):
     #: name CompressAI's zoo / eval_model uses for this architecture
     compressai_arch = "bmshj2018-factorized"
     #: inputs must be padded to a multiple of this for compress/decompress

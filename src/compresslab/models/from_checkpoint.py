@@ -1,4 +1,4 @@
-"""Building a model from a checkpoint lives with the models: checkpoint I/O (compresslab.checkpoints) knows nothing
+"""Building a model from a checkpoint lives with the models: checkpoint I/O (compresslab.io.checkpoints) knows nothing
 of model classes, so the two modules never import each other."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from typing import Any, Mapping
 
 from compressai.models import CompressionModel
 
-from ..checkpoints import (CheckpointError, atomic_torch_save, load_checkpoint, load_weights, model_config_of,
+from compresslab.io.checkpoints import (CheckpointError, atomic_torch_save, load_checkpoint, load_weights, model_config_of,
                            state_dict_of)
-from .registry import build, get_model_class
+from compresslab.models.factory import build
+from compresslab.models.registry import get_model_class
 
 
 def build_model_from_checkpoint(path: str | os.PathLike, model_cfg: Mapping[str, Any] | None = None,

@@ -10,14 +10,14 @@ from __future__ import annotations
 import torch
 from compressai.models import ScaleHyperprior
 
-from ..entropy.deterministic import float64_cpu_copy, to_grid
-from ..entropy.ste import coded_gaussian_likelihood, eb_likelihood, ste_round
-from .latent_coding import LatentCodingMixin
-from .registry import register_model
+from compresslab.entropy.deterministic import float64_cpu_copy, to_grid
+from compresslab.entropy.ste import coded_gaussian_likelihood, eb_likelihood, ste_round
+from compresslab.models.base import CompressLabModel
+from compresslab.models.registry import register_model
 
 
 @register_model("hyperprior")
-class Hyperprior(LatentCodingMixin, ScaleHyperprior):
+class Hyperprior(CompressLabModel, ScaleHyperprior):
     coded_stride = 64  # compress returns z's shape, as CompressAI's ScaleHyperprior does
     compressai_arch = "bmshj2018-hyperprior"
 

@@ -37,10 +37,10 @@ from compressai.models import CompressionModel, FactorizedPrior
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..entropy.deterministic import SCALE_GRID, float64_cpu_copy, to_grid
-from ..entropy.ste import coded_gaussian_likelihood, eb_likelihood, gaussian_likelihood, ste_round
-from .latent_coding import LatentCodingMixin
-from .registry import register_model
+from compresslab.entropy.deterministic import SCALE_GRID, float64_cpu_copy, to_grid
+from compresslab.entropy.ste import coded_gaussian_likelihood, eb_likelihood, gaussian_likelihood, ste_round
+from compresslab.models.base import CompressLabModel
+from compresslab.models.registry import register_model
 
 PROFILES: dict[str, dict[str, Any]] = {
     "fast": {"scales": 3, "block": (2, 2), "seeds": 0, "filters": 64, "resblocks": 5},     # 3*3*1 = 9 steps
@@ -82,7 +82,7 @@ class ParameterNetwork(nn.Module):
 
 
 @register_model("msp")
-class MSP(LatentCodingMixin, CompressionModel):
+class MSP(CompressLabModel, CompressionModel):
 
     def __init__(self, N: int = 192, M: int = 192, profile: str = "normal", scales: int | None = None,
                  block: tuple[int, int] | list[int] | None = None, seeds: int | None = None,

@@ -16,7 +16,7 @@ pins optuna<3). What it adds to that plugin's behaviour:
   ``hydra.sweep.subdir=${hydra.job.num}_...`` never reuses a folder when a study is resumed or shared.
 - **Pruning**: with ``hydra.sweeper.pruner`` set, the job receives ``optuna_trial.{study_name,storage,number}``
   overrides; CompressLab's training reports its live real-bitstream RD cost with ``trial.report`` and stops when the
-  pruner says so (``compresslab.callbacks.OptunaPruning``); the trial is then told PRUNED.
+  pruner says so (``compresslab.training.callbacks.OptunaPruning``); the trial is then told PRUNED.
 - After each job: the trial's user attributes ``run_dir``, ``bpp``, ``psnr`` and ``steps`` from its ``rd.json``
   (shown by optuna-dashboard), and ``fail_reason`` for a failed job.
 """

@@ -18,11 +18,11 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError
+from compresslab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def finished_runs(output_dir: Path, model: str, lmbda: float, size: dict[str, in
 
 
 def _zoo_spec(base_cls, lmbda: float, metric: str) -> str | None:
-    from .zoo import ARCHITECTURES, nearest_quality
+    from compresslab.io.zoo import ARCHITECTURES, nearest_quality
 
     arch = base_cls.compressai_arch
     if arch not in ARCHITECTURES or metric != "mse":  # CompressAI's MS-SSIM ladder has no lambdas we know
@@ -67,7 +67,7 @@ def _zoo_spec(base_cls, lmbda: float, metric: str) -> str | None:
 def base_run_config(cfg: DictConfig, base: str) -> DictConfig:
     """The command's config with the model swapped for its base (the base's own YAML, the command's N and M) and
     nothing of the dependent model left (no objective, no resume, no base section of its own)."""
-    from .conf import CONF_DIR
+    from compresslab.conf import CONF_DIR
 
     model = OmegaConf.load(CONF_DIR / "model" / f"{base}.yaml")
     for key in ("N", "M"):
@@ -80,10 +80,13 @@ def base_run_config(cfg: DictConfig, base: str) -> DictConfig:
     return OmegaConf.create(doc)
 
 
-def resolve_base(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """The base checkpoint for ``cfg.model`` (None for models without one), as {"base_ckpt", "how", "detail"}."""
-    from . import models
-    from .zoo import ZooError, zoo_file
+def resolve_base(cfg: DictConfig, run_dir: Path, train: Callable[..., dict[str, Any]] | None = None
+                 ) -> dict[str, Any] | None:
+    """The base checkpoint for ``cfg.model`` (None for models without one), as {"base_ckpt", "how", "detail"}.
+    ``train(cfg, run_dir=...)`` trains the base when nothing else is found (the caller passes training.run.run: the
+    dependency points down, not back up into the module that calls us)."""
+    from compresslab import models
+    from compresslab.io.zoo import ZooError, zoo_file
 
     cls = models.get_model_class(cfg.model.name)
     if not cls.requires_base_ckpt:
@@ -108,20 +111,18 @@ def resolve_base(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         else:
             try:
                 zoo_file(spec, download=bool(policy.get("download", True)))
-                from .zoo import zoo_lambda
+                from compresslab.io.zoo import zoo_lambda
 
                 return {"base_ckpt": spec, "how": "zoo",
                         "detail": f"CompressAI's pretrained model nearest in lambda (trained at {zoo_lambda(spec):g})"}
             except ZooError as e:
                 tried.append(str(e))
                 log.info("base: %s not available (%s)", spec, e)
-    if policy.get("train", True):
-        from .train import run
-
+    if policy.get("train", True) and train is not None:
         base_dir = Path(cfg.paths.output_dir).resolve() / "runs" / f"{base}-lambda{cfg['lambda']}" / f"{run_dir.name}-base"
         log.info("base: training a %s model first (lambda=%g, %s): %s; then %s on it", base, lmbda, size, base_dir,
                  cfg.model.name)
-        result = run(base_run_config(cfg, base), run_dir=base_dir)
+        result = train(base_run_config(cfg, base), run_dir=base_dir)
         return {"base_ckpt": result["last_ckpt"], "how": "trained",
                 "detail": f"trained first in this command ({result['global_step']} steps) in {base_dir}"}
     raise ConfigError(f"model={cfg.model.name} needs a trained {base} base and none was found: " + "; ".join(tried)

@@ -16,7 +16,7 @@ from typing import Mapping
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .evaluation.metrics import DISTORTIONS, bpp_per_key, msssim, rd_cost
+from compresslab.evaluation.metrics import DISTORTIONS, bpp_per_key, msssim, rd_cost
 
 METRICS = DISTORTIONS
 

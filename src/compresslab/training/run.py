@@ -16,16 +16,16 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
-from . import models
-from .config import ConfigError
-from .checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights, remove_stale_temporaries
-from .bases import resolve_base
-from .data import ImageDataModule, build_datamodule
-from .progress import EtaLine, ProgressLog, StepProgressBar
-from .speed import apply_speed_settings
-from .wandb_mode import wandb_mode
-from .provenance import config_hash, write_run_provenance
-from .training import RateDistortionModule
+from compresslab import models
+from compresslab.errors import ConfigError
+from compresslab.io.checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights, remove_stale_temporaries
+from compresslab.training.bases import resolve_base
+from compresslab.data.module import ImageDataModule, build_datamodule
+from compresslab.training.progress import EtaLine, ProgressLog, StepProgressBar
+from compresslab.training.speed import apply_speed_settings
+from compresslab.wandb_mode import wandb_mode
+from compresslab.provenance import config_hash, write_run_provenance
+from compresslab.training.module import RateDistortionModule
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,16 @@ def hydra_run_info() -> tuple[Path | None, str | None]:
         return None, None
     group = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
     return Path(hc.runtime.output_dir), group
+
+
+def recipe_of() -> str | None:
+    """The experiment file a Hydra run was composed with (``experiment=...``), recorded with every result."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.choices.get("experiment")
+    except (ImportError, ValueError):
+        return None
 
 
 def plain(node: Any) -> Any:
@@ -119,16 +129,16 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback
     cbs += instantiate_extras(ccfg.get("extra"), "callbacks")
     rd = ccfg.get("rd_eval")
     if rd and rd.get("enabled", True):
-        from .callbacks import RDEvaluationCallback
+        from compresslab.training.callbacks import RDEvaluationCallback
 
         lof = plain(cfg.get("lof")) or {}
         cbs.append(RDEvaluationCallback(run_dir=run_dir, kodak_dir=datamodule.kodak_dir, lmbda=float(cfg["lambda"]),
                                         model_cfg=plain(cfg.model), config_hash=config_hash(cfg),
                                         lof=lof if lof.get("enabled") else None,
-                                        loss_metric=cfg.loss.metric, **rd))
+                                        loss_metric=cfg.loss.metric, recipe=recipe_of(), **rd))
         trial = plain(cfg.get("optuna_trial"))
         if trial:  # a trial of the Optuna sweeper with a pruner: report the live RD cost, stop when told
-            from .callbacks import OptunaPruning
+            from compresslab.training.callbacks import OptunaPruning
 
             cbs.append(OptunaPruning(cbs[-1], **trial))
     return cbs
@@ -162,7 +172,7 @@ def objective_value(cfg: DictConfig, run_dir: Path, metrics: dict[str, float]):
     doc = json.loads((run_dir / "rd.json").read_text())
     if name == "bpp_psnr":
         return float(doc["results"]["bpp"][0]), float(doc["results"]["psnr-rgb"][0])
-    from .evaluation.metrics import mean_rd_cost
+    from compresslab.evaluation.metrics import mean_rd_cost
 
     return float(mean_rd_cost(doc["per_image"], float(cfg["lambda"])))
 
@@ -211,9 +221,7 @@ def validate_config(cfg: DictConfig) -> None:
         if got is not None and int(got) < need:
             raise ConfigError(f"data.{key}={got} is smaller than model={cfg.model.name}'s minimum crop {need} "
                               f"(its latent would vanish); set data.{key}>={need}")
-    if cfg.model.get("ideal") and int(cfg.trainer.get("max_steps") or 0) > 0:
-        raise ConfigError("model.ideal=true is the oracle bound (p_hat = p): it has nothing to train; evaluate it with "
-                          "trainer.max_steps=0")
+    cls.check_config(plain(cfg.model), int(cfg.trainer.get("max_steps") or 0))
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no usable CUDA GPU "
@@ -228,8 +236,8 @@ def prepare_model_config(model_cfg: dict[str, Any], lmbda: float | None = None) 
     if cls.requires_base_ckpt:
         base = model_cfg.get("base_ckpt")
         if not base or base == "???":
-            raise ConfigError(f"model={model_cfg['name']} needs model.base_ckpt=<trained factorized checkpoint>")
-        from .models.base_weights import base_info
+            raise ConfigError(f"model={model_cfg['name']} needs model.base_ckpt=<trained {cls.base_model} checkpoint>")
+        from compresslab.models.base_weights import base_info
 
         info = base_info(base)
         trained = info.pop("lambda")
@@ -287,7 +295,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     threads = cfg.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
-    base = resolve_base(cfg, run_dir)  # a model built on a trained base: given, found, downloaded or trained first
+    base = resolve_base(cfg, run_dir, train=run)  # a model built on a trained base: given, found, downloaded or trained first
     if base:
         cfg.model.base_ckpt = base["base_ckpt"]
         log.info("base model (%s): %s: %s", base["how"], base["base_ckpt"], base["detail"])
@@ -307,10 +315,11 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         if pl.utilities.rank_zero_only.rank == 0:  # provenance: which weights, from where, with which digest
             origin = (src.get("compresslab") or {}).get("source") or {"path": str(cfg.init_from)}
             (run_dir / "init_from.json").write_text(json.dumps(origin, indent=2))
-    if model.cache_latents:
-        from .latent_cache import LatentCacheDataModule
+    cache = model.latent_cache_spec()
+    if cache is not None:
+        from compresslab.data.latent_cache import LatentCacheDataModule
 
-        datamodule = LatentCacheDataModule(model.g_a, model.cache_crops_per_image, **plain(cfg.data))
+        datamodule = LatentCacheDataModule(*cache, **plain(cfg.data))
     else:
         datamodule = build_datamodule(plain(cfg.data))
     # the image folders (layout, lists) are checked now, before W&B and Lightning start: a missing dataset is one
@@ -342,7 +351,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
     }
     if pl.utilities.rank_zero_only.rank == 0 and not trainer.interrupted and trainer.state.finished:
-        # what `compresslab.bases` looks for when a later run needs this model as its base
+        # what `compresslab.training.bases` looks for when a later run needs this model as its base
         (run_dir / "done.json").write_text(json.dumps({
             "model": model_cfg, "lambda": float(cfg["lambda"]), "loss_metric": str(cfg.loss.metric),
             "global_step": trainer.global_step, "max_steps": cfg.trainer.get("max_steps"),

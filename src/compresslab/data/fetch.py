@@ -58,7 +58,7 @@ def sources(manifest: Path = MANIFEST) -> dict[str, Source]:
 
 def anchor_folder() -> Path:
     """Where `compresslab fetch anchors` puts CompressAI's published RD results: <data root>/anchors."""
-    from .data import resolve_data_root
+    from compresslab.data.images import resolve_data_root
 
     return resolve_data_root() / "anchors"
 
@@ -230,7 +230,7 @@ def prepare_crops(root: Path, src_dir: str, train: int, per_image: int, size: in
 
     from PIL import Image
 
-    from .data import find_images
+    from compresslab.data.images import find_images
 
     files = find_images(root / src_dir)
     if len(files) < train + val:
@@ -271,7 +271,7 @@ def default_root(source: Source) -> Path:
     """Anchors go to <data root>/anchors (searched by the registry); datasets to the data root ($COMPRESSLAB_DATA)."""
     if source.default_root == "anchors":
         return anchor_folder()
-    from .data import resolve_data_root
+    from compresslab.data.images import resolve_data_root
 
     return resolve_data_root()
 
@@ -285,7 +285,7 @@ def fetch_many(names: Iterable[str], root: str | None = None, quiet: bool = Fals
             raise FetchError(f"unknown source {name!r}; one of: {', '.join(known)}")
         src = known[name]
         if not root:
-            from .data import resolve_data_root
+            from compresslab.data.images import resolve_data_root
 
             here = present(src, resolve_data_root())
             if here is not None:

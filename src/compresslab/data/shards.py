@@ -19,8 +19,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
-from .data import IMAGE_EXTENSIONS, crop_patch, find_images, image_to_tensor, to_rgb8
-from .inputs import InputFileError, read_regular_file
+from compresslab.data.images import IMAGE_EXTENSIONS, crop_patch, find_images, image_to_tensor, to_rgb8
+from compresslab.io.inputs import InputFileError, read_regular_file
 
 log = logging.getLogger(__name__)
 IMAGE_KEYS = tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)

@@ -12,10 +12,13 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from .evaluation.anchors import AnchorError, load_anchor
-from .evaluation.bdrate import rate_change_at_equal_quality
-from .evaluation.evaluator import METRIC_KEYS, evaluate_model, list_eval_images, to_compressai_json
-from .evaluation.metrics import mean_rd_cost
+from compresslab.evaluation.anchors import AnchorError, load_anchor
+from compresslab.evaluation.bdrate import rate_change_at_equal_quality
+from compresslab.evaluation.evaluator import METRIC_KEYS, evaluate_model, list_eval_images
+from compresslab.evaluation.lof_config import LOFConfig
+from compresslab.evaluation.metrics import mean_rd_cost
+from compresslab.evaluation.results import RDMeta, evaluate
+from compresslab.models.registry import get_model_class
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,8 @@ class RDEvaluationCallback(Callback):
                  config_hash: str, eval_every_n_epochs: int = 0, max_images: int | None = None, crop: int | None = None,
                  anchor: str | None = "kodak/vtm", enabled: bool = True, lof: dict | None = None,
                  loss_metric: str = "mse", also_compare: list[str] | None = None, plot: bool = False,
-                 live_every_n_steps: int = 0, live_images: int = 3, live_crop: int | None = 256):
+                 live_every_n_steps: int = 0, live_images: int = 3, live_crop: int | None = 256,
+                 recipe: str | None = None):
         self.run_dir = Path(run_dir)
         self.kodak_dir = Path(kodak_dir)
         self.lmbda = lmbda
@@ -49,6 +53,7 @@ class RDEvaluationCallback(Callback):
         self.live_images = int(live_images)
         self.live_crop = live_crop
         self.live_points: list[dict[str, Any]] = []
+        self.recipe = recipe                         # the experiment file the run was composed with (provenance)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         list_eval_images(self.kodak_dir, self.max_images)  # fail before training, not after hours of it
@@ -111,18 +116,16 @@ class RDEvaluationCallback(Callback):
     def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, lof: bool) -> dict[str, Any]:
         model = pl_module.model
         files = list_eval_images(self.kodak_dir, self.max_images)
+        meta = RDMeta(model=self.model_cfg, lmbda=self.lmbda, step=trainer.global_step, loss_metric=self.loss_metric,
+                      dataset="kodak", image_source=portable_path(self.kodak_dir), crop=self.crop,
+                      run_dir=portable_path(self.run_dir), config_hash=self.config_hash, recipe=self.recipe,
+                      extra={"epoch": trainer.current_epoch})
+        label = get_model_class(self.model_cfg["name"]).curve_label(self.model_cfg)
+        if label != self.model_cfg["name"]:  # a variant's points (the oracle bound) form their own curve
+            meta.label = label
         with coding_on_cpu(model):
-            factory = None
-            if lof:
-                from .lof import LOFConfig, lof_encoder_factory
-
-                factory = lof_encoder_factory(model, LOFConfig.from_mapping({**self.lof, "metric": self.loss_metric}),
-                                              self.lmbda)
-            result = evaluate_model(model, files, crop=self.crop, encode_factory=factory)
-        mean = result["mean"]
-        meta = {"model": self.model_cfg, "lambda": self.lmbda, "step": trainer.global_step,
-                "epoch": trainer.current_epoch, "config_hash": self.config_hash, "dataset": "kodak",
-                "images": len(files), "crop": self.crop, "run_dir": portable_path(self.run_dir), "lof": lof}
+            rd = evaluate(model, files, meta, lof=LOFConfig.from_mapping(self.lof) if lof else None)
+        mean = rd.mean
         changes: dict[str, float | None] = {}
         for name in [a for a in [self.anchor, *self.also_compare] if a]:
             try:
@@ -131,21 +134,16 @@ class RDEvaluationCallback(Callback):
             except AnchorError as e:
                 log.warning("anchor comparison skipped: %s", e)
         if self.anchor in changes:
-            meta["rate_change_vs_anchor"], meta["anchor"] = changes[self.anchor], self.anchor
-        meta["rate_change_vs"] = changes
-        base_name = f"{self.model_cfg.get('name')}" + ("-ideal" if self.model_cfg.get("ideal") else "")
-        if base_name.endswith("-ideal"):  # oracle points (zero side bits) must never join the real model's curve
-            meta["label"] = base_name
-        name = base_name + (" +LOF" if lof else "")
-        doc = to_compressai_json(result, name=name, description=f"{name} lambda={self.lmbda}", meta=meta)
+            meta.extra.update(rate_change_vs_anchor=changes[self.anchor], anchor=self.anchor)
+        meta.extra["rate_change_vs"] = changes
         out_dir = self.run_dir / "lof" if lof else self.run_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "rd.json").write_text(json.dumps(doc, indent=2))
+        rd.write(out_dir / "rd.json")
+        doc = rd.to_json()
         prefix = "kodak_lof" if lof else "kodak"
         # measurements only (the mean image height/width is not a metric), and one rate change per compared anchor
         metrics = {f"{prefix}/{k}": v for k, v in mean.items() if k in METRIC_KEYS}
         if self.loss_metric == "mse":  # the objective an external sweeper (W&B) minimises: the sweep's RD cost
-            metrics[f"{prefix}/rd_cost"] = mean_rd_cost(result["per_image"], self.lmbda)
+            metrics[f"{prefix}/rd_cost"] = mean_rd_cost(rd.per_image, self.lmbda)
         for anchor_name, change in changes.items():
             if change is not None:
                 metrics[f"{prefix}/rate_change_pct_vs_{anchor_name.replace('/', '_')}"] = change
@@ -157,7 +155,7 @@ class RDEvaluationCallback(Callback):
               f"{mean['psnr-rgb']:.2f} dB, real/estimated bpp {mean['bpp_ratio']:.4f}; {change_txt} -> "
               f"{out_dir / 'rd.json'}")
         if self.plot and trainer.is_global_zero:
-            from .evaluation.curves import summarize_runs
+            from compresslab.evaluation.curves import summarize_runs
 
             try:
                 summarize_runs([str(out_dir / "rd.json")], out_dir=out_dir / "rd_plot", anchor=self.anchor)

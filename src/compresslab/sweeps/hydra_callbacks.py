@@ -16,9 +16,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from compresslab.sweeps.report import FAILED_FILE
+
 log = logging.getLogger(__name__)
 
-FAILED_FILE = "failed_jobs.json"
 
 
 class SweepRDSummary(Callback):
@@ -45,7 +46,7 @@ class SweepRDSummary(Callback):
                       metric=summary_metric(config))
         if (sweep_dir / "optuna_study.json").exists() or (sweep_dir / "optuna.db").exists():  # a study: its report
             try:
-                from .sweep_report import write_sweep_report
+                from compresslab.sweeps.report import write_sweep_report  # optuna, matplotlib: only when used
 
                 print(f"sweep report: {write_sweep_report(sweep_dir)}", flush=True)
             except Exception as e:  # noqa: BLE001 - a report problem must not fail a finished study
@@ -71,7 +72,7 @@ def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False,
                   metric: str = "psnr-rgb") -> Path | None:
     """RD table/plot of every finished job under ``sweep_dir`` in <sweep>/rd_summary, plus failed_jobs.md."""
     try:
-        from .evaluation.curves import summarize_runs
+        from compresslab.evaluation.curves import summarize_runs
     except ImportError:  # evaluation stack not installed
         return None
     out = sweep_dir / "rd_summary"

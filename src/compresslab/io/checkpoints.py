@@ -93,7 +93,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a Lightning checkpoint, a plain state dict or a CompressAI zoo model (``zoo:<arch>/<metric>/<quality>``),
     safely; clear errors for missing/corrupt files."""
-    from .zoo import ZooError, is_zoo, load_zoo_checkpoint
+    from compresslab.io.zoo import ZooError, is_zoo, load_zoo_checkpoint
 
     if is_zoo(path):
         try:
@@ -103,7 +103,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001 - a corrupt cached file
             raise CheckpointError(f"cannot read the zoo weights for {path}: {type(e).__name__}: "
                                   f"{str(e).splitlines()[0][:300]}") from e
-    from .inputs import InputFileError, check_regular_file
+    from compresslab.io.inputs import InputFileError, check_regular_file
 
     path = Path(path)
     try:  # a directory, FIFO or device (or a link to one) is refused before torch opens it (a FIFO would block)

@@ -18,11 +18,11 @@ import torch
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
-from .entropy.precision import entropy_models_in_fp32
-from .evaluation.metrics import psnr_from_mse
-from .losses import RateDistortionLoss
-from .optim import build_optimizers, build_scheduler, step_scheduler
-from .speed import to_memory_format
+from compresslab.entropy.precision import entropy_models_in_fp32
+from compresslab.evaluation.metrics import psnr_from_mse
+from compresslab.evaluation.losses import RateDistortionLoss
+from compresslab.training.optim import build_optimizers, build_scheduler, step_scheduler
+from compresslab.training.speed import to_memory_format
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -180,7 +180,7 @@ class RateDistortionModule(pl.LightningModule):
         self.log_dict(metrics, on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=sync)
         # A model whose training step optimises the rate alone (adaptive stage 2 on cached latents: D is constant)
         # logs it as <stage>/rate_loss, never under the RD loss's name, so the two are not compared by mistake.
-        name = "rate_loss" if stage == "train" and getattr(self.model, "training_objective", "rd") == "rate" else "loss"
+        name = "rate_loss" if stage == "train" and self.model.training_objective == "rate" else "loss"
         # prog_bar would convert the value to a Python number after every step (a GPU sync); StepProgressBar reads
         # the train metrics from callback_metrics at its own pace instead.
         self.log(f"{stage}/{name}", losses["loss"].detach(), on_step=on_step, on_epoch=not on_step,

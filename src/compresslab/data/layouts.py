@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import DataLayoutError, find_images
+from compresslab.data.images import DataLayoutError, find_images
 
-LAYOUTS = ("folder", "vimeo90k", "shards")  # shards: compresslab.shards (train only)
+LAYOUTS = ("folder", "vimeo90k", "shards")  # shards: compresslab.data.shards (train only)
 VIMEO_FRAMES = tuple(f"im{i}.png" for i in range(1, 8))
 
 

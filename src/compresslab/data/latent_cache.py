@@ -9,7 +9,7 @@ import logging
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import ImageDataModule
+from compresslab.data.module import ImageDataModule
 
 log = logging.getLogger(__name__)
 

@@ -25,24 +25,27 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from torch import Tensor
 
-from .evaluation import metrics
-from .lof_config import LOFConfig  # noqa: F401  (re-exported: compresslab.lof.LOFConfig)
+from compresslab.evaluation.lof_config import LOFConfig  # noqa: F401  (re-exported: compresslab.evaluation.lof.LOFConfig)
+from compresslab.evaluation.losses import RateDistortionLoss
+from compresslab.models.base import CompressLabModel, pad_multiple_of
 
 log = logging.getLogger(__name__)
 
 
 def supports_lof(model) -> bool:
-    return all(hasattr(model, a) for a in ("encode_latents", "latent_forward", "compress_latents"))
+    """Every registered model has the latent interface; a plain CompressAI model (a reference run) does not."""
+    return isinstance(model, CompressLabModel)
 
 
 def rd_cost(model, latents: dict[str, Tensor], x: Tensor, unpad, lmbda: float, metric: str) -> tuple[Tensor, dict]:
+    """The training loss (evaluation.losses) on the cropped-back reconstruction, with every bit counted once: LOF
+    minimises what the file costs, so rate weights a model uses in training (the adaptive model's lambda_q, which
+    amortises side information over a training crop) are set to 1."""
     out = model.latent_forward(latents)
-    h, w = x.shape[-2:]
-    bpp = metrics.likelihood_bits(out["likelihoods"]) / (x.shape[0] * h * w)
-    x_hat = F.pad(out["x_hat"], unpad).clamp(0, 1)
-    d = F.mse_loss(x_hat, x) if metric == "mse" else 1 - metrics.msssim(x_hat, x)
-    cost = metrics.rd_cost(bpp, d, lmbda, metric)
-    return cost, {"bpp": float(bpp.detach()), "distortion": float(d.detach())}
+    out = {**out, "x_hat": F.pad(out["x_hat"], unpad).clamp(0, 1)}
+    loss = RateDistortionLoss(lmbda, metric, rate_weights={k: 1.0 for k in out["likelihoods"]})(out, x)
+    d = loss["mse_loss"] if metric == "mse" else 1 - loss["ms_ssim_loss"]
+    return loss["loss"], {"bpp": float(loss["bpp_loss"].detach()), "distortion": float(d.detach())}
 
 
 @torch.enable_grad()  # the evaluator runs under no_grad; LOF needs gradients w.r.t. the latents only
@@ -53,7 +56,7 @@ def overfit_latents(model, x: Tensor, lmbda: float, cfg: LOFConfig,
         raise TypeError(f"{type(model).__name__} does not expose encode_latents/latent_forward/compress_latents")
     t0 = time.perf_counter()
     h, w = x.shape[-2:]
-    pad, unpad = compute_padding(h, w, min_div=getattr(model, "pad_multiple", 64))
+    pad, unpad = compute_padding(h, w, min_div=pad_multiple_of(model))
     x_padded = F.pad(x, pad, mode="constant", value=0)
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+FAILED_FILE = "failed_jobs.json"  # written by hydra_callbacks.SweepRDSummary: a job's error line per failed job
+
 STATE_COMPLETE = "COMPLETE"
 
 
@@ -77,8 +79,6 @@ def importance(study, objective: int = 0) -> dict[str, float]:
 def _add_job_errors(sweep_dir: Path, trials: list[dict[str, Any]]) -> None:
     """Optuna stores no reason for a trial whose job raised; the sweep callback's failed_jobs.json does (the error
     line per job). Matched on the trial's parameters, since job numbers restart when a study is resumed."""
-    from .hydra_callbacks import FAILED_FILE
-
     path = sweep_dir / FAILED_FILE
     if not path.exists():
         return
@@ -178,7 +178,7 @@ def write_sweep_report(sweep_dir: str | Path, study=None) -> Path:
             f"trial {t['number']} ({_fmt(t['values'])})" for t in sorted(front, key=lambda t: t["values"][0])), ""]
         fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
         try:
-            from .evaluation.anchors import load_anchor
+            from compresslab.evaluation.anchors import load_anchor
 
             r, q = load_anchor("kodak/vtm").curve("psnr-rgb")
             hi = max(t["values"][0] for t in done)
