@@ -26,8 +26,8 @@ from compressai.losses import RateDistortionLoss
 from torch.utils.data import DataLoader, TensorDataset
 
 from compresslab import models
-from compresslab.speed import apply_speed_settings, to_memory_format
-from compresslab.training import RateDistortionModule, aux_parameters, net_parameters
+from compresslab.training.speed import apply_speed_settings, to_memory_format
+from compresslab.training.module import RateDistortionModule, aux_parameters, net_parameters
 
 
 def sync_report(model, batches, lmbda, precision, channels_last, warm=2):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from compresslab.sweep_report import open_study
+from compresslab.sweeps.report import open_study
 
 
 def summary(folder: Path) -> dict:
