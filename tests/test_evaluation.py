@@ -395,3 +395,29 @@ def test_figures_follow_the_anchors_dataset_and_pair_lof_curves(tmp_path):
     lines = {ln.get_label(): ln for ln in captured["fig"].axes[0].get_lines()}
     assert lines["factorized +LOF"].get_color() == lines["factorized"].get_color()  # a pair shares a colour
     assert lines["factorized +LOF"].get_linestyle() == "--" and lines["msp"].get_color() != lines["factorized"].get_color()
+
+
+def test_rd_reference_may_name_a_file_given(tmp_path, capsys):
+    """`compresslab rd a.json b.json --reference a` (the docs' example): the reference is the file a.json's curve;
+    an unknown reference is one line naming the curves, not a KeyError traceback."""
+    from compresslab.cli import main
+
+    def curve(name, scale):
+        bpp = [0.2, 0.4, 0.7, 1.1]
+        return {"name": name, "results": {"bpp": [b * scale for b in bpp], "psnr-rgb": [27.0, 29.5, 32.0, 34.5]}}
+
+    (tmp_path / "a.json").write_text(json.dumps(curve("theirs", 1.0)))
+    (tmp_path / "b.json").write_text(json.dumps(curve("ours", 0.9)))
+    assert main(["rd", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--reference", "a",
+                 "--out", str(tmp_path / "out")]) == 0
+    rows = {r["curve"]: r for r in json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]}
+    from bjontegaard import bd_rate as raw
+
+    expected = raw([0.2, 0.4, 0.7, 1.1], [27.0, 29.5, 32.0, 34.5], [0.18, 0.36, 0.63, 0.99],
+                   [27.0, 29.5, 32.0, 34.5], method="akima", require_matching_points=False)
+    assert abs(rows["ours"]["bd_rate_vs_a"] - expected) < 1e-6 and "bd_rate_vs_a" not in rows["theirs"]
+    capsys.readouterr()
+    assert main(["rd", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--reference", "c",
+                 "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "reference 'c' is neither a curve (ours, theirs)" in err[0], err

@@ -106,7 +106,7 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
                "anchor_points_in_overlap": vs_anchor.anchor_points_in_overlap,
                "anchor_note": vs_anchor.reason, "method": method}
         for ref, ref_pts in ref_curves.items():
-            if label == ref:
+            if label == ref or ref_pts is pts:  # a curve is not compared with itself
                 continue
             vs_ref = bd_rate([p["bpp"] for p in ref_pts], [p[metric] for p in ref_pts], rates, quals, method=method)
             note = "reference_note" if len(references) == 1 else f"note_vs_{ref}"
@@ -156,12 +156,19 @@ def dataset_title(anchor: str) -> str:
 
 
 def _reference_points(reference: str, curves: dict[str, list[dict]], metric: str) -> list[dict]:
+    """A reference is a curve label, one of the result files given (its path or its name without .json: `compresslab
+    rd a.json b.json --reference a`), or an anchor name."""
     if reference in curves:
         return curves[reference]
+    by_file = [label for label, pts in curves.items()
+               if any(Path(p["file"]) == Path(reference) or Path(p["file"]).stem == reference for p in pts)]
+    if len(by_file) == 1:
+        return curves[by_file[0]]
     try:
         ra = load_anchor(reference)
     except AnchorError:
-        raise KeyError(f"reference {reference!r} is neither a curve ({sorted(curves)}) nor an anchor") from None
+        raise ValueError(f"reference {reference!r} is neither a curve ({', '.join(sorted(curves))}), nor one of the "
+                         f"files given, nor an anchor (compresslab anchors lists them)") from None
     return [{"bpp": b, metric: q} for b, q in zip(*ra.curve(metric))]
 
 
