@@ -26,6 +26,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .resumable import ResumableDataLoader, crop_generator, split_index
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
@@ -171,12 +173,15 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> Tensor:
+    def __getitem__(self, index: int | tuple[int, int]) -> Tensor:
+        # (index, crop seed) from compresslab.resumable.ResumableSampler: the crop depends on that seed alone
+        index, crop_seed = split_index(index)
+        generator = crop_generator(crop_seed) if self.train else None
         for attempt in range(len(self.files)):
             i = (index + attempt) % len(self.files)
             path = self.files[i]
             if i in self._cache:
-                return self._crop(self._cache[i].float().div_(255.0))
+                return self._crop(self._cache[i].float().div_(255.0), generator)
             try:
                 x = load_image_tensor(path)
             except ImageDecodeError as e:
@@ -187,16 +192,16 @@ class ImageFolderDataset(Dataset):
                 continue
             if self.cache_images:
                 self._cache[i] = x.mul(255.0).round_().to(torch.uint8)
-            return self._crop(x)
+            return self._crop(x, generator)
         raise DataLayoutError(f"every image under {self.folder} failed to decode")
 
-    def _crop(self, x: Tensor) -> Tensor:
-        return crop_patch(x, self.patch_size, self.train)
+    def _crop(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return crop_patch(x, self.patch_size, self.train, generator)
 
 
-def crop_patch(x: Tensor, p: int | None, train: bool) -> Tensor:
-    """Training: a random p x p crop and a random horizontal flip; validation: the centre crop. Images smaller than
-    the patch are padded (reflect where possible)."""
+def crop_patch(x: Tensor, p: int | None, train: bool, generator: torch.Generator | None = None) -> Tensor:
+    """Training: a random p x p crop and a random horizontal flip (from ``generator``, else the global RNG);
+    validation: the centre crop. Images smaller than the patch are padded (reflect where possible)."""
     if not p:
         return x
     _, h, w = x.shape
@@ -206,10 +211,10 @@ def crop_patch(x: Tensor, p: int | None, train: bool) -> Tensor:
         x = torch.nn.functional.pad(x[None], (0, pad_w, 0, pad_h), mode=mode)[0]
         _, h, w = x.shape
     if train:
-        top = int(torch.randint(0, h - p + 1, (1,)))
-        left = int(torch.randint(0, w - p + 1, (1,)))
+        top = int(torch.randint(0, h - p + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - p + 1, (1,), generator=generator))
         x = x[:, top: top + p, left: left + p]
-        if torch.rand(1).item() < 0.5:
+        if torch.rand(1, generator=generator).item() < 0.5:
             x = x.flip(-1)
         return x
     top, left = (h - p) // 2, (w - p) // 2
@@ -224,7 +229,7 @@ class ImageDataModule(pl.LightningDataModule):
                  cache_images: bool = False, name: str = "default", layout: str = "folder",
                  train_list: str | None = None, val_list: str | None = None, source: str | None = None,
                  eval_root: str | None = None, train_shards: str | None = None, shuffle_buffer: int = 1000,
-                 **unused: Any):
+                 resumable: bool = True, seed: int = 42, **unused: Any):
         super().__init__()
         if unused:
             raise ValueError(f"unknown data config keys {sorted(unused)}")
@@ -240,6 +245,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.small_images = small_images
         self.max_train_images, self.max_val_images = max_train_images, max_val_images
         self.cache_images = bool(cache_images)
+        self.resumable, self.seed = bool(resumable), int(seed)
         self.train_set: ImageFolderDataset | None = None
         self.val_set: ImageFolderDataset | None = None
 
@@ -269,10 +275,17 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         streamed = isinstance(ds, torch.utils.data.IterableDataset)  # shards: order comes from the stream
+        if shuffle and self.resumable and not streamed and len(ds) >= batch_size:
+            # data.resumable: order, crops and position saved with the checkpoint (compresslab.resumable)
+            return ResumableDataLoader(ds, batch_size, seed=self.seed, num_workers=self.num_workers,
+                                       pin_memory=torch.cuda.is_available(),
+                                       persistent_workers=self.num_workers > 0)
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle and not streamed, num_workers=self.num_workers,
                           drop_last=shuffle and (streamed or len(ds) >= batch_size),
                           pin_memory=torch.cuda.is_available(),
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0,
+                          # resumable: creating a (validation) iterator draws nothing from the global RNG either
+                          generator=torch.Generator().manual_seed(self.seed) if self.resumable else None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
