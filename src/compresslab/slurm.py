@@ -74,3 +74,24 @@ def install_squeue_fallback() -> None:
             return super().read_info("\n".join(lines))
 
     slurm.SlurmJob.watcher = SqueueWatcher(delay_s=60)
+
+
+def exit_after_requeue(trainer) -> None:
+    """Lightning's SLURM handler (the --signal=USR1 warning) saves hpc_ckpt_N.ckpt and requeues the job, then lets
+    it run on until SLURM kills it; Lightning and submitit both ignore the SIGTERM that follows, so the old job
+    kept training and its end (a W&B service already stopped, a result file) reached the submitting process before
+    the requeued job had run. Here the process ends at once after the requeue, leaving no result: the requeued job
+    is the one that finishes. (Wraps a private attribute of Lightning's Trainer; a no-op where it is absent.)"""
+    connector = getattr(trainer, "_signal_connector", None)
+    handler = getattr(connector, "_slurm_sigusr_handler_fn", None)
+    if handler is None or not in_slurm_job():
+        return
+
+    def handle_and_exit(signum, frame):
+        handler(signum, frame)
+        log.info("checkpoint saved and job requeued: this run ends here, the requeued job continues from it")
+        for h in logging.getLogger().handlers:
+            h.flush()
+        os._exit(0)
+
+    connector._slurm_sigusr_handler_fn = handle_and_exit

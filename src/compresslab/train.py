@@ -331,6 +331,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         if found is not None:
             log.info("resuming from %s (resume=%s)", found, cfg.get("resume"))
             ckpt_path = str(found)
+    from .slurm import exit_after_requeue
+
+    exit_after_requeue(trainer)  # the warning signal: checkpoint, requeue, end this process (no result)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
