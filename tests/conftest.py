@@ -197,11 +197,6 @@ def assert_decodes_identically_elsewhere(clab: Path, ckpt, expected, tmp: Path) 
     assert list(there.getdata()) == list(expected.getdata())
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: integration test (trains, runs a subprocess or needs a trained "
-                                       "checkpoint); deselect with -m 'not slow'")
-
-
 # -- a real PostgreSQL server for the many-workers sweep tests ---------------------------------------------------
 def _postgres_bindir() -> Path | None:
     import glob
@@ -267,3 +262,34 @@ def _has_user(pwd, name: str) -> bool:
         return True
     except KeyError:
         return False
+
+
+# -- a one-node SLURM cluster for the `slurm` tests (tests/slurm_cluster.py) ------------------------------------
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """munged + slurmctld + slurmd on this machine (2 CPUs, partition `short`), $SLURM_CONF pointing at it for
+    the session; stopped at the end. Skipped only where the packages are not installed (Debian: apt-get install
+    slurm-wlm munge; .ci/run does that) or where the daemons cannot run as root."""
+    from slurm_cluster import LocalSlurm, missing_binaries
+
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"SLURM/munge not installed ({', '.join(missing)} missing): apt-get install slurm-wlm munge")
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster runs its daemons as root")
+    cluster = LocalSlurm()
+    try:
+        cluster.start()
+    except Exception as e:  # noqa: BLE001 - a cluster that does not come up is a failure, with its logs
+        cluster.stop()
+        pytest.fail(f"the local SLURM cluster did not start: {e}\n{cluster.logs()}")
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old

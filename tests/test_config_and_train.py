@@ -158,7 +158,7 @@ def test_init_from_loads_weights_only(tmp_path, factorized_ckpt):
 
 @pytest.mark.slow
 def test_nan_loss_stops_with_the_step_and_saves_nothing_corrupt(tmp_path, monkeypatch):
-    from compresslab.training import losses
+    from compresslab.evaluation import losses
 
     real = losses.RateDistortionLoss.forward
     calls = {"n": 0}

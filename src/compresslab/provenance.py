@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -103,5 +104,6 @@ def write_run_provenance(run_dir: Path, cfg: DictConfig) -> None:
         "threads": torch.get_num_threads(),
         "seed": cfg.get("seed"),
         "config_hash": config_hash(cfg),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),  # a requeued job keeps its id; a resubmitted one has a new one
     }
     (run_dir / "environment.json").write_text(json.dumps(env, indent=2))

@@ -89,9 +89,9 @@ def load_image_tensor(path: str | os.PathLike) -> Tensor:
     return image_to_tensor(load_rgb(path))
 
 
-def crop_patch(x: Tensor, p: int | None, train: bool) -> Tensor:
-    """Training: a random p x p crop and a random horizontal flip; validation: the centre crop. Images smaller than
-    the patch are padded (reflect where possible)."""
+def crop_patch(x: Tensor, p: int | None, train: bool, generator: torch.Generator | None = None) -> Tensor:
+    """Training: a random p x p crop and a random horizontal flip (from ``generator``, else the global RNG);
+    validation: the centre crop. Images smaller than the patch are padded (reflect where possible)."""
     if not p:
         return x
     _, h, w = x.shape
@@ -101,10 +101,10 @@ def crop_patch(x: Tensor, p: int | None, train: bool) -> Tensor:
         x = torch.nn.functional.pad(x[None], (0, pad_w, 0, pad_h), mode=mode)[0]
         _, h, w = x.shape
     if train:
-        top = int(torch.randint(0, h - p + 1, (1,)))
-        left = int(torch.randint(0, w - p + 1, (1,)))
+        top = int(torch.randint(0, h - p + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - p + 1, (1,), generator=generator))
         x = x[:, top: top + p, left: left + p]
-        if torch.rand(1).item() < 0.5:
+        if torch.rand(1, generator=generator).item() < 0.5:
             x = x.flip(-1)
         return x
     top, left = (h - p) // 2, (w - p) // 2

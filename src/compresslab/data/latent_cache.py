@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from compresslab.data.module import ImageDataModule
+from compresslab.data.resumable import ResumableDataLoader, split_index
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ class LatentDataset(Dataset):
     def __len__(self) -> int:
         return self.latents.shape[0]
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int | tuple[int, int]) -> dict:
+        i, _ = split_index(i)  # a cached latent has no crop of its own to draw
         return {"y": self.latents[i], "image_hw": torch.tensor(self.image_hw)}
 
 
@@ -50,4 +52,6 @@ class LatentCacheDataModule(ImageDataModule):
         self.latent_set = LatentDataset(latents, (self.patch_size, self.patch_size))
 
     def train_dataloader(self) -> DataLoader:
+        if self.resumable and len(self.latent_set) >= self.batch_size:  # position saved with the checkpoint
+            return ResumableDataLoader(self.latent_set, self.batch_size, seed=self.seed, num_workers=0)
         return DataLoader(self.latent_set, batch_size=self.batch_size, shuffle=True, drop_last=True, num_workers=0)

@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from compresslab.data.images import DataLayoutError, ImageDecodeError, resolve_data_root, find_images, load_image_tensor, crop_patch
+from compresslab.data.resumable import ResumableDataLoader, crop_generator, split_index
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,15 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> Tensor:
+    def __getitem__(self, index: int | tuple[int, int]) -> Tensor:
+        # (index, crop seed) from compresslab.data.resumable.ResumableSampler: the crop depends on that seed alone
+        index, crop_seed = split_index(index)
+        generator = crop_generator(crop_seed) if self.train else None
         for attempt in range(len(self.files)):
             i = (index + attempt) % len(self.files)
             path = self.files[i]
             if i in self._cache:
-                return self._crop(self._cache[i].float().div_(255.0))
+                return self._crop(self._cache[i].float().div_(255.0), generator)
             try:
                 x = load_image_tensor(path)
             except ImageDecodeError as e:
@@ -111,11 +115,11 @@ class ImageFolderDataset(Dataset):
                 continue
             if self.cache_images:
                 self._cache[i] = x.mul(255.0).round_().to(torch.uint8)
-            return self._crop(x)
+            return self._crop(x, generator)
         raise DataLayoutError(f"every image under {self.folder} failed to decode")
 
-    def _crop(self, x: Tensor) -> Tensor:
-        return crop_patch(x, self.patch_size, self.train)
+    def _crop(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return crop_patch(x, self.patch_size, self.train, generator)
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -126,7 +130,7 @@ class ImageDataModule(pl.LightningDataModule):
                  cache_images: bool = False, name: str = "default", layout: str = "folder",
                  train_list: str | None = None, val_list: str | None = None, source: str | None = None,
                  eval_root: str | None = None, train_shards: str | None = None, shuffle_buffer: int = 1000,
-                 **unused: Any):
+                 resumable: bool = True, seed: int = 42, **unused: Any):
         super().__init__()
         if unused:
             raise ValueError(f"unknown data config keys {sorted(unused)}")
@@ -142,6 +146,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.small_images = small_images
         self.max_train_images, self.max_val_images = max_train_images, max_val_images
         self.cache_images = bool(cache_images)
+        self.resumable, self.seed = bool(resumable), int(seed)
         self.train_set: ImageFolderDataset | None = None
         self.val_set: ImageFolderDataset | None = None
 
@@ -171,10 +176,17 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         streamed = isinstance(ds, torch.utils.data.IterableDataset)  # shards: order comes from the stream
+        if shuffle and self.resumable and not streamed and len(ds) >= batch_size:
+            # data.resumable: order, crops and position saved with the checkpoint (compresslab.data.resumable)
+            return ResumableDataLoader(ds, batch_size, seed=self.seed, num_workers=self.num_workers,
+                                       pin_memory=torch.cuda.is_available(),
+                                       persistent_workers=self.num_workers > 0)
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle and not streamed, num_workers=self.num_workers,
                           drop_last=shuffle and (streamed or len(ds) >= batch_size),
                           pin_memory=torch.cuda.is_available(),
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0,
+                          # resumable: creating a (validation) iterator draws nothing from the global RNG either
+                          generator=torch.Generator().manual_seed(self.seed) if self.resumable else None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)

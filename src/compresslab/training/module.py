@@ -214,6 +214,20 @@ class RateDistortionModule(pl.LightningModule):
                 "python": _py_state_to_plain(random.getstate()),
             },
         }
+        per_rank = self._gather_rng_states()
+        if per_rank is not None:  # DDP: every rank draws its own quantisation noise; each gets its own back
+            checkpoint["compresslab"]["rng_per_rank"] = per_rank
+
+    def _gather_rng_states(self) -> dict[str, Tensor] | None:
+        """The torch (and CUDA) generator states of every rank, stacked (world, ...); None on one process. Called on
+        every rank (Lightning builds the checkpoint dict everywhere, rank 0 writes it)."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        out = {"torch": self.all_gather(torch.get_rng_state().to(self.device)).cpu()}
+        if self.device.type == "cuda":
+            out["cuda"] = self.all_gather(torch.cuda.get_rng_state(self.device).to(self.device)).cpu()
+        return out
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("compresslab")
@@ -230,6 +244,13 @@ class RateDistortionModule(pl.LightningModule):
             name, keys, pos, has_gauss, cached = rng["numpy"]
             np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
             random.setstate(_py_state_from_plain(rng["python"]))
+        per_rank = meta.get("rng_per_rank")
+        trainer = self._trainer
+        if per_rank and trainer is not None and trainer.world_size == per_rank["torch"].shape[0]:
+            rank = trainer.global_rank
+            torch.set_rng_state(per_rank["torch"][rank].clone())  # a view of the stack would crash it
+            if "cuda" in per_rank and self.device.type == "cuda":
+                torch.cuda.set_rng_state(per_rank["cuda"][rank].clone(), self.device)
 
     def on_train_end(self) -> None:
         self._check_finite()

@@ -332,7 +332,18 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     callbacks = build_callbacks(cfg, run_dir, datamodule)
     trainer = build_trainer(cfg, run_dir, loggers, callbacks)
     # resume reads through AtomicCheckpointIO.load_checkpoint (weights_only=True on every Lightning we support)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path:  # a requeued / resubmitted SLURM job continues where it stopped (cfg.resume)
+        from compresslab.training.slurm import resume_checkpoint
+
+        found = resume_checkpoint(run_dir, str(cfg.get("resume") or "never"))
+        if found is not None:
+            log.info("resuming from %s (resume=%s)", found, cfg.get("resume"))
+            ckpt_path = str(found)
+    from compresslab.training.slurm import exit_after_requeue
+
+    exit_after_requeue(trainer)  # the warning signal: checkpoint, requeue, end this process (no result)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     if ckpt_cb is not None and ckpt_cb.save_last and ckpt_cb.last_model_path is not None:

@@ -1,0 +1,156 @@
+"""Our SLURM paths against a real scheduler: the local one-node cluster of tests/slurm_cluster.py (marked `slurm`,
+skipped only where slurm-wlm/munge cannot be had). Smallest configs: smoke runs on 64^2 crops, one CPU per task."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import pytest
+
+from conftest import REPO, run_py
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]  # every test here starts jobs on the local cluster
+
+# what differs from a site's GPU partition: no GPUs, one CPU and 1 GB per task, a 5-minute limit
+SLURM = ["hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+         "hydra.launcher.timeout_min=5", "hydra.launcher.partition=short"]
+SMOKE = ["model=factorized", "debug=smoke", "callbacks.rich_progress=false", "threads=1"]
+
+
+def job_logs(sweep: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+
+
+def test_a_lambda_sweep_runs_as_slurm_jobs_and_reports_with_a_failed_job(slurm_cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    t = time.time()
+    r = run_py(["train.py", "-m", "hydra/launcher=slurm", *SLURM, *SMOKE, "logger=csv",
+                "lambda=0.0018,0.0067,0.013,-1", f"hydra.sweep.dir={sweep}"], timeout=420)
+    wall = time.time() - t
+    out = r.stdout + r.stderr
+    assert r.returncode != 0  # the sweep reports its failed job ...
+    runs = sorted(p.parent for p in sweep.glob("*/rd.json"))
+    assert [p.name.split("_")[0] for p in runs] == ["0", "1", "2"], out[-3000:] + job_logs(sweep)[-3000:]
+    for run in runs:  # ... each good job ran inside its own SLURM job and wrote its run directory
+        env = json.loads((run / "environment.json").read_text())
+        assert env["slurm_job_id"], run
+        assert json.loads((run / "done.json").read_text())["global_step"] == 8
+    assert len({json.loads((p / "environment.json").read_text())["slurm_job_id"] for p in runs}) == 3
+    # ... and the summary, written by the submitting process once all jobs ended, covers the three points
+    assert "sweep RD summary (3 runs)" in out, out[-3000:]
+    assert (sweep / "rd_summary" / "rd_table.md").is_file() and (sweep / "rd_summary" / "rd.png").is_file()
+    failed = (sweep / "rd_summary" / "failed_jobs.md").read_text()
+    assert failed.startswith("# Failed jobs (1)") and "| lambda=-1 |" in failed and "must be a positive" in failed
+    print(f"3-lambda sweep + 1 failing job on the local cluster: {wall:.0f} s")
+
+
+def _submit(cmd: list[str]) -> subprocess.Popen:
+    import os
+
+    return subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def _wait_for(cond, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    end = time.time() + timeout
+    while time.time() < end:
+        got = cond()
+        if got:
+            return got
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the submitting process ended before {what}: {proc.stdout.read()[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _running_job(cluster) -> str | None:
+    r = cluster.run("squeue", "-h", "-t", "RUNNING", "-o", "%i")
+    ids = r.stdout.split()
+    return ids[0] if ids else None
+
+
+def _step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+LONG = [*SMOKE, "trainer.max_steps=240", "trainer.val_check_interval=40", "callbacks.rd_eval.enabled=false",
+        "callbacks.progress_log_every_n_steps=10"]
+
+
+def test_a_preempted_job_checkpoints_requeues_itself_and_ends_at_max_steps(slurm_cluster, tmp_path):
+    """The time-limit warning (--signal=USR1@N, here sent at once with scancel --signal=USR1, which is what SLURM
+    does N seconds before the limit): Lightning saves hpc_ckpt_1.ckpt and requeues the job; the requeued job (same
+    job id) resumes at that step in the same run directory and W&B run, and ends with the full max_steps."""
+    sweep = tmp_path / "pre"
+    t = time.time()
+    proc = _submit(["train.py", "-m", "hydra/launcher=slurm", *SLURM, *LONG, "logger=wandb", f"hydra.sweep.dir={sweep}"])
+    job = _wait_for(lambda: _running_job(slurm_cluster), 120, "the job to run", proc)
+    log = lambda: "\n".join(p.read_text() for p in sweep.glob("0_*/train.log"))  # noqa: E731
+    _wait_for(lambda: "step 20/" in log() or "step 30/" in log(), 180, "training to pass step 20", proc)
+    assert slurm_cluster.run("scancel", "--signal=USR1", job).returncode == 0
+    out, _ = proc.communicate(timeout=300)
+    wall = time.time() - t
+    assert proc.returncode == 0, out[-3000:] + job_logs(sweep)[-3000:]
+    run = next(sweep.glob("0_*"))
+    hpc = sorted(run.glob("hpc_ckpt_*.ckpt"))
+    assert hpc, job_logs(sweep)[-3000:]
+    saved = _step(hpc[0])
+    assert 20 <= saved < 240
+    logs = job_logs(sweep)
+    assert f"Restoring states from the checkpoint path at {hpc[0]}" in logs + log()
+    assert json.loads((run / "done.json").read_text())["global_step"] == 240
+    assert json.loads((run / "environment.json").read_text())["slurm_job_id"] == job  # requeued: the same job
+    wandb_id = (run / "wandb_id.txt").read_text().strip()
+    offline = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(p.name.endswith(wandb_id) for p in offline)  # one W&B run, two parts
+    print(f"pre-empted at step {saved}, requeued, ended at 240: {wall:.0f} s")
+
+
+def test_a_cancelled_job_resubmitted_resumes_from_its_last_checkpoint(slurm_cluster, tmp_path):
+    sweep = tmp_path / "cancel"
+    cmd = ["train.py", "-m", "hydra/launcher=slurm", *SLURM, *LONG, "logger=csv", f"hydra.sweep.dir={sweep}"]
+    t = time.time()
+    proc = _submit(cmd)
+    job = _wait_for(lambda: _running_job(slurm_cluster), 120, "the job to run", proc)
+    last = lambda: next(sweep.glob("0_*/checkpoints/last.ckpt"), None)  # noqa: E731
+    _wait_for(last, 180, "the first checkpoint", proc)
+    assert slurm_cluster.run("scancel", job).returncode == 0
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    failed = (sweep / "rd_summary" / "failed_jobs.md").read_text()
+    assert f"SLURM job {job} ended CANCELLED" in failed, failed
+    run = next(sweep.glob("0_*"))
+    cancelled_at = _step(run / "checkpoints" / "last.ckpt")
+    assert 40 <= cancelled_at < 240
+    r = run_py(cmd, timeout=400)  # the same command again
+    wall = time.time() - t
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + job_logs(sweep)[-3000:]
+    assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in (run / "train.log").read_text()
+    assert json.loads((run / "done.json").read_text())["global_step"] == 240
+    steps = [int(row["step"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train/loss")]
+    assert min(steps) == cancelled_at and max(steps) == 239  # continued, not restarted
+    print(f"cancelled at step {cancelled_at}, resubmitted, ended at 240: {wall:.0f} s")
+
+
+def test_ddp_through_srun_takes_its_ranks_from_slurm(slurm_cluster, tmp_path):
+    sweep = tmp_path / "ddp"
+    t = time.time()
+    r = run_py(["train.py", "-m", "hydra/launcher=slurm_ddp", *SLURM, "trainer=ddp", "trainer.accelerator=cpu",
+                "trainer.devices=2", *SMOKE, "logger=csv", "callbacks.rd_eval.enabled=false",
+                f"hydra.sweep.dir={sweep}"], timeout=400)
+    wall = time.time() - t
+    logs = job_logs(sweep)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + logs[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in logs  # rank and world size from srun's SLURM_PROCID / SLURM_NTASKS
+    assert "parameters identical on 2 ranks" in logs  # the replica check at the end
+    assert len(list(sweep.glob(".submitit/*/*_1_log.out"))) == 1  # the second task of the one job
+    run = next(sweep.glob("0_*"))
+    assert json.loads((run / "done.json").read_text())["global_step"] == 8
+    print(f"2-rank DDP through srun: {wall:.0f} s")
