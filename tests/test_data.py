@@ -75,8 +75,8 @@ def test_data_root_precedence(tmp_path, monkeypatch):
     assert resolve_data_root(None).name == "data"
 
 
-def test_datamodule_on_shared_data_crops_and_flips():
-    dm = ImageDataModule(patch_size=64, val_patch_size=128, batch_size=4, num_workers=0, max_train_images=8,
+def test_datamodule_on_shared_data_crops_and_flips(data_root):
+    dm = ImageDataModule(root=str(data_root), patch_size=64, val_patch_size=128, batch_size=4, num_workers=0, max_train_images=8,
                          max_val_images=2)
     dm.setup()
     x = next(iter(dm.train_dataloader()))

@@ -138,6 +138,7 @@ def killed_and_rerun(tmp_path_factory):
     return {"sweep": sweep, "storage": storage, "states_after_kill": states, "rd_before": before}
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_without_losing_or_repeating_work(killed_and_rerun):
     sweep, storage = killed_and_rerun["sweep"], killed_and_rerun["storage"]
     assert killed_and_rerun["states_after_kill"][3] == TrialState.RUNNING  # what the kill left behind
@@ -194,11 +195,13 @@ def _check_dashboard(storage: str, study_name: str, sweep: Path) -> None:
         assert float(attrs["psnr"]) == pytest.approx(rd["psnr-rgb"][0])
 
 
+@pytest.mark.slow
 def test_the_dashboard_opens_a_study_file(killed_and_rerun):
     pytest.importorskip("optuna_dashboard", reason="optuna-dashboard not installed: pip install -e '.[dashboard]'")
     _check_dashboard(killed_and_rerun["storage"], "factorized_lr", killed_and_rerun["sweep"])
 
 
+@pytest.mark.slow
 def test_three_workers_share_one_postgresql_study_and_survive_a_killed_one(postgres_url, tmp_path):
     n = 4
     sweep = tmp_path / "search"

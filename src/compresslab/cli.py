@@ -189,6 +189,25 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_results(args) -> int:
+    """render: rewrite every marked number from its source; check: fail when a committed number differs."""
+    from compresslab.evaluation.render import render
+
+    root = Path(args.root).resolve()
+    files, bad, count = render(root, args.paths, write=args.action == "render")
+    if args.action == "check":
+        for m in bad:
+            print(m, file=sys.stderr)
+        print(f"{count} generated numbers in {len(files)} files: "
+              + ("all match their sources" if not bad else f"{len(bad)} differ from their sources "
+                 f"(compresslab results render rewrites them)"))
+        return 1 if bad else 0
+    print(f"rendered {count} numbers in {len(files)} files ({len(bad)} changed)")
+    for m in bad:
+        print(f"  {m.file}:{m.line}: {m.found} -> {m.expected}")
+    return 0
+
+
 def cmd_rd(args) -> int:
     from compresslab.evaluation.curves import summarize_runs
 
@@ -284,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     export_p.add_argument("out")
     export_p.set_defaults(func=cmd_export)
 
+    results_p = sub.add_parser("results", help="numbers in Markdown from their result files: render | check")
+    results_p.add_argument("action", choices=["render", "check"])
+    results_p.add_argument("paths", nargs="*", help="Markdown files or globs (default: README.md, docs/, experiments/)")
+    results_p.add_argument("--root", default=".", help="the repository root the sources are relative to")
+    results_p.set_defaults(func=cmd_results)
     anchors_p = sub.add_parser("anchors", help="list anchor curves")
     anchors_p.add_argument("--root", help="anchor folder (default <data root>/anchors)")
     anchors_p.add_argument("--dataset", help="e.g. kodak")
