@@ -206,7 +206,12 @@ def _curve_points(spec: str, metric: str, root: str | None) -> tuple[list[dict],
         if not isinstance(doc, dict):
             raise ValueError(f"{spec} is not a CompressAI-format result file (expected a JSON object)")
         return file_points(doc, path), curve_label(doc, path)
-    a = load_anchor(spec, root)
+    from .evaluation.anchors import AnchorError
+
+    try:
+        a = load_anchor(spec, root)
+    except AnchorError as e:
+        raise AnchorError(f"{spec} is not a result file, a folder of runs or an anchor name: {e}") from None
     return [{"bpp": b, metric: q, "file": spec} for b, q in zip(*a.curve(metric))], spec
 
 
