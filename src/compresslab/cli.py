@@ -269,10 +269,19 @@ def cmd_reproduce(args) -> int:
         for name, doc in papers().items():
             print(f"{name}: {doc['title']}\n  profiles: {', '.join(doc['profiles'])}")
         return 0
+    step_args = list(args.step_args)
+    if "--dry-run" in step_args:  # after --step-args it would reach every step, and the run would be real
+        step_args.remove("--dry-run")
+        args.dry_run = True
+        print("(--dry-run came after --step-args: taken as reproduce's own --dry-run, not passed to the steps)")
+    misplaced = [f for f in ("--report-only", "--rerun", "--no-wandb") if f in step_args]
+    if misplaced:
+        raise ValueError(f"{', '.join(misplaced)} came after --step-args, so it would be passed to every step: put "
+                         f"reproduce's own flags before --step-args (which must come last)")
     report = reproduce(args.paper, args.profile, out=args.out, rerun=args.rerun, report_only=args.report_only,
-                       dry_run=args.dry_run, log_wandb=not args.no_wandb, step_args=args.step_args)
+                       dry_run=args.dry_run, log_wandb=not args.no_wandb, step_args=step_args)
     if args.dry_run:
-        print("\n".join(report) + "\n(dry run: nothing ran, nothing was written)")
+        print("\n".join(report) + "\n(dry run: nothing ran, nothing was written, no W&B run was started)")
         return 0
     print(report.read_text())
     print(f"report: {report}")
