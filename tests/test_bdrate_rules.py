@@ -95,6 +95,8 @@ def test_a_narrow_shared_band_is_refused_in_absolute_db(tmp_path, capsys):
     assert res.coverage == pytest.approx(1.0) and res.test_points_in_overlap == 4 and res.anchor_points_in_overlap == 2
     rc, line, _ = run(capsys, a, t)
     assert rc == 1 and "the shared quality band [29.00, 29.13] is 0.13 dB wide (< 1 dB, --min-band-db)" in line
+    both = bd_rate(*anchor, *test, min_points_in_band=3).reason  # every failed rule is named, not the first
+    assert "0.13 dB wide" in both and "holds 4 test and 2 anchor point(s) (< 3 each)" in both
     rc, line, _ = run(capsys, a, t, "--min-band-db", "0.1")
     assert rc == 0 and bd_number(line) == pytest.approx(raw(anchor, test)[0], abs=0.005)
 

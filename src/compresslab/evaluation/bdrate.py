@@ -264,18 +264,20 @@ def bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, method: str | 
         res.reason = (f"rates do not overlap: anchor spans {_span(ra, 'bpp', 3)}, test {_span(rt, 'bpp', 3)} "
                       f"(BD-PSNR averages over the shared rate range, and there is none)")
         return res
+    failed = []  # every support rule the band fails, so the reason is complete, not just the first
     if res.band_db < rules.min_band_db:
-        res.reason = (f"the shared quality band [{lo:.{digits}f}, {hi:.{digits}f}] is {res.band_db:.2f} dB wide (< "
-                      f"{rules.min_band_db:g} dB, --min-band-db): {ranges}")
-        return res
+        failed.append(f"the shared quality band [{lo:.{digits}f}, {hi:.{digits}f}] is {res.band_db:.2f} dB wide (< "
+                      f"{rules.min_band_db:g} dB, --min-band-db)")
     if res.coverage < rules.min_coverage:
-        res.reason = (f"the shared quality band covers {100 * res.coverage:.0f} % of the narrower curve (< "
-                      f"{100 * rules.min_coverage:.0f} %): {ranges}")
-        return res
+        failed.append(f"the shared quality band covers {100 * res.coverage:.0f} % of the narrower curve (< "
+                      f"{100 * rules.min_coverage:.0f} %)")
     if min(res.anchor_points_in_overlap, res.test_points_in_overlap) < rules.min_points_in_band:
-        res.reason = (f"the shared band [{lo:.2f}, {hi:.2f}] holds {res.test_points_in_overlap} test and "
-                      f"{res.anchor_points_in_overlap} anchor point(s) (< {rules.min_points_in_band} each): {ranges}; "
-                      f"extend the test curve's lambda ladder across the anchor's points")
+        failed.append(f"the shared band [{lo:.2f}, {hi:.2f}] holds {res.test_points_in_overlap} test and "
+                      f"{res.anchor_points_in_overlap} anchor point(s) (< {rules.min_points_in_band} each)")
+    if failed:
+        fix = ("; extend the test curve's lambda ladder across the anchor's points"
+               if min(res.anchor_points_in_overlap, res.test_points_in_overlap) < rules.min_points_in_band else "")
+        res.reason = "; ".join(failed) + f": {ranges}{fix}"
         return res
     import bjontegaard as bd
 
