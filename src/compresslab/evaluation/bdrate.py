@@ -231,12 +231,19 @@ def bd_rate(anchor_rate, anchor_quality, test_rate, test_quality, method: str | 
     """BD-rate of the test curve against the anchor under ``rules`` (keyword knobs override single fields, e.g.
     ``min_points_in_band=1``); ``*_names`` name the points in refusals (e.g. their rd.json files)."""
     rules = replace(rules or BDRules(), **({"method": method} if method else {}), **knobs)
+    anchor_rate, anchor_quality, test_rate, test_quality = map(list, (anchor_rate, anchor_quality, test_rate,
+                                                                      test_quality))
     anchor = prepare_curve(anchor_rate, anchor_quality, "anchor", rules, metric, anchor_names)
     test = prepare_curve(test_rate, test_quality, "test", rules, metric, test_names)
     ra, qa, rt, qt = anchor.rate, anchor.quality, test.rate, test.quality
     res = BDResult(available=False, method=rules.method, n_anchor=len(ra), n_test=len(rt),
                    dropped_points=anchor.dropped_points + test.dropped_points, notes=anchor.notes + test.notes)
     res.dropped = len(res.dropped_points)
+    n_a, n_t = len(anchor_rate), len(test_rate)
+    if n_a < MIN_POINTS or n_t < MIN_POINTS:  # the most basic cause first: no rule can make a curve of these
+        res.n_anchor, res.n_test = n_a, n_t
+        res.reason = f"need at least {MIN_POINTS} RD points per curve, have {n_t} (test) and {n_a} (anchor)"
+        return res
     if anchor.error or test.error:
         res.reason = "; ".join(e for e in (test.error, anchor.error) if e)
         return res
