@@ -132,27 +132,97 @@ def cmd_fetch(args) -> int:
     return 0
 
 
-def _load_curve(path: str, metric: str):
-    from compresslab.evaluation.metrics import with_derived_metrics
+def add_bd_rule_args(p: argparse.ArgumentParser) -> None:
+    """The BD-rate rules as flags: one definition for `bd-rate` and `rd`, defaulting to evaluation.bdrate's
+    constants (the module holds the rules; see its docstring)."""
+    from compresslab.evaluation import bdrate as b
 
-    doc = json.loads(Path(path).read_text())
-    res = with_derived_metrics(doc.get("results", doc))
-    if "bpp" not in res or metric not in res:
-        raise ValueError(f"{path} is not a CompressAI-format result with 'bpp' and {metric!r} lists")
-    return res["bpp"], res[metric]
+    p.add_argument("--method", default=b.DEFAULT_METHOD, choices=b.METHODS)
+    p.add_argument("--min-coverage", type=float, default=b.MIN_COVERAGE,
+                   help=f"refuse below this share of the narrower curve's quality range (default {b.MIN_COVERAGE})")
+    p.add_argument("--min-points-in-band", type=int, default=b.MIN_POINTS_IN_BAND,
+                   help="refuse when either curve has fewer measured points in the shared band (default "
+                        f"{b.MIN_POINTS_IN_BAND})")
+    p.add_argument("--min-band-db", type=float, default=b.MIN_BAND_DB,
+                   help=f"refuse a shared quality band narrower than this, in dB (default {b.MIN_BAND_DB:g})")
+    p.add_argument("--band-tol-db", type=float, default=b.BAND_TOL_DB,
+                   help=f"a point this close to the band counts as inside it (default {b.BAND_TOL_DB:g})")
+    p.add_argument("--monotone", default=b.BDRules.monotone, choices=b.MONOTONE_RULES,
+                   help="non-monotone curves: refuse, naming the points (default), or drop the fewest, naming them")
+    p.add_argument("--duplicates", default=b.BDRules.duplicates, choices=b.DUPLICATE_RULES,
+                   help="points sharing a rate: refuse, naming them (default), or average each group into one point")
+
+
+def bd_rules_from_args(args):
+    from compresslab.evaluation.bdrate import BDRules
+
+    return BDRules(method=args.method, min_points_in_band=args.min_points_in_band, min_coverage=args.min_coverage,
+                   min_band_db=args.min_band_db, band_tol_db=args.band_tol_db, monotone=args.monotone,
+                   duplicates=args.duplicates)
+
+
+def _curve_points(spec: str, metric: str, root: str | None) -> tuple[list[dict], str]:
+    """The points one `bd-rate` argument names, and its label: a result file (one point, like a run's rd.json, or
+    many, like CompressAI's), a folder (its runs' rd.json files merged into one curve) or an anchor name."""
+    from compresslab.evaluation.anchors import load_anchor
+    from compresslab.evaluation.curves import curve_label, file_points, load_points
+
+    path = Path(spec)
+    if path.is_dir():
+        curves = load_points([spec])
+        if not curves:
+            raise FileNotFoundError(f"{spec}: no rd.json files under this folder")
+        if len(curves) > 1:
+            said = ", ".join(f"{label} ({len(pts)} points)" for label, pts in sorted(curves.items()))
+            raise ValueError(f"{spec} holds {len(curves)} curves ({said}): give one curve's folder or files, or "
+                             f"`compresslab rd {spec}` for a table of all")
+        (label, pts), = curves.items()
+        return pts, label
+    if path.is_file():
+        try:
+            doc = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{spec} is not a JSON result file ({e})") from None
+        if not isinstance(doc, dict):
+            raise ValueError(f"{spec} is not a CompressAI-format result file (expected a JSON object)")
+        return file_points(doc, path), curve_label(doc, path)
+    from compresslab.evaluation.anchors import AnchorError
+
+    try:
+        a = load_anchor(spec, root)
+    except AnchorError as e:
+        raise AnchorError(f"{spec} is not a result file, a folder of runs or an anchor name: {e}") from None
+    return [{"bpp": b, metric: q, "file": spec} for b, q in zip(*a.curve(metric))], spec
+
+
+def _curve(specs: list[str], metric: str, root: str | None):
+    """(rates, qualities, point names, label) of the points several arguments name together (one curve)."""
+    points, labels = [], []
+    for spec in specs:
+        pts, label = _curve_points(spec, metric, root)
+        points += pts
+        labels += [label] if label not in labels else []
+    if len(labels) > 1:
+        raise ValueError(f"{' '.join(specs)} name {len(labels)} curves ({', '.join(labels)}), not one: pass one "
+                         f"curve's files or folder, or `compresslab rd` for a table of all")
+    missing = sorted({p["file"] for p in points if metric not in p})
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: no {metric!r} values (CompressAI format: results.bpp and "
+                         f"results.{metric}); pass --metric for an axis the files hold")
+    names = [str(p["file"]) for p in points]
+    return [p["bpp"] for p in points], [p[metric] for p in points], names, labels[0]
 
 
 def cmd_bd_rate(args) -> int:
-    from compresslab.evaluation.anchors import load_anchor
     from compresslab.evaluation.bdrate import bd_rate
 
-    # either side is a CompressAI-format result file or a registry name (kodak/vtm, kodak/compressai-…)
-    def curve(spec: str):
-        return _load_curve(spec, args.metric) if Path(spec).is_file() else load_anchor(spec, args.root).curve(args.metric)
-
-    res = bd_rate(*curve(args.anchor), *curve(args.curve), method=args.method,
-                 min_coverage=args.min_coverage, min_points_in_band=args.min_points_in_band)
-    print(f"{Path(args.curve).name} vs {args.anchor}: {res.line(args.metric)}")
+    # either side is a result file (one point or many), a folder of runs (merged into one curve) or a registry name
+    rules = bd_rules_from_args(args)
+    ar, aq, an, _ = _curve([args.anchor], args.metric, args.root)
+    tr, tq, tn, label = _curve(args.curve, args.metric, args.root)
+    res = bd_rate(ar, aq, tr, tq, rules=rules, metric=args.metric, anchor_names=an, test_names=tn)
+    name = Path(args.curve[0]).name if len(args.curve) == 1 else f"{label} ({len(args.curve)} inputs)"
+    print(f"{name} vs {args.anchor}: {res.line(args.metric)}")
     return 0 if res.available else 1
 
 
@@ -179,10 +249,19 @@ def cmd_reproduce(args) -> int:
         for name, doc in papers().items():
             print(f"{name}: {doc['title']}\n  profiles: {', '.join(doc['profiles'])}")
         return 0
+    step_args = list(args.step_args)
+    if "--dry-run" in step_args:  # after --step-args it would reach every step, and the run would be real
+        step_args.remove("--dry-run")
+        args.dry_run = True
+        print("(--dry-run came after --step-args: taken as reproduce's own --dry-run, not passed to the steps)")
+    misplaced = [f for f in ("--report-only", "--rerun", "--no-wandb") if f in step_args]
+    if misplaced:
+        raise ValueError(f"{', '.join(misplaced)} came after --step-args, so it would be passed to every step: put "
+                         f"reproduce's own flags before --step-args (which must come last)")
     report = reproduce(args.paper, args.profile, out=args.out, rerun=args.rerun, report_only=args.report_only,
-                       dry_run=args.dry_run, log_wandb=not args.no_wandb, step_args=args.step_args)
+                       dry_run=args.dry_run, log_wandb=not args.no_wandb, step_args=step_args)
     if args.dry_run:
-        print("\n".join(report) + "\n(dry run: nothing ran, nothing was written)")
+        print("\n".join(report) + "\n(dry run: nothing ran, nothing was written, no W&B run was started)")
         return 0
     print(report.read_text())
     print(f"report: {report}")
@@ -212,8 +291,9 @@ def cmd_rd(args) -> int:
     from compresslab.evaluation.curves import summarize_runs
 
     out = args.out or _default_rd_out(args.paths)
-    summarize_runs(args.paths, out_dir=out, anchor=args.anchor, reference=args.reference, method=args.method,
-                   group_by=args.group_by or (), log_wandb=args.wandb, metric=args.metric)
+    summarize_runs(args.paths, out_dir=out, anchor=args.anchor, reference=args.reference,
+                   rules=bd_rules_from_args(args), group_by=args.group_by or (), log_wandb=args.wandb,
+                   metric=args.metric)
     print(f"wrote {out}/rd_table.md, rd_table.csv, rd.png")
     return 0
 
@@ -328,16 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
     build_p.add_argument("--version-cmd", help="external: a command printing the codec version (recorded)")
     build_p.set_defaults(func=cmd_anchors_build)
 
-    bd_rate_p = sub.add_parser("bd-rate", help="BD-rate of a CompressAI-format curve vs an anchor")
-    bd_rate_p.add_argument("anchor", help="registry name (kodak/vtm) or a CompressAI-format result file")
-    bd_rate_p.add_argument("curve", help="CompressAI-format JSON (e.g. a run's rd.json) or a registry name")
-    bd_rate_p.add_argument("--method", default="akima", choices=["akima", "pchip", "cubic"])
+    bd_rate_p = sub.add_parser("bd-rate", help="BD-rate of a curve vs an anchor (files, run folders or names)")
+    bd_rate_p.add_argument("anchor", help="registry name (kodak/vtm), a CompressAI-format result file or a folder of "
+                                          "runs")
+    bd_rate_p.add_argument("curve", nargs="+", help="the test curve: CompressAI-format JSON files (a run's "
+                           "one-point rd.json, an eval_model output), folders of runs (each run's rd.json is one "
+                           "point) or a registry name; all of them together form one curve")
     bd_rate_p.add_argument("--metric", default="psnr-rgb", choices=["psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb"])
-    bd_rate_p.add_argument("--min-coverage", type=float, default=0.5,
-                           help="refuse below this share of the narrower curve's quality range (default 0.5)")
-    bd_rate_p.add_argument("--min-points-in-band", type=int, default=2,
-                           help="refuse when either curve has fewer measured points in the shared band (default 2)")
-    bd_rate_p.add_argument("--root")
+    add_bd_rule_args(bd_rate_p)
+    bd_rate_p.add_argument("--root", help="anchor folder (default: the anchor search path)")
     bd_rate_p.set_defaults(func=cmd_bd_rate)
 
     rd_p = sub.add_parser("rd", help="RD curves, BD-rate table and plot from run directories")
@@ -345,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd_p.add_argument("--anchor", default="kodak/vtm")
     rd_p.add_argument("--reference", nargs="+", help="curve labels (e.g. factorized) or anchor names: one pairwise "
                       "BD-rate column each")
-    rd_p.add_argument("--method", default="akima", choices=["akima", "pchip", "cubic"])
+    add_bd_rule_args(rd_p)
     rd_p.add_argument("--metric", default="psnr-rgb", choices=["psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb"],
                       help="quality axis (ms-ssim-db-rgb is derived from ms-ssim-rgb where a file lacks it)")
     rd_p.add_argument("--group-by", nargs="*", help="meta keys that split curves, e.g. model.N")

@@ -65,22 +65,29 @@ def _number(cell: str | None) -> float | None:
         return None
 
 
+def _command(cmd: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
 def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = False,
               step_args: list[str] | None = None) -> list[str]:
     """Run the profile's steps (``python <step…> <step_args…>``: step_args, e.g. a smoke-scale budget, go to every
-    step); a dry run names each step and runs nothing."""
+    step); a dry run names each step with its full command, runs nothing and writes nothing."""
     cfg = papers()[paper]["profiles"][profile]
     results = ROOT / cfg["results"]
     done = (results / cfg.get("table", "rd_table.md")).exists() and not rerun
     log = []
-    for step in cfg["steps"]:
+    for i, step in enumerate(cfg["steps"], 1):
         step = [*map(str, step), *(step_args or [])]
         cmd = [sys.executable, *step]
+        if dry_run:
+            log.append(f"step {i}: would skip (results present in {cfg['results']}; --rerun runs it): {_command(cmd)}"
+                       if done else f"step {i}: would run: {_command(cmd)}")
+            continue
         if done:
             log.append(f"skipped (results present in {cfg['results']}): {' '.join(map(str, step))}")
-            continue
-        if dry_run:
-            log.append(f"would run: {' '.join(step)}")
             continue
         log.append(f"ran: {' '.join(map(str, step))}")
         print("$", " ".join(map(str, step)), flush=True)
@@ -91,14 +98,28 @@ def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = Fal
     return log
 
 
-def write_report(paper: str, profile: str, out: Path, log: list[str] | None = None, log_wandb: bool = False) -> Path:
+def _missing_results(paper: str, profile: str, report_only: bool, steps_ran: bool) -> str:
+    """Why the results table is missing, in terms of what the user actually ran."""
+    cfg = papers()[paper]["profiles"][profile]
+    table = f"{cfg['results']}/{cfg.get('table', 'rd_table.md')}"
+    if report_only:
+        return (f"{table} is missing: the profile's steps have not run here, and --report-only only writes the report "
+                f"from their results; run `compresslab reproduce {paper} --profile {profile}` to run them first")
+    if steps_ran:
+        return (f"the steps finished but {table} was not written: the last step's output above says why (the "
+                f"profile's results folder is {cfg['results']}; a --step-args that changes its --out moves them)")
+    return f"{table} is missing; run `compresslab reproduce {paper} --profile {profile} --rerun`"
+
+
+def write_report(paper: str, profile: str, out: Path, log: list[str] | None = None, log_wandb: bool = False,
+                 report_only: bool = True) -> Path:
     doc = papers()[paper]
     cfg = doc["profiles"][profile]
     results = ROOT / cfg["results"]
     table = cfg.get("table", "rd_table.md")   # the file whose presence means the profile's steps are done
     if not (results / table).exists():
-        raise ReproduceError(f"{cfg['results']}/{table} is missing: run `compresslab reproduce {paper} "
-                             f"--profile {profile}` without --report-only first")
+        raise ReproduceError(_missing_results(paper, profile, report_only,
+                                              steps_ran=any(e.startswith("ran:") for e in log or [])))
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Reproduction: {doc['title']}", "",
              f"Profile **{profile}**: {cfg['scale']}.", "",
@@ -166,17 +187,44 @@ def _log_to_wandb(paper: str, profile: str, compared: list[tuple], out: Path, fi
     run.finish()
 
 
+def default_report_dir(paper: str, profile: str) -> Path:
+    return ROOT / "experiments" / "reproduce" / f"{paper}_{profile}"
+
+
+def dry_run_plan(paper: str, profile: str, out: str | None = None, rerun: bool = False, report_only: bool = False,
+                 log_wandb: bool = False, step_args: list[str] | None = None) -> list[str]:
+    """What ``reproduce`` would do, step by step with each command, reading only the configs and checking which
+    files exist: nothing runs, nothing is written, W&B is not started."""
+    cfg = papers()[paper]["profiles"][profile]
+    table = f"{cfg['results']}/{cfg.get('table', 'rd_table.md')}"
+    steps = [] if report_only else run_steps(paper, profile, rerun=rerun, dry_run=True, step_args=step_args)
+    if report_only:
+        steps.append("steps: none (--report-only)")
+    report = (Path(out) if out else default_report_dir(paper, profile)) / "report.md"
+    n = (0 if report_only else len(cfg["steps"])) + 1
+    if report_only and not (ROOT / table).exists():
+        steps.append(f"step {n}: would stop: {_missing_results(paper, profile, True, False)}")
+        return steps
+    source = table if (ROOT / table).exists() else f"{table}, which the steps above write"
+    steps.append(f"step {n}: would write the report {report} from {source} (and copy its figures beside it)")
+    steps.append(f"step {n + 1}: would log the report to W&B (project compresslab-reproduce, mode "
+                 f"{os.environ.get('WANDB_MODE') or 'offline'})" if log_wandb else
+                 f"step {n + 1}: no W&B run (--no-wandb)")
+    return steps
+
+
 def reproduce(paper: str, profile: str, out: str | None = None, rerun: bool = False, report_only: bool = False,
               dry_run: bool = False, log_wandb: bool = False, step_args: list[str] | None = None) -> Path | list[str]:
-    """Run (or reuse) a profile's steps and write its report; a dry run returns the steps it would run and writes
-    nothing."""
+    """Run (or reuse) a profile's steps and write its report; a dry run returns the steps it would run (each with
+    its command) and writes nothing."""
     known = papers()
     if paper not in known:
         raise ReproduceError(f"unknown paper {paper!r}; one of: {', '.join(known)} (compresslab reproduce --list)")
     if profile not in known[paper]["profiles"]:
         raise ReproduceError(f"{paper} has no profile {profile!r}; one of: {', '.join(known[paper]['profiles'])}")
     if dry_run:
-        return run_steps(paper, profile, rerun=rerun, dry_run=True, step_args=step_args)
+        return dry_run_plan(paper, profile, out=out, rerun=rerun, report_only=report_only, log_wandb=log_wandb,
+                            step_args=step_args)
     log = None if report_only else run_steps(paper, profile, rerun=rerun, step_args=step_args)
-    dest = Path(out) if out else ROOT / "experiments" / "reproduce" / f"{paper}_{profile}"
-    return write_report(paper, profile, dest, log, log_wandb=log_wandb)
+    dest = Path(out) if out else default_report_dir(paper, profile)
+    return write_report(paper, profile, dest, log, log_wandb=log_wandb, report_only=report_only)

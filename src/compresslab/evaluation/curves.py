@@ -9,12 +9,13 @@ import math
 import logging
 import os
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from compresslab.evaluation.metrics import with_derived_metrics
 from compresslab.evaluation.anchors import AnchorError, load_anchor
-from compresslab.evaluation.bdrate import DEFAULT_METHOD, bd_rate
+from compresslab.evaluation.bdrate import DEFAULT_METHOD, BDRules, bd_rate
 from compresslab.evaluation.results import RDMeta, RDResult
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,12 @@ def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str,
 def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str = "kodak/vtm",
                    reference: str | Sequence[str] | None = None, method: str = DEFAULT_METHOD,
                    group_by: Sequence[str] = (), group: str | None = None, log_wandb: bool = False,
-                   metric: str = "psnr-rgb") -> dict[str, Any]:
+                   metric: str = "psnr-rgb", rules: BDRules | None = None) -> dict[str, Any]:
     """RD table, plot and summary.json for the curves under ``paths``: each curve's BD-rate vs ``anchor`` and vs each
-    ``reference`` (a curve label or an anchor name; several give one pairwise column each)."""
+    ``reference`` (a curve label or an anchor name; several give one pairwise column each), under ``rules`` (the
+    defaults of evaluation.bdrate with ``method``, when not given)."""
+    rules = rules or BDRules(method=method)
+    method = rules.method
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curves = load_points(paths, group_by)
@@ -95,7 +99,8 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
     rows = []
     for label, pts in sorted(curves.items()):
         rates, quals = [p["bpp"] for p in pts], [p[metric] for p in pts]
-        vs_anchor = bd_rate(*anc.curve(metric), rates, quals, method=method)
+        names = [p.get("file") for p in pts]
+        vs_anchor = bd_rate(*anc.curve(metric), rates, quals, rules=rules, metric=metric, test_names=names)
         row = {"curve": label, "points": len(pts), "points_used": vs_anchor.n_test,  # after the monotone filter
                "bpp_range": f"{min(rates):.3f}-{max(rates):.3f}",
                "psnr_range": f"{min(quals):.2f}-{max(quals):.2f}",
@@ -105,10 +110,13 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
                "coverage_vs_anchor_pct": None if vs_anchor.coverage is None else round(100 * vs_anchor.coverage, 1),
                "anchor_points_in_overlap": vs_anchor.anchor_points_in_overlap,
                "anchor_note": vs_anchor.reason, "method": method}
+        if vs_anchor.dropped_points:  # --monotone=drop: which points went
+            row["dropped_vs_anchor"] = "; ".join(vs_anchor.dropped_points)
         for ref, ref_pts in ref_curves.items():
             if label == ref or ref_pts is pts:  # a curve is not compared with itself
                 continue
-            vs_ref = bd_rate([p["bpp"] for p in ref_pts], [p[metric] for p in ref_pts], rates, quals, method=method)
+            vs_ref = bd_rate([p["bpp"] for p in ref_pts], [p[metric] for p in ref_pts], rates, quals, rules=rules,
+                             metric=metric, anchor_names=[p.get("file") for p in ref_pts], test_names=names)
             note = "reference_note" if len(references) == 1 else f"note_vs_{ref}"
             row.update({f"bd_rate_vs_{ref}": vs_ref.bd_rate, note: vs_ref.reason})
         if len(pts) == 1:  # a single run is a point, not a curve: say what it is and how to get a BD-rate
@@ -134,7 +142,8 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
     if all(other in p and math.isfinite(p[other]) for pts in curves.values() for p in pts):
         second = plot_curves(curves, out / f"rd_{other}.png", metric=other, context=context,
                              title=f"{dataset_title(anchor)} RD ({other}); BD-rates in rd_table.md are in {metric}")
-    summary = {"anchor": anchor, "anchor_meta": anc.meta, "method": method, "metric": metric, "rows": rows,
+    summary = {"anchor": anchor, "anchor_meta": anc.meta, "method": method, "metric": metric,
+               "bd_rules": asdict(rules), "rows": rows,
                "curves": curves, "plot": str(png), "second_plot": str(second) if second else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if log_wandb:
