@@ -119,8 +119,14 @@ def problems(where: str, body: str) -> tuple[int, list[str]]:
             seen += 1
             try:
                 build_parser().parse_args(args)
+                if args[0] == "pipeline":  # its own flags, and the recipe must exist
+                    from compresslab.drivers import pipeline
+
+                    pipeline.load_recipe(pipeline.build_parser().parse_args(args[1:]).recipe)
             except SystemExit:
                 bad.append(f"{where}: `{shlex.join(cmd)}` is refused by the CLI's parser")
+            except Exception as e:  # noqa: BLE001 - a recipe that does not load, named
+                bad.append(f"{where}: `{shlex.join(cmd)}`: {type(e).__name__}: {e}")
     return seen, bad
 
 

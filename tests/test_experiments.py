@@ -1,5 +1,6 @@
-import pytest
 """The committed experiment drivers still run end to end (tiny overrides; the recipes themselves are in conf/)."""
+
+import pytest
 
 import csv
 import json
@@ -14,10 +15,10 @@ TINY = ["model.N=32", "model.M=48", "trainer.max_steps=2", "trainer.val_check_in
 
 
 @pytest.mark.slow
-def test_msp_cpu_proxy_driver_trains_both_models_and_summarises(tmp_path):
+def test_the_msp_cpu_proxy_pipeline_trains_both_models_and_summarises(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
-    r = run_py(["-m", "compresslab.drivers.msp_cpu_proxy", "--launcher", "basic", "--lambdas", "0.013", "0.0932",
-                "--work", str(work), "--out", str(out), "--", *TINY], timeout=600)
+    r = run_py(["-m", "compresslab.drivers.pipeline", "msp_cpu_proxy", "--lambdas", "0.013", "0.0932",
+                "--work", str(work), "--out", str(out), "--set", "hydra/launcher=basic", *TINY], timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     rows = {row["curve"]: row for row in csv.DictReader(open(out / "rd_table.csv"))}
     assert set(rows) == {"msp", "hyperprior"} and all(row["points"] == "2" for row in rows.values())
@@ -35,12 +36,13 @@ def test_msp_cpu_proxy_driver_trains_both_models_and_summarises(tmp_path):
 
 
 @pytest.mark.slow
-def test_rd_cpu_proxy_driver_runs_queues_and_writes_pairwise_columns(tmp_path):
+def test_the_staged_pipeline_runs_queues_resumes_and_writes_pairwise_columns(tmp_path):
     """Two queues (hyperprior then factorized; MSP-fast on the hyperprior's transforms) through both stages of the
-    rd_cpu_ctx recipe at smoke size; the published table has one pairwise column per reference."""
+    rd_cpu_ctx recipe (conf/pipeline/rd_cpu_ctx.yaml) at smoke size; the published table has one pairwise column per
+    reference; a rerun trains nothing."""
     work, out = tmp_path / "work", tmp_path / "out"
-    r = run_py(["-m", "compresslab.drivers.rd_cpu_proxy", "--recipe", "rd_cpu_ctx", "--models", "hyperprior", "factorized",
-                "--models", "msp/fast_gdn", "--lambdas", "0.013", "--work", str(work), "--out", str(out),
+    r = run_py(["-m", "compresslab.drivers.pipeline", "rd_cpu_ctx", "--queues", "hyperprior,factorized",
+                "--queues", "msp/fast_gdn", "--lambdas", "0.013", "--work", str(work), "--out", str(out),
                 "--set", *TINY, "data.patch_size=128", "optim.scheduler.warmup_steps=0"], timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     rows = {row["curve"]: row for row in csv.DictReader(open(out / "rd_table.csv"))}
@@ -54,12 +56,16 @@ def test_rd_cpu_proxy_driver_runs_queues_and_writes_pairwise_columns(tmp_path):
     assert msp.model.transform == "gdn" and msp.model.scales == 2 and msp.data.patch_size == 128
     assert msp.trainer.max_steps == hyp.trainer.max_steps and msp.data == hyp.data  # equal budgets
     log = (work / "msp_fast_gdn.log").read_text()
-    assert "stage 1 (warm start)" in log and "stage 2 (per-lambda: 0.013)" in log
+    assert "msp/fast_gdn pretrain: " in log and "msp/fast_gdn sweep lambda=0.013: " in log
+    rd = json.loads((out / "runs" / "msp-lambda0.013" / "rd.json").read_text())
+    assert rd["meta"]["schema"] == 2 and rd["meta"]["commit"] and rd["meta"]["machine"]["cpu"]  # through the schema
+    assert rd["meta"]["run_dir"].endswith("msp_fast_gdn/sweep/0_ctx-msp-lambda0.013")  # relative under a checkout
     stamp = next((work / "msp_fast_gdn" / "sweep").glob("*/rd.json")).stat().st_mtime_ns
-    r = run_py(["-m", "compresslab.drivers.rd_cpu_proxy", "--recipe", "rd_cpu_ctx", "--models", "msp/fast_gdn", "--lambdas",
+    r = run_py(["-m", "compresslab.drivers.pipeline", "rd_cpu_ctx", "--queues", "msp/fast_gdn", "--lambdas",
                 "0.013", "--work", str(work), "--out", str(out), "--set", *TINY, "data.patch_size=128"], timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    assert "stage 2 done" in (work / "msp_fast_gdn.log").read_text()  # a rerun resumes: nothing trains again
+    log = (work / "msp_fast_gdn.log").read_text()
+    assert "msp/fast_gdn pretrain: finished, skipped" in log and "msp/fast_gdn sweep: finished, skipped" in log
     assert next((work / "msp_fast_gdn" / "sweep").glob("*/rd.json")).stat().st_mtime_ns == stamp
 
 

@@ -154,7 +154,7 @@ def test_dry_run_names_the_steps_and_writes_nothing(tmp_path):
     (tmp_path / "work").mkdir()
     r = _reproduce_from_empty_folder(tmp_path, {}, "ulhaq2024", "--profile", "cpu_proxy", "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert "step 1: would run: " in r.stdout and " -m compresslab.drivers.rd_cpu_proxy --models factorized" in r.stdout
+    assert "step 1: would run: " in r.stdout and " -m compresslab.drivers.pipeline rd_cpu_proxy --queues factorized" in r.stdout
     assert "nothing ran, nothing was written" in r.stdout
     assert not any((tmp_path / "work").iterdir())
 

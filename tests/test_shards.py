@@ -1,5 +1,6 @@
-import pytest
 """WebDataset shards: an image folder packed losslessly, and training streamed from the shards."""
+
+import pytest
 
 import json
 import tarfile

@@ -24,7 +24,7 @@ def wheel_venv(tmp_path_factory):
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("compresslab/conf/train.yaml", "compresslab/conf/model/adaptive.yaml",
                  "compresslab/anchor_data/kodak/vtm.json", "compresslab/anchor_data/LICENSE-CompressAI",
-                 "compresslab/anchor_data/MANIFEST-CompressAI.json", "compresslab/drivers/rd_cpu_proxy.py",
+                 "compresslab/anchor_data/MANIFEST-CompressAI.json", "compresslab/drivers/pipeline.py", "compresslab/conf/pipeline/rd_cpu_proxy.yaml",
                  "hydra_plugins/compresslab_searchpath/__init__.py"):
         assert must in names, must
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True, timeout=300)
@@ -62,8 +62,8 @@ def test_an_installed_wheel_trains_evaluates_compares_and_lists_reproductions_fr
     r = _run(wheel_venv, tmp_path, "bd-rate", "kodak/vtm", "kodak/compressai-bmshj2018-factorized_mse_cuda", data=False)
     assert r.returncode == 0 and "BD-rate +68.01 %" in r.stdout, r.stdout + r.stderr
     r = _run(wheel_venv, tmp_path, "reproduce", "ulhaq2024", "--profile", "cpu_proxy", "--dry-run")
-    assert r.returncode == 0 and "would run: -m compresslab.drivers.rd_cpu_proxy" in r.stdout, r.stderr[-2000:]
-    r = subprocess.run([str(wheel_venv / "python"), "-m", "compresslab.drivers.rd_cpu_proxy", "--help"], cwd=tmp_path,
+    assert r.returncode == 0 and "-m compresslab.drivers.pipeline rd_cpu_proxy --queues factorized" in r.stdout, r.stderr[-2000:]
+    r = subprocess.run([str(wheel_venv / "python"), "-m", "compresslab.drivers.pipeline", "--help"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "--recipe" in r.stdout, r.stderr[-2000:]
+    assert r.returncode == 0 and "--queues" in r.stdout, r.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "outputs"]  # nothing written anywhere else

@@ -268,6 +268,13 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_pipeline(args) -> int:
+    """A staged recipe of conf/pipeline (compresslab.drivers.pipeline, which has its own flags)."""
+    from compresslab.drivers.pipeline import main as pipeline_main
+
+    return pipeline_main(args.rest)
+
+
 def cmd_results(args) -> int:
     """render: rewrite every marked number from its source; check: fail when a committed number differs."""
     from compresslab.evaluation.render import render
@@ -383,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     export_p.add_argument("out")
     export_p.set_defaults(func=cmd_export)
 
+    pipe_p = sub.add_parser("pipeline", add_help=False,
+                            help="a staged recipe of conf/pipeline: pretrain, per-lambda stage, evaluate, publish, rd "
+                                 "(compresslab pipeline --help)")
+    pipe_p.add_argument("rest", nargs=argparse.REMAINDER)
+    pipe_p.set_defaults(func=cmd_pipeline)
     results_p = sub.add_parser("results", help="numbers in Markdown from their result files: render | check")
     results_p.add_argument("action", choices=["render", "check"])
     results_p.add_argument("paths", nargs="*", help="Markdown files or globs (default: README.md, docs/, experiments/)")

@@ -6,7 +6,7 @@
     python -m compresslab.drivers.adaptive_repro --profile zoo                    # CompressAI's pretrained bases, CPU stage 2
     python -m compresslab.drivers.adaptive_repro --profile paper                  # the same bases, the paper's stage 2 (GPU)
 
-Steps: (1) the factorized bases: a trained sweep (cpu_proxy: compresslab.drivers.rd_cpu_proxy, or --base-sweep), or
+Steps: (1) the factorized bases: a trained sweep (cpu_proxy: compresslab.drivers.pipeline rd_cpu_proxy, or --base-sweep), or
 CompressAI's pretrained models q1-8 evaluated here (zoo, paper: `zoo:bmshj2018-factorized/mse/<q>`, the paper's
 bases), (2) the hyperprior for context (cpu_proxy), (3) the static re-fit control (zoo, paper; cpu_proxy takes
 --static-dir), (4) stage 2 per base (train.py experiment=adaptive_<profile> model.base_ckpt=...; zoo and paper with
@@ -40,7 +40,7 @@ from compresslab.evaluation.evaluator import list_eval_images
 from compresslab.evaluation.results import RDMeta, RDResult, evaluate, evaluate_checkpoint
 
 PROFILES = {
-    # bases from compresslab.drivers.rd_cpu_proxy (its YAML ladder; warm start + per-lambda training)
+    # bases from compresslab.drivers.pipeline rd_cpu_proxy (its YAML ladder; warm start + per-lambda training)
     "cpu_proxy": {"base": None, "stage2": "adaptive_cpu_proxy"},
     # the paper's bases: CompressAI's pretrained factorized models, per quality as in conf/reproduce/ulhaq2024.yaml
     "zoo": {"base": "zoo:bmshj2018-factorized/mse", "stage2": "adaptive_zoo"},
@@ -61,11 +61,11 @@ def sh(args: list[str]) -> None:
 
 
 def trained_sweep(model: str, work: Path) -> Path:
-    """The CPU recipe's sweep of ``model`` (compresslab.drivers.rd_cpu_proxy trains it unless it is there)."""
+    """The CPU recipe's sweep of ``model`` (conf/pipeline/rd_cpu_proxy.yaml trains it unless it is there)."""
     out = work / "rd" / model / "sweep"
     if not list(out.glob("*/rd.json")):
-        sh([sys.executable, "-m", "compresslab.drivers.rd_cpu_proxy", "--models", model, "--work", str(work / "rd"),
-            "--out", str(work / "rd" / "summary")])
+        sh([sys.executable, "-m", "compresslab.drivers.pipeline", "rd_cpu_proxy", "--queues", model, "--work",
+            str(work / "rd"), "--out", str(work / "rd" / "summary")])
     return out
 
 
