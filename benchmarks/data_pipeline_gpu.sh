@@ -18,7 +18,7 @@ row() {  # name, overrides...
   local name=$1; shift
   python3 train.py experiment=gpu_scale model=hyperprior trainer.max_steps=500 trainer.max_time=null \
     trainer.val_check_interval=500 trainer.limit_val_batches=1 callbacks.rd_eval.enabled=false \
-    callbacks.progress_log_every_n_steps=100 optim.scheduler.warmup_steps=100 hydra.run.dir=/tmp/runs/$name "$@" > $OUT/$name.log 2>&1
+    callbacks.progress_log.every_n_steps=100 optim.scheduler.warmup_steps=100 hydra.run.dir=/tmp/runs/$name "$@" > $OUT/$name.log 2>&1
   python3 - "$OUT/$name.log" "$name" <<'PY'
 import re, sys, datetime
 t = {}

@@ -46,7 +46,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
-SMOKE = ["debug=smoke", "logger=csv", "callbacks.rich_progress=false"]
+SMOKE = ["debug=smoke", "logger=csv", "callbacks.rich_progress.enabled=false"]
 
 
 def compose(overrides: list[str]):

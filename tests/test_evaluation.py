@@ -218,7 +218,7 @@ def test_mutated_files_are_refused_never_crash(data_root, tmp_path, factorized_c
 def test_smoke_multirun_ends_with_curve_table_plot_and_wandb_report(tmp_path):
     r = run_py(["train.py", "-m", "model=hyperprior", "lambda=0.0018,0.0035,0.0067,0.013", "debug=smoke",
                 "trainer.max_steps=2", "trainer.val_check_interval=2", "callbacks.rd_eval.max_images=1",
-                "callbacks.rich_progress=false", f"hydra.sweep.dir={tmp_path}/sweep"], timeout=400)
+                "callbacks.rich_progress.enabled=false", f"hydra.sweep.dir={tmp_path}/sweep"], timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     sweep = tmp_path / "sweep"
     rd_files = sorted(sweep.glob("*/rd.json"))

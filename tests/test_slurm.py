@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]  # every test here starts job
 # what differs from a site's GPU partition: no GPUs, one CPU and 1 GB per task, a 5-minute limit
 SLURM = ["hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
          "hydra.launcher.timeout_min=5", "hydra.launcher.partition=short"]
-SMOKE = ["model=factorized", "debug=smoke", "callbacks.rich_progress=false", "threads=1"]
+SMOKE = ["model=factorized", "debug=smoke", "callbacks.rich_progress.enabled=false", "threads=1"]
 
 
 def job_logs(sweep: Path) -> str:
@@ -81,7 +81,7 @@ def _step(path: Path) -> int:
 
 
 LONG = [*SMOKE, "trainer.max_steps=240", "trainer.val_check_interval=40", "callbacks.rd_eval.enabled=false",
-        "callbacks.progress_log_every_n_steps=10"]
+        "callbacks.progress_log.every_n_steps=10"]
 
 
 def test_a_preempted_job_checkpoints_requeues_itself_and_ends_at_max_steps(slurm_cluster, tmp_path):

@@ -82,7 +82,7 @@ def pip_freeze() -> str:
 def config_hash(cfg: DictConfig | dict) -> str:
     """Hash of the resolved config without run-specific paths: equal configs give equal hashes."""
     c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    for k in ("paths", "hydra", "ckpt_path"):
+    for k in ("paths", "hydra", "ckpt_path", "runtime"):
         c.pop(k, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

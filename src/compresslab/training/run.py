@@ -12,7 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,9 +21,9 @@ from compresslab.errors import ConfigError
 from compresslab.io.checkpoints import AtomicCheckpointIO, load_checkpoint, load_weights, remove_stale_temporaries
 from compresslab.training.bases import resolve_base
 from compresslab.data.module import ImageDataModule, build_datamodule
-from compresslab.training.progress import EtaLine, ProgressLog, StepProgressBar
+from compresslab.training.instantiate import instantiate_all
+from compresslab.training.progress import StepProgressBar
 from compresslab.training.speed import apply_speed_settings
-from compresslab.wandb_mode import wandb_mode
 from compresslab.provenance import config_hash, write_run_provenance
 from compresslab.training.module import RateDistortionModule
 
@@ -57,95 +57,32 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, group: str | None) -> list[Logger]:
-    lcfg = plain(cfg.get("logger")) or {}
-    loggers: list[Logger] = []
-    if lcfg.get("csv"):
-        # Lightning's CSVLogger deletes an existing metrics.csv; a resumed run keeps its history beside it.
-        old = run_dir / "metrics.csv"
-        if old.exists() and pl.utilities.rank_zero_only.rank == 0:
-            k = 1
-            while (run_dir / f"metrics.part{k}.csv").exists():
-                k += 1
-            old.rename(run_dir / f"metrics.part{k}.csv")
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))
-    wb = lcfg.get("wandb")
-    if wb:
-        wb = dict(wb)
-        offline = wandb_mode(bool(wb.pop("offline", True))) != "online"
-        # Reuse the W&B run id when a run directory is resumed, so the curves continue in one W&B run.
-        id_file = run_dir / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if id_file.exists() else None
-        wandb_logger = WandbLogger(
-            save_dir=str(run_dir), offline=offline, id=run_id, resume="allow" if run_id else None,
-            name=wb.pop("name", None) or cfg.get("name"), group=wb.pop("group", None) or group,
-            project=wb.pop("project", "compresslab"), config=plain(cfg), **wb,
-        )
-        # Lightning always passes anonymous=None, which this wandb version answers with a deprecation warning per run
-        wandb_logger._wandb_init.pop("anonymous", None)
-        if pl.utilities.rank_zero_only.rank == 0:
-            try:
-                id_file.write_text(wandb_logger.experiment.id)
-            except Exception as e:  # noqa: BLE001 - logging must never stop training
-                log.warning("could not start W&B: %s", e)
-        loggers.append(wandb_logger)
-    loggers += instantiate_extras(lcfg.get("extra"), "logger", run_dir)
-    return loggers
+def build_loggers(section: Any, run_dir: Path) -> list[Logger]:
+    """The ``logger:`` section's entries (conf/logger/*.yaml; extra loggers write into the run directory)."""
+    spec = plain(section) or {}
+    for v in (spec.get("extra") or {}).values():
+        if isinstance(v, dict):
+            v.setdefault("save_dir", str(run_dir))
+    return instantiate_all(spec, "logger")
 
 
-def instantiate_extras(section: Any, kind: str, run_dir: Path | None = None) -> list[Any]:
-    """``callbacks.extra`` / ``logger.extra``: {name: {_target_: ..., kwargs}} built with Hydra's instantiate, so any
-    Lightning callback or logger is a YAML file away (conf/callbacks/extra, conf/logger/extra). Loggers without a
-    save_dir write into the run directory."""
-    from hydra.utils import instantiate
+def build_callbacks(section: Any, trial: dict | None) -> list[Callback]:
+    """The ``callbacks:`` section's entries; a trial of the Optuna sweeper with a pruner also gets the pruning
+    callback, which reports the RD callback's live points (it wraps that callback, so it is built here)."""
+    cbs = instantiate_all(section, "callbacks")
+    if trial:
+        from compresslab.training.callbacks import OptunaPruning, RDEvaluationCallback
 
-    out = []
-    for name, spec in (plain(section) or {}).items():
-        if not isinstance(spec, dict) or "_target_" not in spec:
-            raise ConfigError(f"{kind}.extra.{name} needs a _target_ (a class path), got {spec!r}")
-        if run_dir is not None and kind == "logger":
-            spec = {"save_dir": str(run_dir), **spec}
-        try:
-            out.append(instantiate(spec))
-        except Exception as e:  # noqa: BLE001 - one line naming the entry, the class and the cause
-            cause = e.__cause__ or e
-            raise ConfigError(f"{kind}.extra.{name} ({spec['_target_']}) could not be built: "
-                              f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}") from None
-    return out
-
-
-def build_callbacks(cfg: DictConfig, run_dir: Path, datamodule) -> list[Callback]:
-    ccfg = plain(cfg.get("callbacks")) or {}
-    cbs: list[Callback] = []
-    ck = ccfg.get("checkpoint")
-    if ck:
-        cbs.append(ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), **ck))
-    if ccfg.get("rich_progress", False):
-        cbs.append(StepProgressBar())
-    if ccfg.get("eta_after_n_steps"):
-        cbs.append(EtaLine(int(ccfg["eta_after_n_steps"])))
-    if ccfg.get("progress_log_every_n_steps"):
-        cbs.append(ProgressLog(str(cfg.get("name")), int(ccfg["progress_log_every_n_steps"])))
-    cbs += instantiate_extras(ccfg.get("extra"), "callbacks")
-    rd = ccfg.get("rd_eval")
-    if rd and rd.get("enabled", True):
-        from compresslab.training.callbacks import RDEvaluationCallback
-
-        lof = plain(cfg.get("lof")) or {}
-        cbs.append(RDEvaluationCallback(run_dir=run_dir, kodak_dir=datamodule.kodak_dir, lmbda=float(cfg["lambda"]),
-                                        model_cfg=plain(cfg.model), config_hash=config_hash(cfg),
-                                        lof=lof if lof.get("enabled") else None,
-                                        loss_metric=cfg.loss.metric, recipe=recipe_of(), **rd))
-        trial = plain(cfg.get("optuna_trial"))
-        if trial:  # a trial of the Optuna sweeper with a pruner: report the live RD cost, stop when told
-            from compresslab.training.callbacks import OptunaPruning
-
-            cbs.append(OptunaPruning(cbs[-1], **trial))
+        rd = next((c for c in cbs if isinstance(c, RDEvaluationCallback)), None)
+        if rd is None:
+            raise ConfigError("hydra.sweeper.pruner needs the RD callback's live points: keep callbacks.rd_eval enabled "
+                              "with callbacks.rd_eval.live_every_n_steps > 0")
+        cbs.append(OptunaPruning(rd, **trial))
     return cbs
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, loggers, callbacks) -> pl.Trainer:
-    tcfg = dict(plain(cfg.trainer))
+def build_trainer(section: Any, run_dir: Path, loggers, callbacks) -> pl.Trainer:
+    tcfg = dict(plain(section))
     strategy = tcfg.pop("strategy", "auto")
     if strategy == "ddp":
         # find_unused_parameters: the quantiles get gradients only from the aux loss, not from the RD loss.
@@ -328,9 +265,15 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     speed = apply_speed_settings(model, plain(cfg.get("speed")))
     module = RateDistortionModule(model, lmbda=float(cfg["lambda"]), loss=plain(cfg.loss), optim=plain(cfg.optim),
                                   model_cfg=model_cfg, channels_last=speed["channels_last"])
-    loggers = build_loggers(cfg, run_dir, group)
-    callbacks = build_callbacks(cfg, run_dir, datamodule)
-    trainer = build_trainer(cfg, run_dir, loggers, callbacks)
+    lof = plain(cfg.get("lof")) or {}
+    runtime = {"dir": str(run_dir), "group": group, "kodak_dir": str(datamodule.kodak_dir), "model": model_cfg,
+               "config_hash": config_hash(cfg), "recipe": recipe_of(), "lof": lof if lof.get("enabled") else None,
+               "config": None}
+    cfg.runtime = runtime  # ${runtime.*} in the callbacks' and loggers' entries
+    cfg.runtime.config = {k: v for k, v in plain(cfg).items() if k != "runtime"}  # the resolved config W&B shows
+    loggers = build_loggers(cfg.get("logger"), run_dir)
+    callbacks = build_callbacks(cfg.get("callbacks"), plain(cfg.get("optuna_trial")))
+    trainer = build_trainer(cfg.trainer, run_dir, loggers, callbacks)
     # resume reads through AtomicCheckpointIO.load_checkpoint (weights_only=True on every Lightning we support)
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path:  # a requeued / resubmitted SLURM job continues where it stopped (cfg.resume)
