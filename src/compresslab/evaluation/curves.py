@@ -144,7 +144,7 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
     context = context_anchors(anchor)
     png = plot_curves(curves, out / "rd.png", metric=metric, legend_notes=notes, context=context,
                       title=f"{dataset_title(anchor)} RD ({metric}, real bitstreams)\n"
-                      f"{bd_caption(method, anchor, metric)}; λ of every point in rd_table.md")
+                      f"{bd_caption(method, anchor, metric)}; λ of every point: summary.json")
     # The other quality axis as its own figure (MS-SSIM in dB beside a PSNR figure, and the reverse), when every
     # point carries it: a paper usually shows both panels.
     other = "ms-ssim-db-rgb" if metric == "psnr-rgb" else "psnr-rgb"
@@ -152,7 +152,7 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
     if all(other in p and math.isfinite(p[other]) for pts in curves.values() for p in pts):
         second = plot_curves(curves, out / f"rd_{other}.png", metric=other, context=context,
                              title=f"{dataset_title(anchor)} RD ({other}, real bitstreams)\n"
-                             f"BD-rates in rd_table.md are in {metric}: {bd_caption(method, None, metric)}")
+                             f"rd_table.md: {bd_caption(method, anchor, metric)}")
     summary = {"anchor": anchor, "anchor_meta": anc.meta, "method": method, "metric": metric,
                "bd_rules": asdict(rules), "rows": rows,
                "curves": curves, "plot": str(png), "second_plot": str(second) if second else None}
@@ -261,7 +261,7 @@ def bd_caption(method: str, anchor: str | None = None, metric: str = "psnr-rgb")
     """How the BD numbers of a figure were computed, for its title (a reader of the figure alone must know)."""
     how = {"akima": "Akima interpolation", "pchip": "PCHIP interpolation", "cubic": "cubic polynomial fit"}
     where = f" vs {anchor}" if anchor else ""
-    return f"BD-rate{where}: {how.get(method, method)} of log-rate over the shared {metric} band"
+    return f"BD-rate{where} ({how.get(method, method)}, shared {metric} band)"
 
 
 def rd_figure(curves: dict[str, list[dict[str, Any]]], metric: str = "psnr-rgb",
@@ -270,7 +270,7 @@ def rd_figure(curves: dict[str, list[dict[str, Any]]], metric: str = "psnr-rgb",
     """The one RD figure style, as a matplotlib Figure: our curves with markers, each in its model's fixed colour
     (``model_colour``), the context anchors dashed with small markers, BD numbers in the legend (``legend_notes``),
     and λ on the first and last point of each curve only where the label collides with no other label, the legend
-    or the axes' edge (every point's λ is in rd_table.md / summary.json)."""
+    or the axes' edge (every point's λ is in summary.json)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -321,6 +321,7 @@ def _place_labels(fig, ax, wanted) -> None:
 
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
+    marker_px = 3.0 * fig.dpi / 72  # the curves' marker radius (ms=5 points) plus a little air, in pixels
     inside = ax.get_window_extent(renderer)
     legend = ax.get_legend()
     taken = [legend.get_window_extent(renderer)] if legend is not None else []
@@ -329,12 +330,13 @@ def _place_labels(fig, ax, wanted) -> None:
     for text, xy, colour in wanted:
         for dx, dy in _LABEL_OFFSETS:
             ann = ax.annotate(text, xy, textcoords="offset points", xytext=(dx, dy), fontsize=6, color=colour,
-                              ha="left" if dx >= 0 else "right", va="center")
+                              ha="left" if dx >= 0 else "right", va="center", zorder=6)
             box = ann.get_window_extent(renderer).expanded(1.08, 1.15)
+            near = box.padded(marker_px)  # a marker is a disc, not its centre
             free = (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
                     and not any(box.overlaps(t) for t in taken)
-                    and not ((markers[:, 0] > box.x0) & (markers[:, 0] < box.x1) & (markers[:, 1] > box.y0)
-                             & (markers[:, 1] < box.y1)).any())
+                    and not ((markers[:, 0] > near.x0) & (markers[:, 0] < near.x1) & (markers[:, 1] > near.y0)
+                             & (markers[:, 1] < near.y1)).any())
             if free:
                 taken.append(box)
                 break
