@@ -204,8 +204,9 @@ def main() -> None:
             sh([sys.executable, "-m", "compresslab.drivers.adaptive_static_control", "--base-sweep", str(base_dir),
                 "--work", str(work), "--train-crops", str(a.static_train_crops)])
         loo_dir = Path(a.static_loo_dir) if a.static_loo_dir else work / "static_loo"
-        if not a.static_loo_dir and any(not (loo_dir / f"lambda{float(q['lambda'])}" / "rd.json").exists()
-                                        for q in quals):  # the leave-one-out control on the same images
+        loo_possible = all(RDResult.read(r / "rd.json").meta.images >= 2 for r in runs_by_lambda(base_dir).values())
+        if not a.static_loo_dir and loo_possible and any(  # the leave-one-out control on the same images (>= 2)
+                not (loo_dir / f"lambda{float(q['lambda'])}" / "rd.json").exists() for q in quals):
             sh([sys.executable, "-m", "compresslab.drivers.adaptive_static_control", "--fit", "loo", "--base-sweep",
                 str(base_dir), "--work", str(work)])
         a.static_loo_dir = str(loo_dir)
