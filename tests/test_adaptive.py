@@ -187,3 +187,77 @@ def test_a_lambda_other_than_the_bases_is_reported(factorized_ckpt, caplog):
     with caplog.at_level("WARNING", logger="compresslab.training.run"):
         prepare_model_config({"name": "adaptive", "base_ckpt": str(factorized_ckpt)}, lmbda=trained * 2)
     assert any(f"differs from the base checkpoint's lambda {trained:g}" in r.getMessage() for r in caplog.records)
+
+
+def test_an_old_static_re_fit_file_reads_back_named_for_what_it_was_fitted_on():
+    from compresslab.evaluation.results import RDMeta
+
+    assert RDMeta.from_json({"label": "static re-fit", "train_crops": 200}).label == "static (200 train crops)"
+    assert RDMeta.from_json({"label": "static re-fit", "train_crops": 8}).label == "static (8 train crops)"
+    assert RDMeta.from_json({"label": "adaptive-ideal"}).label == "adaptive-ideal"
+
+
+@pytest.fixture(scope="module")
+def loo_images(data_root, tmp_path_factory):
+    """Four 64x128 Kodak crops from different images (a multiple of 64: the coder sees them unpadded)."""
+    d = tmp_path_factory.mktemp("loo_kodak")
+    for name in ("kodim01.png", "kodim07.png", "kodim15.png", "kodim23.png"):
+        Image.open(data_root / "kodak" / name).convert("RGB").crop((256, 192, 384, 256)).save(d / name)
+    return d
+
+
+@pytest.mark.slow
+def test_leave_one_out_control_never_codes_an_image_with_a_pmf_that_saw_it(factorized_ckpt, loo_images):
+    from compresslab.data.images import load_image_tensor
+    from compresslab.models.adaptive import fit_static_loo, fit_static_refit
+
+    files = list_eval_images(loo_images)
+    xs = [load_image_tensor(f) for f in files]
+    model = fit_static_loo(str(factorized_ckpt), xs, N=32, M=48)
+    pooled_all = fit_static_refit(str(factorized_ckpt), xs, N=32, M=48).static_pmf
+    grid = 2 ** -24
+    for i in range(len(xs)):
+        others = fit_static_refit(str(factorized_ckpt), xs[:i] + xs[i + 1:], N=32, M=48).static_pmf
+        # image i's table is exactly the PMF of the OTHER images (a fit that counted image i would be pooled_all-like)
+        assert torch.allclose(model.loo_pmfs[i], others, rtol=0, atol=2 * grid)
+        assert (model.loo_pmfs[i] - pooled_all).abs().max() > 1000 * grid
+        # and the coder picks that table for image i, writes its index, and counts those 16 bits
+        enc = model.compress(xs[i][None])
+        assert enc["strings"][1] == [i.to_bytes(2, "little")] and enc["report"]["side_bits"] == 16
+    res = evaluate_model(model, files)  # check=True: raises if a decoded latent differs from the encoder's
+    assert all(r["side_bits"] == 16 for r in res["per_image"])
+    # the estimate is the cross-entropy under the same tables; real bits are never below it (on 64x128 crops the
+    # index, the rANS flush and the escape-coded symbols a 3-image fit never saw make them far above it)
+    assert res["mean"]["bpp_ratio"] > 0.98
+    # decoding is bit-exact: the decoder rebuilds image 2's table from its index alone
+    enc = model.compress(xs[2][None])
+    dec = model.decompress(enc["strings"], enc["shape"])
+    assert torch.equal(dec["latents"]["y"], enc["latents"]["y"])
+    # with another image's table the same bits decode to other symbols: the index matters
+    wrong = [enc["strings"][0], [(3).to_bytes(2, "little")]]
+    assert not torch.equal(model.decompress(wrong, enc["shape"])["latents"]["y"], enc["latents"]["y"])
+    # an image it was not fitted on is refused, never coded with a density fitted on all of them
+    with pytest.raises(KeyError, match="leave-one-out"):
+        model.compress(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_static_loo(str(factorized_ckpt), xs[:1], N=32, M=48)
+
+
+@pytest.mark.slow
+def test_static_control_driver_writes_both_controls_named_for_what_they_are(factorized_ckpt, loo_images, tmp_path,
+                                                                             monkeypatch, capsys):
+    from compresslab.drivers import adaptive_static_control
+    from compresslab.evaluation.curves import summarize_runs
+    from compresslab.evaluation.results import RDResult, evaluate_checkpoint
+
+    sweep = tmp_path / "sweep"
+    base = evaluate_checkpoint(str(factorized_ckpt), list_eval_images(loo_images), lmbda=0.0067, dataset="kodak")
+    base.write(sweep / "0_base" / "rd.json")
+    work = tmp_path / "work"
+    adaptive_static_control.main(["--base-sweep", str(sweep), "--work", str(work), "--fit", "loo",
+                                  "--kodak", str(loo_images)])
+    rd = RDResult.read(work / "static_loo" / "lambda0.0067" / "rd.json")
+    assert rd.meta.label == "static (leave-one-out)" and rd.meta.extra["fit_images_per_table"] == 3
+    assert rd.meta.images == 4 and rd.meta.checkpoint == str(factorized_ckpt)
+    assert [r["name"] for r in rd.per_image] == [r["name"] for r in base.per_image]  # the base's own images
+    assert "static (leave-one-out)" in capsys.readouterr().out

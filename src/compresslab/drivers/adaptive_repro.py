@@ -8,8 +8,8 @@
 
 Steps: (1) the factorized bases: a trained sweep (cpu_proxy: compresslab.drivers.pipeline rd_cpu_proxy, or --base-sweep), or
 CompressAI's pretrained models q1-8 evaluated here (zoo, paper: `zoo:bmshj2018-factorized/mse/<q>`, the paper's
-bases), (2) the hyperprior for context (cpu_proxy), (3) the static re-fit control (zoo, paper; cpu_proxy takes
---static-dir), (4) stage 2 per base (train.py experiment=adaptive_<profile> model.base_ckpt=...; zoo and paper with
+bases), (2) the hyperprior for context (cpu_proxy), (3) the static control fitted on training crops (zoo, paper;
+cpu_proxy takes --static-dir; the leave-one-out control: --static-loo-dir), (4) stage 2 per base (train.py experiment=adaptive_<profile> model.base_ckpt=...; zoo and paper with
 the paper's (Nq, Mq, B) per quality from conf/reproduce/ulhaq2024.yaml), which ends with a real-bitstream Kodak
 evaluation, (5) the ideal bound (p_hat = p, zero side bits) per base, (6) RD plot, BD-rate table (adaptive, ideal
 and static vs base; all vs VTM), side-info bits per image, complexity table. Every finished step is skipped on a
@@ -179,8 +179,9 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="tables and plot (default experiments/adaptive/<profile>)")
     ap.add_argument("--method", default="akima")
     ap.add_argument("--stage2-overrides", nargs="*", default=[], help="extra Hydra overrides for stage 2")
-    ap.add_argument("--static-dir", help="static re-fit control runs (compresslab.drivers.adaptive_static_control); "
-                    "the zoo and paper profiles run the control themselves")
+    ap.add_argument("--static-dir", help="static control runs fitted on training crops (compresslab.drivers."
+                    "adaptive_static_control); the zoo and paper profiles run the control themselves")
+    ap.add_argument("--static-loo-dir", help="leave-one-out static control runs (adaptive_static_control --fit loo)")
     ap.add_argument("--qualities", nargs="+", type=int, help="zoo/paper: a subset of q1-8 (default all)")
     ap.add_argument("--max-images", type=int, help="Kodak images for the bases, ideal and control (default all 24)")
     ap.add_argument("--crop", type=int, help="centre crop for those evaluations (default full images)")
@@ -202,6 +203,13 @@ def main() -> None:
         if not a.static_dir and missing:  # the control on the same bases (it skips finished lambdas itself)
             sh([sys.executable, "-m", "compresslab.drivers.adaptive_static_control", "--base-sweep", str(base_dir),
                 "--work", str(work), "--train-crops", str(a.static_train_crops)])
+        loo_dir = Path(a.static_loo_dir) if a.static_loo_dir else work / "static_loo"
+        loo_possible = all(RDResult.read(r / "rd.json").meta.images >= 2 for r in runs_by_lambda(base_dir).values())
+        if not a.static_loo_dir and loo_possible and any(  # the leave-one-out control on the same images (>= 2)
+                not (loo_dir / f"lambda{float(q['lambda'])}" / "rd.json").exists() for q in quals):
+            sh([sys.executable, "-m", "compresslab.drivers.adaptive_static_control", "--fit", "loo", "--base-sweep",
+                str(base_dir), "--work", str(work)])
+        a.static_loo_dir = str(loo_dir)
     else:
         base_dir = Path(a.base_sweep) if a.base_sweep else trained_sweep("factorized", work)
         hyper_dir = Path(a.hyperprior_sweep) if a.hyperprior_sweep else trained_sweep("hyperprior", work)
@@ -218,11 +226,12 @@ def main() -> None:
         evaluate_ideal(ckpt, target / "ideal", lmbda, json.loads((run / "rd.json").read_text())["meta"])
 
     static = runs_by_lambda(static_dir) if static_dir else {}
+    loo = runs_by_lambda(Path(a.static_loo_dir)) if a.static_loo_dir else {}
+    controls = {name: runs for name, runs in ((control_label(static), static), (control_label(loo), loo)) if runs}
     runs = [str(p) for p in bases.values()] + [str(p) for p in stage2.values()] + \
-        ([str(hyper_dir)] if hyper_dir else []) + [str(p) for p in static.values()]
-    # pairwise columns: every curve vs the base, and vs the static re-fit control (the adaptive claim's reference)
-    summarize_runs(runs, out_dir=out, anchor="kodak/vtm", method=a.method,
-                   reference=["factorized", *(["static re-fit"] if static else [])])
+        ([str(hyper_dir)] if hyper_dir else []) + [str(p) for c in controls.values() for p in c.values()]
+    # pairwise columns: every curve vs the base, and vs each static control (the adaptive claim's references)
+    summarize_runs(runs, out_dir=out, anchor="kodak/vtm", method=a.method, reference=["factorized", *controls])
     side_info_table(stage2, out)
     hyper_runs = runs_by_lambda(hyper_dir) if hyper_dir else {}
     hyper_ckpts = [r / "checkpoints" / "last.ckpt" for r in hyper_runs.values()]
@@ -230,7 +239,8 @@ def main() -> None:
     complexity_table(next(iter(stage2.values())) / "checkpoints" / "last.ckpt",
                      hyper_ckpts[0] if hyper_ckpts else None, out)
     # per-lambda rate change of adaptive and ideal vs the base at (identical) PSNR
-    rows = ["| lambda | PSNR | base bpp | static re-fit bpp | adaptive bpp | ideal bpp | side bpp | adaptive vs base | "
+    static_name = control_label(static) if static else "static"
+    rows = [f"| lambda | PSNR | base bpp | {static_name} bpp | adaptive bpp | ideal bpp | side bpp | adaptive vs base | "
             "adaptive vs static | ideal vs base |", "|---|---|---|---|---|---|---|---|---|---|"]
     changes = []
     for lmbda, run in sorted(stage2.items()):
@@ -257,8 +267,8 @@ def main() -> None:
 
     ideal_runs = {k: v / "ideal" for k, v in stage2.items()}
     pairs = [("adaptive vs base", stage2, bases), ("ideal vs base", ideal_runs, bases)]
-    if static:
-        pairs += [("adaptive vs static re-fit", stage2, static), ("static re-fit vs base", static, bases)]
+    for name, runs_ in controls.items():
+        pairs += [(f"adaptive vs {name}", stage2, runs_), (f"{name} vs base", runs_, bases)]
     bd = {}
     rows += ["", f"| BD-rate ({a.method}, Kodak, real bitstreams) | value |", "|---|---|"]
     for name, test, ref in pairs:
@@ -270,6 +280,15 @@ def main() -> None:
     (out / "per_lambda.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
     print(f"\nwrote {out}: rd.png, rd_table.md/csv, per_lambda.md, side_info_bits.csv, complexity.md, summary.json")
+
+
+def control_label(runs: dict[float, Path]) -> str:
+    """The curve label of a static control's runs, as their rd.json says (old files read under the new name)."""
+    from compresslab.evaluation.results import RDResult
+
+    for run in runs.values():
+        return str(RDResult.read(run / "rd.json").meta.label)
+    return ""
 
 
 if __name__ == "__main__":

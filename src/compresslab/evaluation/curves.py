@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 from compresslab.evaluation.metrics import with_derived_metrics
 from compresslab.evaluation.anchors import AnchorError, load_anchor
 from compresslab.evaluation.bdrate import DEFAULT_METHOD, BDRules, bd_rate
-from compresslab.evaluation.results import RDMeta, RDResult
+from compresslab.evaluation.results import RDMeta, RDResult, current_label
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,22 @@ def curve_label(doc: dict[str, Any], f: Path, group_by: Sequence[str] = ()) -> s
     return label + (" +LOF" if meta.lof else "")
 
 
+def is_summary(doc: Any) -> bool:
+    """A summary.json that ``summarize_runs`` wrote (curves of points, rows of BD numbers), not a result file."""
+    return isinstance(doc, dict) and isinstance(doc.get("curves"), dict) and "rows" in doc and "results" not in doc
+
+
 def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str, list[dict[str, Any]]]:
-    """curve label -> points (all points of every result file). Curves are grouped by model name (+ config keys in group_by,
+    """curve label -> points (all points of every result file, or of every curve of a summary.json given: a
+    folder whose runs are not committed re-plots and re-tables from its own summary). Curves are grouped by model name (+ config keys in group_by,
     read from the run's meta, e.g. ``model.N``); LOF results (rd_lof.json) form their own curves."""
     curves: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for f in find_rd_files(paths):
         doc = json.loads(f.read_text())
+        if is_summary(doc):  # a committed summary.json whose runs are not committed: its curves, as they are
+            for label, pts in doc["curves"].items():
+                curves[current_label(label)].extend(dict(p) for p in pts)
+            continue
         curves[curve_label(doc, f, group_by)].extend(file_points(doc, f))
     for pts in curves.values():
         pts.sort(key=lambda p: p["bpp"])
@@ -133,15 +143,16 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
              if isinstance(r.get(f"bd_rate_vs_{anchor}"), float) and math.isfinite(r[f"bd_rate_vs_{anchor}"])}
     context = context_anchors(anchor)
     png = plot_curves(curves, out / "rd.png", metric=metric, legend_notes=notes, context=context,
-                      title=f"{dataset_title(anchor)} RD ({metric}); BD-rate vs {anchor}, "
-                      f"{method}")
+                      title=f"{dataset_title(anchor)} RD ({metric}, real bitstreams)\n"
+                      f"{bd_caption(method, anchor, metric)}; λ of every point: summary.json")
     # The other quality axis as its own figure (MS-SSIM in dB beside a PSNR figure, and the reverse), when every
     # point carries it: a paper usually shows both panels.
     other = "ms-ssim-db-rgb" if metric == "psnr-rgb" else "psnr-rgb"
     second = None
     if all(other in p and math.isfinite(p[other]) for pts in curves.values() for p in pts):
         second = plot_curves(curves, out / f"rd_{other}.png", metric=other, context=context,
-                             title=f"{dataset_title(anchor)} RD ({other}); BD-rates in rd_table.md are in {metric}")
+                             title=f"{dataset_title(anchor)} RD ({other}, real bitstreams)\n"
+                             f"rd_table.md: {bd_caption(method, anchor, metric)}")
     summary = {"anchor": anchor, "anchor_meta": anc.meta, "method": method, "metric": metric,
                "bd_rules": asdict(rules), "rows": rows,
                "curves": curves, "plot": str(png), "second_plot": str(second) if second else None}
@@ -208,11 +219,58 @@ def _write_table(rows: list[dict[str, Any]], out: Path) -> None:
     (out / "rd_table.md").write_text("\n".join(lines) + "\n")
 
 
-def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, metric: str = "psnr-rgb",
-                context: Sequence[str] = CONTEXT_ANCHORS, title: str = "",
-                legend_notes: dict[str, str] | None = None) -> Path:
-    """The one RD figure style (sweeps, `rd`, reproductions): our curves with markers and λ labels, the context
-    anchors dashed with small markers, BD numbers in the legend (``legend_notes``); PNG and a vector PDF beside it."""
+# One colour per model in every figure (issue 30): a model's curve is this colour in each RD plot of the project,
+# whichever other curves share the figure. Keyed by curve label (a "+LOF" curve takes its model's colour, dashed);
+# a label not listed gets a colour from a hash of its name (stable across figures, from the colours left over).
+MODEL_COLOURS: dict[str, str] = {
+    "factorized": "#1f77b4", "hyperprior": "#ff7f0e", "msp": "#2ca02c", "adaptive": "#d62728",
+    "adaptive-ideal": "#9467bd", "static (200 train crops)": "#8c564b", "static (leave-one-out)": "#e377c2",
+    "mbt2018-mean": "#bcbd22", "ctx": "#17becf",
+}
+ANCHOR_COLOURS: dict[str, str] = {  # the dashed context curves (anchors), greys and muted tones
+    "kodak/vtm": "#000000", "kodak/hm": "#555555", "kodak/jpeg": "#999999", "kodak/jpeg2000": "#b07aa1",
+    "kodak/compressai-bmshj2018-factorized_mse_cpu": "#6baed6",
+    "kodak/compressai-bmshj2018-hyperprior_mse_cpu": "#fdae6b",
+}
+_SPARE_COLOURS = ("#7f7f7f", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
+                  "#9edae5", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+
+def model_colour(label: str) -> str:
+    """The colour of a curve in every figure: MODEL_COLOURS by its label (without " +LOF"), else a stable colour
+    from its name."""
+    import hashlib
+
+    base = label.removesuffix(" +LOF")
+    if base in MODEL_COLOURS:
+        return MODEL_COLOURS[base]
+    return _SPARE_COLOURS[int(hashlib.sha256(base.encode()).hexdigest(), 16) % len(_SPARE_COLOURS)]
+
+
+def anchor_colour(name: str) -> str:
+    dataset_free = name.split("/", 1)[-1]
+    return ANCHOR_COLOURS.get(name) or ANCHOR_COLOURS.get(f"kodak/{dataset_free}") or model_colour(name)
+
+
+# where a λ label may sit, in points from its point (tried in order; the first that collides with nothing wins)
+_LABEL_OFFSETS = ((5, -10), (5, 4), (-5, 4), (-5, -10), (8, -18), (8, 12), (-8, 12), (-8, -18), (14, -3),
+                  (-14, -3), (0, 18), (0, -24))
+
+
+def bd_caption(method: str, anchor: str | None = None, metric: str = "psnr-rgb") -> str:
+    """How the BD numbers of a figure were computed, for its title (a reader of the figure alone must know)."""
+    how = {"akima": "Akima interpolation", "pchip": "PCHIP interpolation", "cubic": "cubic polynomial fit"}
+    where = f" vs {anchor}" if anchor else ""
+    return f"BD-rate{where} ({how.get(method, method)}, shared {metric} band)"
+
+
+def rd_figure(curves: dict[str, list[dict[str, Any]]], metric: str = "psnr-rgb",
+              context: Sequence[str] = CONTEXT_ANCHORS, title: str = "",
+              legend_notes: dict[str, str] | None = None):
+    """The one RD figure style, as a matplotlib Figure: our curves with markers, each in its model's fixed colour
+    (``model_colour``), the context anchors dashed with small markers, BD numbers in the legend (``legend_notes``),
+    and λ on the first and last point of each curve only where the label collides with no other label, the legend
+    or the axes' edge (every point's λ is in summary.json)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,30 +288,68 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, metric: str
             continue
         keep = [(b, v) for b, v in zip(r, q) if b <= max(1.5 * max_bpp, 0.3)]
         if keep:
-            ax.plot(*zip(*sorted(keep)), "--", marker=".", ms=4, lw=1, alpha=0.7,
+            ax.plot(*zip(*sorted(keep)), "--", marker=".", ms=4, lw=1, alpha=0.7, color=anchor_colour(name),
                     label=a.label if "compressai" not in name else
                     name.split("/")[-1].replace("compressai-", "zoo ").replace("_mse_cpu", ""))
     notes = legend_notes or {}
-    colours: dict[str, str] = {}  # a "+LOF" curve takes its base curve's colour, dashed, so pairs read as pairs
+    wanted = []  # (text, (x, y), colour): λ labels to place once the layout is fixed
     for label, pts in sorted(curves.items(), key=lambda kv: (kv[0].removesuffix(" +LOF"), kv[0].endswith(" +LOF"))):
         xs, ys = [p["bpp"] for p in pts], [p[metric] for p in pts]
-        base = label.removesuffix(" +LOF")
-        style = dict(color=colours[base], ls="--", marker="s") if label != base and base in colours else {}
-        line, = ax.plot(xs, ys, **{"marker": "o", "ls": "-", "lw": 2, "ms": 5, **style},
-                        label=f"{label} ({notes[label]})" if label in notes else label)
-        colours.setdefault(base, line.get_color())
-        for p in pts:
-            if p.get("lmbda") is not None:
-                ax.annotate(f"λ={p['lmbda']:g}", (p["bpp"], p[metric]), textcoords="offset points", xytext=(4, -9),
-                            fontsize=6, color=line.get_color())
+        lof = label.endswith(" +LOF")
+        colour = model_colour(label)
+        ax.plot(xs, ys, marker="s" if lof else "o", ls="--" if lof else "-", lw=2, ms=5, color=colour,
+                label=f"{label} ({notes[label]})" if label in notes else label)
+        ends = [p for p in (pts[0], pts[-1]) if p.get("lmbda") is not None and metric in p]
+        for p in ends[: 1 if len(pts) == 1 else 2]:
+            wanted.append((f"λ={p['lmbda']:g}", (p["bpp"], p[metric]), colour))
     ax.set_xlim(0, max(1.5 * max_bpp, 0.3))
     ax.set_ylim(lo_q - 2, hi_q + 2)
     ax.set_xlabel("rate [bpp, real bitstream]")
     ax.set_ylabel({"psnr-rgb": "PSNR RGB [dB]", "ms-ssim-db-rgb": "MS-SSIM [dB]"}.get(metric, metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()  # before the labels: they are placed in the final layout and nothing moves after
+    _place_labels(fig, ax, wanted)
+    return fig
+
+
+def _place_labels(fig, ax, wanted) -> None:
+    """Annotate each (text, xy, colour) at the first offset whose box overlaps no placed label, the legend, the
+    markers of any curve, and stays inside the axes; a label with no free place is left out."""
+    import numpy as np
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    marker_px = 3.0 * fig.dpi / 72  # the curves' marker radius (ms=5 points) plus a little air, in pixels
+    inside = ax.get_window_extent(renderer)
+    legend = ax.get_legend()
+    taken = [legend.get_window_extent(renderer)] if legend is not None else []
+    markers = np.concatenate([ax.transData.transform(np.column_stack(line.get_data()))
+                              for line in ax.get_lines() if len(line.get_xdata())] or [np.zeros((0, 2))])
+    for text, xy, colour in wanted:
+        for dx, dy in _LABEL_OFFSETS:
+            ann = ax.annotate(text, xy, textcoords="offset points", xytext=(dx, dy), fontsize=6, color=colour,
+                              ha="left" if dx >= 0 else "right", va="center", zorder=6)
+            box = ann.get_window_extent(renderer).expanded(1.08, 1.15)
+            near = box.padded(marker_px)  # a marker is a disc, not its centre
+            free = (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+                    and not any(box.overlaps(t) for t in taken)
+                    and not ((markers[:, 0] > near.x0) & (markers[:, 0] < near.x1) & (markers[:, 1] > near.y0)
+                             & (markers[:, 1] < near.y1)).any())
+            if free:
+                taken.append(box)
+                break
+            ann.remove()
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, metric: str = "psnr-rgb",
+                context: Sequence[str] = CONTEXT_ANCHORS, title: str = "",
+                legend_notes: dict[str, str] | None = None) -> Path:
+    """``rd_figure`` saved as PNG and a vector PDF beside it (sweeps, `rd`, reproductions)."""
+    import matplotlib.pyplot as plt
+
+    fig = rd_figure(curves, metric=metric, context=context, title=title, legend_notes=legend_notes)
     fig.savefig(path)
     fig.savefig(Path(path).with_suffix(".pdf"))
     plt.close(fig)

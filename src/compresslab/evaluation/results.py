@@ -73,9 +73,20 @@ class RDMeta:
         known = {names[k]: v for k, v in doc.items() if k in names}
         extra = {k: v for k, v in doc.items() if k not in names}
         known.setdefault("model", {})
+        if known.get("label") is not None:
+            known["label"] = current_label(str(known["label"]), extra)
         if known.get("loss_metric") is None:
             known["loss_metric"] = "mse"
         return cls(**known, extra=extra)
+
+
+def current_label(label: str, extra: Mapping[str, Any] | None = None) -> str:
+    """A curve label as it is shown now, for files written under an older name (issue 30): the static control
+    fitted on training crops was "static re-fit", which claimed more than it is; it reads back as
+    "static (<n> train crops)", n from the file's train_crops (200 where the file does not say)."""
+    if label == "static re-fit":
+        return f"static ({int((extra or {}).get('train_crops') or 200)} train crops)"
+    return label
 
 
 @dataclass
@@ -201,5 +212,5 @@ def evaluate_checkpoint(ckpt: str, images: Iterable[str | os.PathLike], *, crop:
     return evaluate(model, images, meta, progress=progress, lof=lof, description=f"{ckpt} on {image_source or dataset}")
 
 
-__all__ = ["RDMeta", "RDResult", "ResultFileError", "checkpoint_lambda", "checkpoint_metric", "evaluate",
-           "evaluate_checkpoint", "provenance_fields"]
+__all__ = ["RDMeta", "RDResult", "ResultFileError", "checkpoint_lambda", "checkpoint_metric", "current_label",
+           "evaluate", "evaluate_checkpoint", "provenance_fields"]
