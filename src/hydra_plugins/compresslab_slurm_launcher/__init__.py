@@ -19,7 +19,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         import submitit
         from hydra.core.utils import JobReturn, JobStatus
 
-        from compresslab.hydra_callbacks import record_failure, summary_metric, write_summary
+        from compresslab.sweeps.hydra_callbacks import record_failure, summary_metric, write_summary
         from compresslab.training.slurm import install_squeue_fallback
 
         install_squeue_fallback()
