@@ -18,9 +18,10 @@ from conftest import REPO, run_py
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]  # every test here starts jobs on the local cluster
 
-# what differs from a site's GPU partition: no GPUs, one CPU and 1 GB per task, a 5-minute limit
+# what differs from a site's GPU partition: no GPUs, one CPU and 1 GB per task, a 5-minute limit, job states asked
+# for at most 3 s apart (a cancelled job is noticed within 3 s, not 60)
 SLURM = ["hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-         "hydra.launcher.timeout_min=5", "hydra.launcher.partition=short"]
+         "hydra.launcher.timeout_min=5", "hydra.launcher.partition=short", "hydra.launcher.state_poll_s=3"]
 SMOKE = ["model=factorized", "debug=smoke", "callbacks.rich_progress=false", "threads=1"]
 
 
@@ -47,7 +48,7 @@ def test_a_lambda_sweep_runs_as_slurm_jobs_and_reports_with_a_failed_job(slurm_c
     assert "sweep RD summary (3 runs)" in out, out[-3000:]
     assert (sweep / "rd_summary" / "rd_table.md").is_file() and (sweep / "rd_summary" / "rd.png").is_file()
     failed = (sweep / "rd_summary" / "failed_jobs.md").read_text()
-    assert failed.startswith("# Failed jobs (1)") and "| lambda=-1 |" in failed and "must be a positive" in failed
+    assert failed.startswith("# Failed jobs (1)") and " lambda=-1 | 3_" in failed and "must be a positive" in failed
     print(f"3-lambda sweep + 1 failing job on the local cluster: {wall:.0f} s")
 
 
@@ -154,3 +155,4 @@ def test_ddp_through_srun_takes_its_ranks_from_slurm(slurm_cluster, tmp_path):
     run = next(sweep.glob("0_*"))
     assert json.loads((run / "done.json").read_text())["global_step"] == 8
     print(f"2-rank DDP through srun: {wall:.0f} s")
+
