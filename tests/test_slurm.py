@@ -156,3 +156,62 @@ def test_ddp_through_srun_takes_its_ranks_from_slurm(slurm_cluster, tmp_path):
     assert json.loads((run / "done.json").read_text())["global_step"] == 8
     print(f"2-rank DDP through srun: {wall:.0f} s")
 
+
+# Optuna workers as SLURM jobs: an array of two jobs, each a sweep process that trains its trials in-process, on one
+# study in PostgreSQL (docs/clusters.md shows the command); the smallest budget that still codes real bitstreams
+OPTUNA_WORKER = ["train.py", "-m", "hparams_search=factorized_lr", "debug=smoke", "threads=1", "logger=csv",
+                 "model.N=choice(32)", "callbacks.rd_eval.max_images=1"]
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")
+
+
+def _array_tasks(cluster, array_id: str) -> dict[str, str] | None:
+    """{job id: state} of the array's tasks once every one has ended, else None."""
+    r = cluster.run("squeue", "--states=all", "-h", "-o", "%A|%i|%T", "-j", array_id)
+    rows = [line.split("|") for line in r.stdout.split()]
+    if len(rows) < 2 or any("[" in i or state.split()[0] not in ENDED for _, i, state in rows):
+        return None
+    return {job: state for job, _, state in rows}
+
+
+def _launched(log: str) -> list[int]:
+    """The trial numbers a sweep process launched (Hydra's launcher logs `#N : overrides` per job)."""
+    return [int(line.split("#")[1].split(":")[0]) for line in log.splitlines() if "\t#" in line]
+
+
+def test_two_slurm_jobs_share_one_optuna_study_each_trial_run_once(slurm_cluster, postgres_url, tmp_path):
+    import shlex
+
+    import optuna
+    from optuna.trial import TrialState
+
+    n = 4
+    sweep = tmp_path / "search"
+    worker = " ".join(shlex.quote(a) for a in [
+        sys.executable, *OPTUNA_WORKER, f"hydra.sweeper.n_trials={n}", f"hydra.sweeper.storage={postgres_url}",
+        "hydra.sweeper.study_name=slurm_workers", f"hydra.sweep.dir={sweep}"])
+    t = time.time()
+    r = slurm_cluster.run("sbatch", "--parsable", "--array=0-1", "--cpus-per-task=1", "--mem=1G", "--time=5",
+                          "--partition=short", f"--chdir={REPO}", f"--output={tmp_path}/worker-%j.log",
+                          "--wrap", worker)
+    assert r.returncode == 0, r.stderr
+    array_id = r.stdout.strip().split(";")[0]
+    tasks = _wait_for(lambda: _array_tasks(slurm_cluster, array_id), 240, "both worker jobs to end")
+    wall = time.time() - t
+    logs = {job: (tmp_path / f"worker-{job}.log").read_text(errors="replace") for job in tasks}
+    assert set(tasks.values()) == {"COMPLETED"}, "\n".join(text[-3000:] for text in logs.values())
+
+    trials = optuna.load_study(study_name="slurm_workers", storage=postgres_url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * n  # exactly n_trials, none failed or left running
+    launched = {job: _launched(text) for job, text in logs.items()}
+    assert all(launched.values()), launched  # both jobs worked on the study ...
+    numbers = sorted(x for nums in launched.values() for x in nums)
+    assert numbers == list(range(n)), launched  # ... and every trial was handed to exactly one of them
+    for job, nums in launched.items():  # each trial's run directory was written inside the job that ran it
+        for number in nums:
+            run = sweep / trials[number].user_attrs["run_dir"]
+            assert run.name.startswith(f"{number}_") and (run / "rd.json").is_file()
+            assert json.loads((run / "environment.json").read_text())["slurm_job_id"] == job
+    assert len(list(sweep.glob("*/rd.json"))) == n  # no other run directory
+    report = (sweep / "sweep_report" / "sweep_report.md").read_text()
+    assert f"({n} trials, {n} complete" in report
+    print(f"2 SLURM jobs, one PostgreSQL study of {n} trials: {wall:.0f} s")
