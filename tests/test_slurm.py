@@ -71,9 +71,12 @@ def _wait_for(cond, timeout: float, what: str, proc: subprocess.Popen | None = N
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _running_job(cluster) -> str | None:
+def _running_job(cluster, sweep: Path) -> str | None:
+    """The running job of this sweep (submitit's folder per job is <sweep>/.submitit/<job id>): a job of the
+    previous test may still be ending when its submitting process has read its result."""
+    ours = {p.name for p in sweep.glob(".submitit/*") if p.is_dir()}
     r = cluster.run("squeue", "-h", "-t", "RUNNING", "-o", "%i")
-    ids = r.stdout.split()
+    ids = [i for i in r.stdout.split() if i in ours]
     return ids[0] if ids else None
 
 
@@ -97,7 +100,7 @@ def test_a_preempted_job_checkpoints_requeues_itself_and_ends_at_max_steps(slurm
     sweep = tmp_path / "pre"
     t = time.time()
     proc = _submit(["train.py", "-m", "hydra/launcher=slurm", *SLURM, *LONG, "logger=wandb", f"hydra.sweep.dir={sweep}"])
-    job = _wait_for(lambda: _running_job(slurm_cluster), 120, "the job to run", proc)
+    job = _wait_for(lambda: _running_job(slurm_cluster, sweep), 120, "the job to run", proc)
     log = lambda: "\n".join(p.read_text() for p in sweep.glob("0_*/train.log"))  # noqa: E731
     _wait_for(lambda: "step 20/" in log() or "step 30/" in log(), 180, "training to pass step 20", proc)
     assert slurm_cluster.run("scancel", "--signal=USR1", job).returncode == 0
@@ -124,7 +127,7 @@ def test_a_cancelled_job_resubmitted_resumes_from_its_last_checkpoint(slurm_clus
     cmd = ["train.py", "-m", "hydra/launcher=slurm", *SLURM, *CANCEL, "logger=csv", f"hydra.sweep.dir={sweep}"]
     t = time.time()
     proc = _submit(cmd)
-    job = _wait_for(lambda: _running_job(slurm_cluster), 120, "the job to run", proc)
+    job = _wait_for(lambda: _running_job(slurm_cluster, sweep), 120, "the job to run", proc)
     last = lambda: next(sweep.glob("0_*/checkpoints/last.ckpt"), None)  # noqa: E731
     _wait_for(last, 180, "the first checkpoint", proc)
     assert slurm_cluster.run("scancel", job).returncode == 0
