@@ -69,7 +69,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 job.wait()
                 state = job.state
                 if state.split()[0] in ENDED_BY_SLURM and not job.paths.result_pickle.exists():
-                    raise RuntimeError(f"no result from job {job.job_id} (state: {state})")
+                    raise RuntimeError("it left no result (SLURM ended it)")
                 returns.append(job.results()[0])
             except Exception as e:  # noqa: BLE001 - SLURM ended it (cancelled, timeout, node failure)
                 state = job.state
