@@ -1,6 +1,7 @@
 """A one-node SLURM cluster on this machine, for the `slurm` tests: munged with its own key and socket, slurmctld and
 slurmd started in the foreground (as root, no systemd, no cgroups) from a slurm.conf in a temporary folder that
-names this host with 2 CPUs and a short-time partition on its own ports. Debian: apt-get install slurm-wlm munge
+names this host with 2 CPUs and a short-time partition on its own ports, and holds a requeued job 10 s instead of
+SLURM's 120 s. Debian: apt-get install slurm-wlm munge
 (.ci/run does it). Clients find it through $SLURM_CONF."""
 
 from __future__ import annotations
@@ -33,11 +34,20 @@ def _free_port() -> int:
 class LocalSlurm:
     """Start with ``start()``, stop with ``stop()``; ``env`` is what a client process needs (SLURM_CONF)."""
 
-    def __init__(self, cpus: int = 2, max_time_min: int = 10):
+    def __init__(self, cpus: int = 2, max_time_min: int = 10, requeue_delay_s: int = 10, sched_interval_s: int = 2,
+                 kill_wait_s: int = 2):
+        """``requeue_delay_s``: AuthInfo's cred_expire, which is also how long SLURM holds a requeued job (its
+        BeginTime) before it may start again (slurm.conf(5); 120 s by default, what a site has); a few seconds
+        are enough to launch a step on this one node. ``sched_interval_s``: how often the main and the backfill
+        scheduler look at pending jobs (60 s / 30 s by default), so a requeued job starts soon after its hold and
+        not only at the next event (a submission, a job's end). ``kill_wait_s``: KillWait, the seconds between the
+        SIGTERM of scancel and the SIGKILL (30 s by default); Lightning and submitit ignore the SIGTERM, so a
+        cancelled training job ends only at the SIGKILL."""
         self.root = Path(tempfile.mkdtemp(prefix="compresslab-slurm-"))
         os.chmod(self.root, 0o700)
         self.host = subprocess.run(["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip()
         self.cpus, self.max_time_min = cpus, max_time_min
+        self.requeue_delay_s, self.sched_interval_s, self.kill_wait_s = requeue_delay_s, sched_interval_s, kill_wait_s
         self.procs: list[subprocess.Popen] = []
         self.conf = self.root / "slurm.conf"
         self.env = {"SLURM_CONF": str(self.conf)}
@@ -56,7 +66,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={r}/munge.socket
+AuthInfo=socket={r}/munge.socket,cred_expire={self.requeue_delay_s}
 StateSaveLocation={r}/state
 SlurmdSpoolDir={r}/spool
 SlurmctldPidFile={r}/slurmctld.pid
@@ -67,12 +77,13 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
 SchedulerType=sched/backfill
+SchedulerParameters=sched_interval={self.sched_interval_s},bf_interval={self.sched_interval_s}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 ReturnToService=2
-KillWait=5
+KillWait={self.kill_wait_s}
 MinJobAge=300
 SlurmdTimeout=30
 NodeName={self.host} CPUs={self.cpus} RealMemory={mem_mb} State=UNKNOWN

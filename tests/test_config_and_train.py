@@ -72,6 +72,25 @@ def test_groups_compose(overrides):
         assert cfg.model.transform == "gdn" and cfg.model.M == 96 and cfg.data.patch_size == 128
 
 
+def test_the_slurm_launcher_polls_job_states_at_most_state_poll_s_apart(monkeypatch):
+    from hydra import compose as hcompose, initialize_config_dir
+    from hydra.utils import instantiate
+    from submitit.slurm import slurm
+
+    from compresslab.training.slurm import install_state_watcher
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = hcompose(config_name="train", overrides=["hydra/launcher=slurm", "hydra.launcher.state_poll_s=3"],
+                       return_hydra_config=True)
+    launcher = instantiate(cfg.hydra.launcher)
+    assert launcher.state_poll_s == 3 and "state_poll_s" not in launcher.params  # ours, not an sbatch option
+    with pytest.raises(Exception, match=r"hydra.launcher.state_poll_s=0 must be at least 1"):
+        instantiate(cfg.hydra.launcher, state_poll_s=0)
+    monkeypatch.setattr(slurm.SlurmJob, "watcher", slurm.SlurmJob.watcher)  # restored after the test
+    install_state_watcher(3)
+    assert slurm.SlurmJob.watcher._delay_s == 3  # submitit's watcher: 2, 4, ... s after a submission, then every 3 s
+
+
 def test_bad_keys_fail_in_compose():
     with pytest.raises(ConfigCompositionException, match="nosuchkey"):
         compose(["nosuchkey=1"])

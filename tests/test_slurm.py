@@ -18,9 +18,10 @@ from conftest import REPO, run_py
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]  # every test here starts jobs on the local cluster
 
-# what differs from a site's GPU partition: no GPUs, one CPU and 1 GB per task, a 5-minute limit
+# what differs from a site's GPU partition: no GPUs, one CPU and 1 GB per task, a 5-minute limit, job states asked
+# for at most 3 s apart (a cancelled job is noticed within 3 s, not 60)
 SLURM = ["hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-         "hydra.launcher.timeout_min=5", "hydra.launcher.partition=short"]
+         "hydra.launcher.timeout_min=5", "hydra.launcher.partition=short", "hydra.launcher.state_poll_s=3"]
 SMOKE = ["model=factorized", "debug=smoke", "callbacks.rich_progress.enabled=false", "threads=1"]
 
 
@@ -47,7 +48,7 @@ def test_a_lambda_sweep_runs_as_slurm_jobs_and_reports_with_a_failed_job(slurm_c
     assert "sweep RD summary (3 runs)" in out, out[-3000:]
     assert (sweep / "rd_summary" / "rd_table.md").is_file() and (sweep / "rd_summary" / "rd.png").is_file()
     failed = (sweep / "rd_summary" / "failed_jobs.md").read_text()
-    assert failed.startswith("# Failed jobs (1)") and "| lambda=-1 |" in failed and "must be a positive" in failed
+    assert failed.startswith("# Failed jobs (1)") and " lambda=-1 | 3_" in failed and "must be a positive" in failed
     print(f"3-lambda sweep + 1 failing job on the local cluster: {wall:.0f} s")
 
 
@@ -70,9 +71,12 @@ def _wait_for(cond, timeout: float, what: str, proc: subprocess.Popen | None = N
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _running_job(cluster) -> str | None:
+def _running_job(cluster, sweep: Path) -> str | None:
+    """The running job of this sweep (submitit's folder per job is <sweep>/.submitit/<job id>): a job of the
+    previous test may still be ending when its submitting process has read its result."""
+    ours = {p.name for p in sweep.glob(".submitit/*") if p.is_dir()}
     r = cluster.run("squeue", "-h", "-t", "RUNNING", "-o", "%i")
-    ids = r.stdout.split()
+    ids = [i for i in r.stdout.split() if i in ours]
     return ids[0] if ids else None
 
 
@@ -80,8 +84,13 @@ def _step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 
 
-LONG = [*SMOKE, "trainer.max_steps=240", "trainer.val_check_interval=40", "callbacks.rd_eval.enabled=false",
+# long enough to be pre-empted mid-way (~0.07 s/step here; the USR1 handler runs at once), checkpoints at 40 and 80
+LONG = [*SMOKE, "trainer.max_steps=120", "trainer.val_check_interval=40", "callbacks.rd_eval.enabled=false",
         "callbacks.progress_log.every_n_steps=10"]
+# cancelled after its first checkpoint (step 20): scancel's SIGTERM is ignored by Lightning and submitit, the job
+# ends at the SIGKILL KillWait (2 s) later, some 40 steps on, well before its 160 steps
+CANCEL = [*SMOKE, "trainer.max_steps=160", "trainer.val_check_interval=20", "callbacks.rd_eval.enabled=false",
+          "callbacks.progress_log.every_n_steps=10"]
 
 
 def test_a_preempted_job_checkpoints_requeues_itself_and_ends_at_max_steps(slurm_cluster, tmp_path):
@@ -91,7 +100,7 @@ def test_a_preempted_job_checkpoints_requeues_itself_and_ends_at_max_steps(slurm
     sweep = tmp_path / "pre"
     t = time.time()
     proc = _submit(["train.py", "-m", "hydra/launcher=slurm", *SLURM, *LONG, "logger=wandb", f"hydra.sweep.dir={sweep}"])
-    job = _wait_for(lambda: _running_job(slurm_cluster), 120, "the job to run", proc)
+    job = _wait_for(lambda: _running_job(slurm_cluster, sweep), 120, "the job to run", proc)
     log = lambda: "\n".join(p.read_text() for p in sweep.glob("0_*/train.log"))  # noqa: E731
     _wait_for(lambda: "step 20/" in log() or "step 30/" in log(), 180, "training to pass step 20", proc)
     assert slurm_cluster.run("scancel", "--signal=USR1", job).returncode == 0
@@ -102,23 +111,23 @@ def test_a_preempted_job_checkpoints_requeues_itself_and_ends_at_max_steps(slurm
     hpc = sorted(run.glob("hpc_ckpt_*.ckpt"))
     assert hpc, job_logs(sweep)[-3000:]
     saved = _step(hpc[0])
-    assert 20 <= saved < 240
+    assert 20 <= saved < 120
     logs = job_logs(sweep)
     assert f"Restoring states from the checkpoint path at {hpc[0]}" in logs + log()
-    assert json.loads((run / "done.json").read_text())["global_step"] == 240
+    assert json.loads((run / "done.json").read_text())["global_step"] == 120
     assert json.loads((run / "environment.json").read_text())["slurm_job_id"] == job  # requeued: the same job
     wandb_id = (run / "wandb_id.txt").read_text().strip()
     offline = sorted((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and all(p.name.endswith(wandb_id) for p in offline)  # one W&B run, two parts
-    print(f"pre-empted at step {saved}, requeued, ended at 240: {wall:.0f} s")
+    print(f"pre-empted at step {saved}, requeued, ended at 120: {wall:.0f} s")
 
 
 def test_a_cancelled_job_resubmitted_resumes_from_its_last_checkpoint(slurm_cluster, tmp_path):
     sweep = tmp_path / "cancel"
-    cmd = ["train.py", "-m", "hydra/launcher=slurm", *SLURM, *LONG, "logger=csv", f"hydra.sweep.dir={sweep}"]
+    cmd = ["train.py", "-m", "hydra/launcher=slurm", *SLURM, *CANCEL, "logger=csv", f"hydra.sweep.dir={sweep}"]
     t = time.time()
     proc = _submit(cmd)
-    job = _wait_for(lambda: _running_job(slurm_cluster), 120, "the job to run", proc)
+    job = _wait_for(lambda: _running_job(slurm_cluster, sweep), 120, "the job to run", proc)
     last = lambda: next(sweep.glob("0_*/checkpoints/last.ckpt"), None)  # noqa: E731
     _wait_for(last, 180, "the first checkpoint", proc)
     assert slurm_cluster.run("scancel", job).returncode == 0
@@ -128,15 +137,15 @@ def test_a_cancelled_job_resubmitted_resumes_from_its_last_checkpoint(slurm_clus
     assert f"SLURM job {job} ended CANCELLED" in failed, failed
     run = next(sweep.glob("0_*"))
     cancelled_at = _step(run / "checkpoints" / "last.ckpt")
-    assert 40 <= cancelled_at < 240
+    assert 20 <= cancelled_at < 160
     r = run_py(cmd, timeout=400)  # the same command again
     wall = time.time() - t
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + job_logs(sweep)[-3000:]
     assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in (run / "train.log").read_text()
-    assert json.loads((run / "done.json").read_text())["global_step"] == 240
+    assert json.loads((run / "done.json").read_text())["global_step"] == 160
     steps = [int(row["step"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train/loss")]
-    assert min(steps) == cancelled_at and max(steps) == 239  # continued, not restarted
-    print(f"cancelled at step {cancelled_at}, resubmitted, ended at 240: {wall:.0f} s")
+    assert min(steps) == cancelled_at and max(steps) == 159  # continued, not restarted
+    print(f"cancelled at step {cancelled_at}, resubmitted, ended at 160: {wall:.0f} s")
 
 
 def test_ddp_through_srun_takes_its_ranks_from_slurm(slurm_cluster, tmp_path):
@@ -154,3 +163,63 @@ def test_ddp_through_srun_takes_its_ranks_from_slurm(slurm_cluster, tmp_path):
     run = next(sweep.glob("0_*"))
     assert json.loads((run / "done.json").read_text())["global_step"] == 8
     print(f"2-rank DDP through srun: {wall:.0f} s")
+
+
+# Optuna workers as SLURM jobs: an array of two jobs, each a sweep process that trains its trials in-process, on one
+# study in PostgreSQL (docs/clusters.md shows the command); the smallest budget that still codes real bitstreams
+OPTUNA_WORKER = ["train.py", "-m", "hparams_search=factorized_lr", "debug=smoke", "threads=1", "logger=csv",
+                 "model.N=choice(32)", "callbacks.rd_eval.max_images=1"]
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE")
+
+
+def _array_tasks(cluster, array_id: str) -> dict[str, str] | None:
+    """{job id: state} of the array's tasks once every one has ended, else None."""
+    r = cluster.run("squeue", "--states=all", "-h", "-o", "%A|%i|%T", "-j", array_id)
+    rows = [line.split("|") for line in r.stdout.split()]
+    if len(rows) < 2 or any("[" in i or state.split()[0] not in ENDED for _, i, state in rows):
+        return None
+    return {job: state for job, _, state in rows}
+
+
+def _launched(log: str) -> list[int]:
+    """The trial numbers a sweep process launched (Hydra's launcher logs `#N : overrides` per job)."""
+    return [int(line.split("#")[1].split(":")[0]) for line in log.splitlines() if "\t#" in line]
+
+
+def test_two_slurm_jobs_share_one_optuna_study_each_trial_run_once(slurm_cluster, postgres_url, tmp_path):
+    import shlex
+
+    import optuna
+    from optuna.trial import TrialState
+
+    n = 4
+    sweep = tmp_path / "search"
+    worker = " ".join(shlex.quote(a) for a in [
+        sys.executable, *OPTUNA_WORKER, f"hydra.sweeper.n_trials={n}", f"hydra.sweeper.storage={postgres_url}",
+        "hydra.sweeper.study_name=slurm_workers", f"hydra.sweep.dir={sweep}"])
+    t = time.time()
+    r = slurm_cluster.run("sbatch", "--parsable", "--array=0-1", "--cpus-per-task=1", "--mem=1G", "--time=5",
+                          "--partition=short", f"--chdir={REPO}", f"--output={tmp_path}/worker-%j.log",
+                          "--wrap", worker)
+    assert r.returncode == 0, r.stderr
+    array_id = r.stdout.strip().split(";")[0]
+    tasks = _wait_for(lambda: _array_tasks(slurm_cluster, array_id), 240, "both worker jobs to end")
+    wall = time.time() - t
+    logs = {job: (tmp_path / f"worker-{job}.log").read_text(errors="replace") for job in tasks}
+    assert set(tasks.values()) == {"COMPLETED"}, "\n".join(text[-3000:] for text in logs.values())
+
+    trials = optuna.load_study(study_name="slurm_workers", storage=postgres_url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * n  # exactly n_trials, none failed or left running
+    launched = {job: _launched(text) for job, text in logs.items()}
+    assert all(launched.values()), launched  # both jobs worked on the study ...
+    numbers = sorted(x for nums in launched.values() for x in nums)
+    assert numbers == list(range(n)), launched  # ... and every trial was handed to exactly one of them
+    for job, nums in launched.items():  # each trial's run directory was written inside the job that ran it
+        for number in nums:
+            run = sweep / trials[number].user_attrs["run_dir"]
+            assert run.name.startswith(f"{number}_") and (run / "rd.json").is_file()
+            assert json.loads((run / "environment.json").read_text())["slurm_job_id"] == job
+    assert len(list(sweep.glob("*/rd.json"))) == n  # no other run directory
+    report = (sweep / "sweep_report" / "sweep_report.md").read_text()
+    assert f"({n} trials, {n} complete" in report
+    print(f"2 SLURM jobs, one PostgreSQL study of {n} trials: {wall:.0f} s")

@@ -12,8 +12,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from compresslab.data.root import ENV_VAR, resolve_data_root  # noqa: F401  (torch-free; re-exported here)
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
-ENV_VAR = "COMPRESSLAB_DATA"
 
 
 class DataLayoutError(FileNotFoundError):
@@ -22,17 +23,6 @@ class DataLayoutError(FileNotFoundError):
 
 class ImageDecodeError(ValueError):
     pass
-
-
-def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
-    """``root`` if given, else ``$COMPRESSLAB_DATA``, else ``./data`` (the current folder's, as for an installed
-    package: nothing is looked up relative to the source tree)."""
-    if root:
-        return Path(root).expanduser().resolve()
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser().resolve()
-    return Path("data").resolve()
 
 
 def find_images(folder: Path, layout_hint: str | None = None, context: str = "") -> list[Path]:

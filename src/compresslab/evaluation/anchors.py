@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compresslab.data.images import resolve_data_root
+from compresslab.data.root import resolve_data_root
 
 SOURCE = "InterDigitalInc/CompressAI@869a9f5d4126d015b7de8f203fe60ee9e1608193 results/image/"
 
@@ -68,7 +68,7 @@ class Anchor:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def curve(self, metric: str = "psnr-rgb") -> tuple[list[float], list[float]]:
-        from compresslab.evaluation.metrics import with_derived_metrics
+        from compresslab.evaluation.quality import with_derived_metrics
 
         self.results = with_derived_metrics(self.results)
         if metric not in self.results:

@@ -13,9 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from compresslab.evaluation.metrics import with_derived_metrics
 from compresslab.evaluation.anchors import AnchorError, load_anchor
 from compresslab.evaluation.bdrate import DEFAULT_METHOD, BDRules, bd_rate
+from compresslab.evaluation.quality import with_derived_metrics
 from compresslab.evaluation.results import RDMeta, RDResult, current_label
 
 log = logging.getLogger(__name__)

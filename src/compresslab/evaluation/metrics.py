@@ -13,6 +13,8 @@ from pytorch_msssim import ms_ssim
 from torch import Tensor
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
+from compresslab.evaluation.quality import QUALITY_METRICS, msssim_db, with_derived_metrics  # noqa: F401  (torch-free)
+
 DISTORTIONS = ("mse", "msssim")
 MSE_SCALE = 255**2  # CompressAI: lambda multiplies the MSE of 0-255 pixels; images are held in [0, 1]
 
@@ -80,22 +82,6 @@ def msssim_8bit(x: Tensor, x_hat: Tensor) -> float:
     if min(org.shape[-2:]) <= 160:
         return float("nan")
     return ms_ssim(org, rec, data_range=255.0).item()
-
-
-def msssim_db(v: float) -> float:
-    return -10 * math.log10(max(1 - v, 1e-12)) if math.isfinite(v) else float("nan")
-
-
-QUALITY_METRICS = ("psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb")
-
-
-def with_derived_metrics(results: dict) -> dict:
-    """CompressAI-format results with ``ms-ssim-db-rgb`` derived from ``ms-ssim-rgb`` where a file lacks it (published
-    curves and eval_model outputs often do)."""
-    ms = results.get("ms-ssim-rgb")
-    if isinstance(ms, list) and "ms-ssim-db-rgb" not in results:
-        results = {**results, "ms-ssim-db-rgb": [msssim_db(float(v)) for v in ms]}
-    return results
 
 
 # -- rate-distortion cost -----------------------------------------------------------------------------------------

@@ -49,11 +49,20 @@ def _sacct_works() -> bool:
     return r.returncode == 0
 
 
-def install_squeue_fallback() -> None:
-    """Point submitit's SLURM job watcher at squeue when sacct cannot answer (no accounting storage)."""
+def install_state_watcher(delay_s: int = 60) -> None:
+    """submitit's SLURM job watcher, asking at most ``delay_s`` apart (hydra.launcher.state_poll_s); pointed at
+    squeue when sacct cannot answer (no accounting storage)."""
     from submitit.slurm import slurm
 
-    if getattr(slurm.SlurmJob.watcher, "_compresslab", False) or _sacct_works():
+    current = slurm.SlurmJob.watcher
+    if getattr(current, "_compresslab", False) and getattr(current, "_delay_s", None) == delay_s:
+        return
+    if _sacct_works():
+
+        class SacctWatcher(slurm.SlurmInfoWatcher):
+            _compresslab = True
+
+        slurm.SlurmJob.watcher = SacctWatcher(delay_s=delay_s)
         return
 
     class SqueueWatcher(slurm.SlurmInfoWatcher):
@@ -73,7 +82,7 @@ def install_squeue_fallback() -> None:
                 lines[0] = "JobID|State|NodeList"
             return super().read_info("\n".join(lines))
 
-    slurm.SlurmJob.watcher = SqueueWatcher(delay_s=60)
+    slurm.SlurmJob.watcher = SqueueWatcher(delay_s=delay_s)
 
 
 def exit_after_requeue(trainer) -> None:
