@@ -160,7 +160,13 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
               f"- Full tables: `{cfg['results']}/` (README there: command, machine, wall time, commit)."]
     if log:
         lines += ["", "## Steps", "", *[f"- {entry}" for entry in log]]
-    lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}`."]
+    from compresslab.provenance import cpu_model, git_state  # torch-free enough: imported only when a report is written
+
+    git = git_state()
+    commit = (git["commit"] or "unknown")[:10] + (" (dirty tree: uncommitted changes)" if git["dirty"] else "")
+    lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}` "
+              f"on {cpu_model()} at commit {commit}; each table it reads names the command, machine, wall time and "
+              f"commit of its own runs."]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     if log_wandb:

@@ -68,19 +68,25 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--skip-serial-above", type=int, default=10**9, help="skip mbt2018 above this many pixels")
+    ap.add_argument("--N", type=int, default=192, help="channels of every model (the RD recipes' profile: 64)")
+    ap.add_argument("--M", type=int, default=192, help="latent channels (the RD recipes' profile: 96)")
+    ap.add_argument("--profiles", nargs="+", default=["fast", "normal", "extra"], help="MSP profiles to time")
+    ap.add_argument("--scales", type=int, default=None, help="MSP scales S (the RD recipes' MSP-fast: 2)")
+    ap.add_argument("--transform", default=None, help="MSP transforms (gdn: the hyperprior's, as the RD recipes)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    msp = {k: v for k, v in (("scales", a.scales), ("transform", a.transform)) if v is not None}
     candidates = {
-        "mbt2018 (serial)": JointAutoregressiveHierarchicalPriors(192, 192),
-        "cheng2020 checkerboard": Cheng2020AnchorCheckerboard(192),
-        **{f"msp-{p}": models.build({"name": "msp", "N": 192, "M": 192, "profile": p})
-           for p in ("fast", "normal", "extra")},
+        "mbt2018 (serial)": JointAutoregressiveHierarchicalPriors(a.N, a.M),
+        "cheng2020 checkerboard": Cheng2020AnchorCheckerboard(a.N),
+        **{f"msp-{p}": models.build({"name": "msp", "N": a.N, "M": a.M, "profile": p, **msp}) for p in a.profiles},
     }
     for m in candidates.values():
         m.eval().update(force=True)
     print(f"# decode seconds (best of {a.repeats}), torch {torch.__version__}, {a.threads} threads, "
-          f"{os.cpu_count()} CPUs, untrained weights N=M=192")
+          f"{os.cpu_count()} CPUs, untrained weights N={a.N} M={a.M} (checkerboard M=N)"
+          + (f", MSP {msp}" if msp else ""))
     print("| image | model | sequential steps | decode s | x faster than mbt2018 | x vs checkerboard | latent s "
           "| latent x faster than mbt2018 | bpp |")
     print("|---|---|---|---|---|---|---|---|---|")
