@@ -113,6 +113,9 @@ def _missing_results(paper: str, profile: str, report_only: bool, steps_ran: boo
 
 def write_report(paper: str, profile: str, out: Path, log: list[str] | None = None, log_wandb: bool = False,
                  report_only: bool = True) -> Path:
+    from compresslab.provenance import cpu_model, git_state  # imported only when a report is written
+
+    git = git_state()  # before this function copies figures into the folder: the state the report is built from
     doc = papers()[paper]
     cfg = doc["profiles"][profile]
     results = ROOT / cfg["results"]
@@ -160,9 +163,6 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
               f"- Full tables: `{cfg['results']}/` (README there: command, machine, wall time, commit)."]
     if log:
         lines += ["", "## Steps", "", *[f"- {entry}" for entry in log]]
-    from compresslab.provenance import cpu_model, git_state  # torch-free enough: imported only when a report is written
-
-    git = git_state()
     commit = (git["commit"] or "unknown")[:10] + (" (dirty tree: uncommitted changes)" if git["dirty"] else "")
     lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}` "
               f"on {cpu_model()} at commit {commit}; each table it reads names the command, machine, wall time and "
