@@ -85,3 +85,20 @@ def test_a_broken_plugin_fails_at_import_with_one_line(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert "model 'half-done' (compresslab_plugin_my_models.HalfDone) does not implement compress_latents, " \
            "decompress, latent_forward, string_layout" in err[-1], r.stderr[-3000:]
+
+
+def test_zoo_architectures_come_from_the_classes_declarations():
+    """io.zoo knows no model: each class's own compressai_arch fills its table (a subclass that inherits it does
+    not claim it again), and a second model claiming an architecture is refused."""
+    from compresslab.io.zoo import ARCHITECTURES
+
+    declared = {cls.compressai_arch: name for name in models.model_names()
+                if "compressai_arch" in vars(cls := models.get_model_class(name)) and cls.compressai_arch}
+    assert ARCHITECTURES == declared == {"bmshj2018-factorized": "factorized", "bmshj2018-hyperprior": "hyperprior"}
+    sub = type("Sub", (models.get_model_class("factorized"),), {})
+    register_model("tiny-sub-factorized")(sub)  # inherits compressai_arch: registers, claims nothing
+    assert ARCHITECTURES["bmshj2018-factorized"] == "factorized"
+    with pytest.raises(ValueError, match="already served by model 'factorized'"):
+        register_model("tiny-claims-factorized")(_cls(compressai_arch="bmshj2018-factorized"))
+    assert "tiny-claims-factorized" not in _REGISTRY
+    del _REGISTRY["tiny-sub-factorized"]

@@ -20,8 +20,17 @@ from typing import Any
 import torch
 
 PREFIX = "zoo:"
-# CompressAI zoo architecture -> our registered model that is state-dict compatible with it
-ARCHITECTURES = {"bmshj2018-factorized": "factorized", "bmshj2018-hyperprior": "hyperprior"}
+# CompressAI zoo architecture -> our registered model that is state-dict compatible with it. Filled by
+# models.registry from each class's own `compressai_arch` (one declaration, on the class; this module knows no model).
+ARCHITECTURES: dict[str, str] = {}
+
+
+def register_architecture(arch: str, model: str) -> None:
+    """``model`` (a registered name) loads CompressAI's ``arch`` weights; one model per architecture."""
+    if ARCHITECTURES.get(arch, model) != model:
+        raise ValueError(f"CompressAI architecture {arch!r} is already served by model {ARCHITECTURES[arch]!r}; "
+                         f"model {model!r} declares it too (compressai_arch)")
+    ARCHITECTURES[arch] = model
 
 
 # The lambdas CompressAI trained its MSE models with, per quality (CompressAI's zoo documentation; the same ladder as

@@ -20,6 +20,10 @@ def register_model(name: str) -> Callable[[type[CompressionModel]], type[Compres
         check_contract(name, cls)  # a model missing a method fails here, at import, in one line
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered to {_REGISTRY[name].__name__}")
+        if "compressai_arch" in vars(cls) and cls.compressai_arch:  # declared here, not inherited by a subclass
+            from compresslab.io.zoo import register_architecture
+
+            register_architecture(cls.compressai_arch, name)
         _REGISTRY[name] = cls
         cls.registry_name = name
         return cls

@@ -74,6 +74,12 @@ def base_run_config(cfg: DictConfig, base: str) -> DictConfig:
         if cfg.model.get(key) is not None:
             model[key] = cfg.model[key]
     doc = OmegaConf.to_container(cfg, resolve=True)
+    # the callbacks' and loggers' entries name facts of the run (${runtime.*}) that the base's own run fills in:
+    # they travel unresolved, and runtime starts empty
+    for section in ("callbacks", "logger"):
+        if cfg.get(section) is not None:
+            doc[section] = OmegaConf.to_container(cfg[section], resolve=False)
+    doc["runtime"] = {k: None for k in (cfg.get("runtime") or {})}
     doc.update(model=OmegaConf.to_container(model), objective=None, ckpt_path=None, init_from=None,
                name=f"{base}-lambda{cfg['lambda']}")
     doc.pop("hydra", None)

@@ -271,6 +271,10 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
                "config": None}
     cfg.runtime = runtime  # ${runtime.*} in the callbacks' and loggers' entries
     cfg.runtime.config = {k: v for k, v in plain(cfg).items() if k != "runtime"}  # the resolved config W&B shows
+    if pl.utilities.rank_zero_only.rank == 0:  # config.yaml again, now with the run's facts in place of nulls
+        resolved = plain(cfg)
+        resolved["runtime"].pop("config", None)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     loggers = build_loggers(cfg.get("logger"), run_dir)
     callbacks = build_callbacks(cfg.get("callbacks"), plain(cfg.get("optuna_trial")))
     trainer = build_trainer(cfg.trainer, run_dir, loggers, callbacks)
