@@ -96,6 +96,7 @@ def test_another_batch_size_continues_at_the_same_share_of_the_epoch(caplog):
     assert len(batches(resumed)) == 6  # 12 of 24 samples left, in batches of 2
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_runs_have_the_uninterrupted_loss_at_every_step(tmp_path):
     """16 steps, checkpoints at 4, 8, 12: resumed from each, every later step's loss equals the uninterrupted run's
     (to the last bit: same CPU, same thread count)."""
@@ -111,6 +112,7 @@ def test_killed_and_resumed_runs_have_the_uninterrupted_loss_at_every_step(tmp_p
         assert {s: got[s] for s in got} == {s: ref[s] for s in range(k, 16)}, f"resumed from step {k}"
 
 
+@pytest.mark.slow
 def test_the_cached_latent_stage_resumes_exactly(tmp_path, factorized_ckpt):
     """Adaptive stage 2 trains on cached latents (LatentCacheDataModule): its order is resumable too."""
     common = ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "trainer.max_steps=12", *RESUMABLE]
@@ -134,6 +136,7 @@ DDP = ["train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"
        "model=factorized", "trainer.max_steps=8", "threads=1", *RESUMABLE]
 
 
+@pytest.mark.slow
 def test_ddp_resume_is_exact_on_every_rank(tmp_path):
     """Two gloo ranks: the resumed run's rank-0 loss equals the uninterrupted one's at every step after the
     checkpoint. Rank 1's batches reach rank 0 through the averaged gradients, so this holds only when each rank
