@@ -61,5 +61,11 @@ def test_selectors_aggregates_ratios_and_refusals(tmp_path):
         value_of(tmp_path, "bits.csv :: rows[lambda=0.0009].side :: {}")
     with pytest.raises(RenderError, match="no key 'bdx'"):
         value_of(tmp_path, "s.json :: rows[curve=a].bdx :: {}")
+    (tmp_path / "per_lambda.md").write_text("| lambda | side bpp | change |\n|---|---|---|\n| 0.0009 | 0.00183 | -9.85 % |\n"
+                                            "| 0.0018 | 0.00221 | -8.21 % |\n| mean | | -9.03 % |\n\nprose\n")
+    assert value_of(tmp_path, "per_lambda.md :: rows[lambda=0.0018].change :: {}") == "\u22128.21 %"
+    assert value_of(tmp_path, "per_lambda.md :: max:rows.side bpp :: {:.4f}") == "0.0022"  # the mean row's blank skipped
+    with pytest.raises(RenderError, match="needs numbers"):
+        value_of(tmp_path, "per_lambda.md :: max:rows.change :: {}")
     with pytest.raises(RenderError, match="source missing.json does not exist"):
         value_of(tmp_path, "missing.json :: rows :: {}")

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from compresslab.evaluation.render import read_md_table
 from compresslab.conf import CONF_DIR
 
 CONF = CONF_DIR / "reproduce"
@@ -26,22 +27,6 @@ class ReproduceError(ValueError):
 
 def papers() -> dict[str, dict[str, Any]]:
     return {p.stem: OmegaConf.to_container(OmegaConf.load(p), resolve=True) for p in sorted(CONF.glob("*.yaml"))}
-
-
-def read_md_table(path: Path) -> list[dict[str, str]]:
-    """The first Markdown table of a file as rows of {column: cell} (our rd_table.md and benchmark tables)."""
-    rows, header = [], None
-    for line in path.read_text().splitlines():
-        if not line.startswith("|"):
-            if header is not None and rows:
-                break
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if header is None:
-            header = cells
-        elif not set("".join(cells)) <= set("-: "):
-            rows.append(dict(zip(header, cells)))
-    return rows
 
 
 def _ours(spec: dict[str, Any], results: Path, tables: dict[str, str]) -> str | None:

@@ -5,8 +5,8 @@ two HTML comments (invisible when rendered) that name its source::
 
     factorized: <!--v experiments/rd_cpu_proxy/summary.json :: rows[curve=factorized].bd_rate_vs_kodak/vtm :: {:+.1f} % -->+297.5 %<!--/v-->
 
-- the source: a JSON file (rd.json, summary.json, per_lambda.json ...) or a CSV file (its rows as ``rows``), relative
-  to the repository root;
+- the source: a JSON file (rd.json, summary.json, per_lambda.json ...), a CSV file or a generated Markdown table
+  (its first table; rows as ``rows``), relative to the repository root;
 - the selector: keys separated by ``.`` (a number picks a list element by position); ``name[key=value]`` picks the one list element whose ``key`` equals
   ``value`` (compared as text, and as numbers when both parse); a selector may end in a list when it starts with an
   aggregate, ``sum:`` ``mean:`` ``min:`` ``max:`` ``count:``; selectors combine with `` + - * / `` and parentheses
@@ -51,12 +51,30 @@ class Mismatch:
         return f"{self.file}:{self.line}: `{self.found}` but {self.spec.split(' :: ')[0]} gives `{self.expected}`"
 
 
+def read_md_table(path: Path) -> list[dict[str, str]]:
+    """The first Markdown table of a file as rows of {column: cell} (our rd_table.md, per_lambda.md and benchmark tables)."""
+    rows, header = [], None
+    for line in path.read_text().splitlines():
+        if not line.startswith("|"):
+            if header is not None and rows:
+                break
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif not set("".join(cells)) <= set("-: "):
+            rows.append(dict(zip(header, cells)))
+    return rows
+
+
 def _load(root: Path, source: str, cache: dict[str, Any]) -> Any:
     if source not in cache:
         path = root / source
         if not path.is_file():
             raise RenderError(f"source {source} does not exist")
-        if path.suffix == ".csv":
+        if path.suffix == ".md":  # a generated table (per_lambda.md, rd_table.md): its first table's rows
+            cache[source] = {"rows": read_md_table(path)}
+        elif path.suffix == ".csv":
             with path.open(newline="") as f:
                 cache[source] = {"rows": [dict(r) for r in csv.DictReader(f)]}
         else:
@@ -141,7 +159,11 @@ def _term(root: Path, source: str, expr: str, cache: dict[str, Any]) -> Any:
     if agg:
         if not isinstance(value, list):
             raise RenderError(f"{agg}: needs a list")
-        return AGGREGATES[agg]([_number(v) for v in value])
+        values = [_number(v) for v in value if v not in ("", None)]  # a table's summary row leaves cells empty
+        bad = [v for v in values if not isinstance(v, (int, float))]
+        if bad or not values:
+            raise RenderError(f"{agg}: needs numbers, got {bad[:3] or 'nothing'}")
+        return AGGREGATES[agg](values)
     if isinstance(value, list):
         raise RenderError(f"{expr} is a list of {len(value)}: pick one ([key=value]) or aggregate (sum: mean: ...)")
     return _number(value)
@@ -263,4 +285,4 @@ def render(root: Path, paths: Iterable[str] = (), write: bool = True) -> tuple[l
     return files, mismatches, count
 
 
-__all__ = ["Mismatch", "RenderError", "markdown_files", "render", "render_text", "select", "value_of"]
+__all__ = ["Mismatch", "RenderError", "markdown_files", "read_md_table", "render", "render_text", "select", "value_of"]
