@@ -22,7 +22,10 @@ def snapshot(*roots: Path) -> dict[str, tuple[int, str]]:
         if not root.exists():
             continue
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if d not in (".git", "__pycache__", ".pytest_cache")]
+            # not the virtual environment a checkout may hold (gigabytes, never written by a run) nor caches;
+            # outputs/ (where runs write) and everything tracked are compared
+            dirnames[:] = [d for d in dirnames if d not in (".git", "__pycache__", ".pytest_cache", ".venv",
+                                                             ".venv-lowest", "site") and not d.endswith(".egg-info")]
             out[dirpath] = (0, "dir")
             for name in filenames:
                 f = Path(dirpath) / name

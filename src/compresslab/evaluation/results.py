@@ -201,9 +201,13 @@ def evaluate_checkpoint(ckpt: str, images: Iterable[str | os.PathLike], *, crop:
     from compresslab.models.from_checkpoint import build_model_from_checkpoint
 
     model, ck = build_model_from_checkpoint(ckpt, dict(model_override) if model_override else None)
+    fields = {f.name for f in dataclasses.fields(RDMeta)} - {"extra"}
+    named = {k: v for k, v in extra.items() if k in fields}  # recipe=..., label=...: schema fields, not extras
     meta = RDMeta(model=ck["model"], lmbda=checkpoint_lambda(ck, lmbda), step=ck.get("global_step"),
                   loss_metric=checkpoint_metric(ck), dataset=dataset, image_source=image_source, crop=crop,
-                  checkpoint=str(ckpt), extra={**({"source": ck["source"]} if ck.get("source") else {}), **extra})
+                  checkpoint=str(ckpt), **named,
+                  extra={**({"source": ck["source"]} if ck.get("source") else {}),
+                         **{k: v for k, v in extra.items() if k not in fields}})
     from compresslab.models.registry import get_model_class
 
     label = get_model_class(ck["model"]["name"]).curve_label(ck["model"])

@@ -99,6 +99,13 @@ def exit_after_requeue(trainer) -> None:
     def handle_and_exit(signum, frame):
         handler(signum, frame)
         log.info("checkpoint saved and job requeued: this run ends here, the requeued job continues from it")
+        import sys
+
+        if "wandb" in sys.modules:  # release the W&B run first: the requeued job resumes the same run id, and a
+            try:                    # lingering service of this process made it fail with "run ID ... is in use"
+                sys.modules["wandb"].finish(quiet=True)
+            except Exception as e:  # noqa: BLE001 - ending here must not depend on logging
+                log.warning("W&B run not finished cleanly before the requeue: %s", e)
         for h in logging.getLogger().handlers:
             h.flush()
         os._exit(0)
