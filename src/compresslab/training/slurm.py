@@ -103,7 +103,7 @@ def exit_after_requeue(trainer) -> None:
 
         if "wandb" in sys.modules:  # release the W&B run first: the requeued job resumes the same run id, and a
             try:                    # lingering service of this process made it fail with "run ID ... is in use"
-                sys.modules["wandb"].finish(quiet=True)
+                sys.modules["wandb"].finish()
             except Exception as e:  # noqa: BLE001 - ending here must not depend on logging
                 log.warning("W&B run not finished cleanly before the requeue: %s", e)
         for h in logging.getLogger().handlers:
