@@ -4,6 +4,7 @@ import pytest
 
 import csv
 import json
+import os
 
 from omegaconf import OmegaConf
 
@@ -93,3 +94,40 @@ def test_no_committed_file_names_a_machine_path():
         if needle in text:
             found.append(name)
     assert not found, f"absolute paths under {needle} in {found[:10]}"
+
+
+def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_provenance(tmp_path):
+    """A rerun limited to one model (the adaptive reproduction's `--queues factorized`) republishes that model's runs
+    into a folder that also holds another model's: the table keeps both curves (it kept only the rerun's before), and
+    each published point carries its run's config.yaml, git.json and git.diff with machine paths made relative."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    work, out = tmp_path / "work", tmp_path / "out"
+    for model in ("factorized", "hyperprior"):  # finished runs: the committed results of experiments/rd_cpu_proxy
+        for src in sorted((repo / "experiments/rd_cpu_proxy/runs").glob(f"{model}-lambda*/rd.json")):
+            run = work / model / "sweep" / src.parent.name
+            run.mkdir(parents=True)
+            (run / "rd.json").write_text(src.read_text())
+            (run / "config.yaml").write_text(f"run_dir: {run}\ndata_root: {tmp_path / 'data'}\n")
+            (run / "git.json").write_text(json.dumps({"commit": "abc", "dirty": True}))
+            (run / "git.diff").write_text("diff --git a/x b/x\n")
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COMPRESSLAB_DATA": str(tmp_path / "data"), "PYTHONWARNINGS": "ignore"}
+    args = [sys.executable, "-m", "compresslab.drivers.pipeline", "rd_cpu_proxy", "--publish-only", "--work", "work",
+            "--out", "out"]
+    for queue in ("hyperprior", "factorized"):  # run from a folder of its own, as a user's checkout would be
+        r = subprocess.run([*args, "--queues", queue], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    rows = {row["curve"]: row for row in csv.DictReader(open(out / "rd_table.csv"))}
+    assert set(rows) == {"factorized", "hyperprior"}, rows.keys()
+    committed = {row["curve"]: row for row in csv.DictReader(open(repo / "experiments/rd_cpu_proxy/rd_table.csv"))}
+    assert rows["hyperprior"]["bd_rate_vs_factorized"] == committed["hyperprior"]["bd_rate_vs_factorized"]
+    point = out / "runs" / "factorized-lambda0.013"
+    cfg = (point / "config.yaml").read_text()
+    assert str(tmp_path) not in cfg and "run_dir: work/factorized/sweep/" in cfg and "${COMPRESSLAB_DATA}" in cfg
+    assert json.loads((point / "git.json").read_text())["dirty"] is True
+    assert (point / "git.diff").read_text().startswith("diff --git")

@@ -244,8 +244,30 @@ def published_runs(recipe: Recipe, models: list[str]) -> list[Path]:
             rd.meta.run_dir = rel(f.parent)
             target = recipe.out / "runs" / f"{rd.meta.model.get('name')}-lambda{rd.meta.lmbda}" / "rd.json"
             rd.write(target)
+            copy_provenance(f.parent, target.parent)
             found.append(target.parent)
     return found
+
+
+PROVENANCE_FILES = ("config.yaml", "git.json", "git.diff")
+
+
+def copy_provenance(run: Path, target: Path) -> None:
+    """The run's resolved config and git state beside its published rd.json (small text), so a committed result
+    folder says what produced each point. Machine paths become relative to the checkout (or ``$COMPRESSLAB_DATA``),
+    as in rd.json: committed files name no machine's folders."""
+    roots = [(str(Path.cwd()) + "/", "")]
+    data = os.environ.get("COMPRESSLAB_DATA")
+    if data:
+        roots.insert(0, (str(Path(data).resolve()), "${COMPRESSLAB_DATA}"))
+    for name in PROVENANCE_FILES:
+        src = run / name
+        if not src.is_file():
+            continue
+        text = src.read_text(errors="replace")
+        for root, repl in roots:
+            text = text.replace(root, repl)
+        (target / name).write_text(text)
 
 
 def publish(recipe: Recipe, models: list[str], dry: bool = False) -> list[str]:
@@ -253,15 +275,18 @@ def publish(recipe: Recipe, models: list[str], dry: bool = False) -> list[str]:
     if not dry and not runs:
         raise ConfigError(f"nothing to publish: no finished run of stage {recipe.publish.get('stage')} under "
                           f"{recipe.work} (run the stages first, or point --work at their folders)")
+    # the table holds every published curve of the folder, not only this call's queues: a rerun limited to one
+    # model must not drop the others' rows from the committed table
+    every = sorted({*runs, *(p.parent for p in (recipe.out / "runs").glob("*/rd.json"))}) if not dry else []
     labels = set()
     if not dry:
         from compresslab.evaluation.curves import load_points
 
-        labels = set(load_points([str(r) for r in runs]))
+        labels = set(load_points([str(r) for r in every]))
     # a reference is an anchor (dataset/name) or one of the published curves (a run limited to some queues has
     # fewer curves than the recipe names)
     refs = [r for r in recipe.publish.get("references", []) if "/" in r or dry or r in labels]
-    argv = [sys.executable, "-m", "compresslab.cli", "rd", *([rel(r) for r in runs] or [rel(recipe.out / "runs")]),
+    argv = [sys.executable, "-m", "compresslab.cli", "rd", *([rel(r) for r in every] or [rel(recipe.out / "runs")]),
             *(["--reference", *refs] if refs else []), "--anchor", recipe.publish.get("anchor", "kodak/vtm"),
             "--out", rel(recipe.out)]
     if not dry:
