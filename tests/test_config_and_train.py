@@ -117,6 +117,7 @@ def test_smoke_run_writes_provenance_and_checkpoints(tmp_path, caplog):
     assert len(eta) == 1 and eta[0].startswith("training: 8 steps at ") and "(measured over steps 2-7): ETA" in eta[0]
     done = json.loads((tmp_path / "done.json").read_text())
     assert done["global_step"] == 8 and done["model"]["name"] == "factorized" and done["loss_metric"] == "mse"
+    assert 0 < done["wall_s"] < 600 and done["started_utc"].endswith("+00:00") and done["resumed_from"] is None
     assert res["global_step"] == compose(SMOKE).trainer.max_steps
     for f in ("config.yaml", "git.json", "git.diff", "pip-freeze.txt", "environment.json", "metrics.csv",
               "checkpoints/last.ckpt"):

@@ -112,6 +112,8 @@ def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_proven
             (run / "config.yaml").write_text(f"run_dir: {run}\ndata_root: {tmp_path / 'data'}\n")
             (run / "git.json").write_text(json.dumps({"commit": "abc", "dirty": True}))
             (run / "git.diff").write_text("diff --git a/x b/x\n")
+            (run / "done.json").write_text(json.dumps({"global_step": 3000, "wall_s": 412.5,
+                                                       "last_ckpt": f"{run}/checkpoints/last.ckpt"}))
     import subprocess
     import sys
 
@@ -131,3 +133,5 @@ def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_proven
     assert str(tmp_path) not in cfg and "run_dir: work/factorized/sweep/" in cfg and "${COMPRESSLAB_DATA}" in cfg
     assert json.loads((point / "git.json").read_text())["dirty"] is True
     assert (point / "git.diff").read_text().startswith("diff --git")
+    done = json.loads((point / "done.json").read_text())  # steps and wall time, for the folder's README
+    assert done["wall_s"] == 412.5 and done["last_ckpt"] == "work/factorized/sweep/factorized-lambda0.013/checkpoints/last.ckpt"

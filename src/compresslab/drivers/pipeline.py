@@ -249,7 +249,7 @@ def published_runs(recipe: Recipe, models: list[str]) -> list[Path]:
     return found
 
 
-PROVENANCE_FILES = ("config.yaml", "git.json", "git.diff")
+PROVENANCE_FILES = ("config.yaml", "git.json", "git.diff", "done.json")  # done.json: steps, wall time
 
 
 def copy_provenance(run: Path, target: Path) -> None:

@@ -6,6 +6,8 @@ import json
 import logging
 import math
 import os
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +292,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     from compresslab.training.slurm import exit_after_requeue
 
     exit_after_requeue(trainer)  # the warning signal: checkpoint, requeue, end this process (no result)
+    started, t0 = datetime.now(timezone.utc), time.monotonic()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -313,7 +316,10 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         (run_dir / "done.json").write_text(json.dumps({
             "model": model_cfg, "lambda": float(cfg["lambda"]), "loss_metric": str(cfg.loss.metric),
             "global_step": trainer.global_step, "max_steps": cfg.trainer.get("max_steps"),
-            "last_ckpt": result["last_ckpt"]}, indent=2, default=str))
+            "last_ckpt": result["last_ckpt"],
+            # this process's fit, its end-of-fit Kodak evaluation included; a resumed run counts from the resume
+            "wall_s": round(time.monotonic() - t0, 1), "started_utc": started.isoformat(timespec="seconds"),
+            "resumed_from": ckpt_path or None}, indent=2, default=str))
     # rank 0 wrote rd.json; the sweeper reads the value of the process it launched
     result["objective"] = objective_value(cfg, run_dir, result["metrics"]) \
         if pl.utilities.rank_zero_only.rank == 0 else None
