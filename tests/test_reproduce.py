@@ -41,9 +41,14 @@ def test_steps_run_once_then_are_skipped_and_the_report_compares(fake_paper, tmp
     text = report.read_text()
     assert "| gain | -5.0 | -4.25 | +0.75 | Table 1 |" in text
     assert "| other |  | not available |  | not reported |" in text  # no paper number filled in as ours
+    import re
+
+    assert re.search(r"- ran \(\d+ s\): .*step\.py", text)  # each step with its wall time
+    assert re.search(r"at commit \S+.*, steps \d+ s wall time in all;", text)
     rp.reproduce("toy2025", "cpu_proxy", out=str(tmp_path / "rep"))
     assert (fake_paper / "count.txt").read_text() == "1"  # results present: the steps are not rerun
     assert "skipped (results present" in report.read_text()
+    assert "no step run (results reused)" in report.read_text()
     rp.reproduce("toy2025", "cpu_proxy", out=str(tmp_path / "rep"), rerun=True)
     assert (fake_paper / "count.txt").read_text() == "2"
 

@@ -56,6 +56,11 @@ def _command(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
+def _duration(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min {s} s" if m else f"{s} s"
+
+
 def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = False,
               step_args: list[str] | None = None) -> list[str]:
     """Run the profile's steps (``python <step…> <step_args…>``: step_args, e.g. a smoke-scale budget, go to every
@@ -74,12 +79,13 @@ def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = Fal
         if done:
             log.append(f"skipped (results present in {cfg['results']}): {' '.join(map(str, step))}")
             continue
-        log.append(f"ran: {' '.join(map(str, step))}")
         print("$", " ".join(map(str, step)), flush=True)
+        t0 = time.monotonic()
         if subprocess.run(cmd, cwd=ROOT).returncode != 0:
             # each driver skips the stages it already finished, so rerunning the same command resumes
             raise ReproduceError(f"step failed: {' '.join(map(str, step))}; its log is above; rerun "
                                  f"`compresslab reproduce {paper} --profile {profile}` to resume")
+        log.append(f"ran ({_duration(time.monotonic() - t0)}): {' '.join(map(str, step))}")
     return log
 
 
@@ -97,7 +103,7 @@ def _missing_results(paper: str, profile: str, report_only: bool, steps_ran: boo
 
 
 def write_report(paper: str, profile: str, out: Path, log: list[str] | None = None, log_wandb: bool = False,
-                 report_only: bool = True) -> Path:
+                 report_only: bool = True, wall_s: float | None = None) -> Path:
     from compresslab.provenance import cpu_model, git_state  # imported only when a report is written
 
     git = git_state()  # before this function copies figures into the folder: the state the report is built from
@@ -107,7 +113,7 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
     table = cfg.get("table", "rd_table.md")   # the file whose presence means the profile's steps are done
     if not (results / table).exists():
         raise ReproduceError(_missing_results(paper, profile, report_only,
-                                              steps_ran=any(e.startswith("ran:") for e in log or [])))
+                                              steps_ran=any(e.startswith("ran") for e in log or [])))
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Reproduction: {doc['title']}", "",
              f"Profile **{profile}**: {cfg['scale']}.", "",
@@ -150,8 +156,9 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
         lines += ["", "## Steps", "", *[f"- {entry}" for entry in log]]
     commit = (git["commit"] or "unknown")[:10] + (" (dirty tree: uncommitted changes)" if git["dirty"] else "")
     lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}` "
-              f"on {cpu_model()} at commit {commit}; each table it reads names the command, machine, wall time and "
-              f"commit of its own runs."]
+              f"on {cpu_model()} at commit {commit}"
+              + (f", steps {_duration(wall_s)} wall time in all" if wall_s is not None else ", no step run (results reused)")
+              + "; each table it reads names the command, machine, wall time and commit of its own runs."]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     if log_wandb:
@@ -216,6 +223,9 @@ def reproduce(paper: str, profile: str, out: str | None = None, rerun: bool = Fa
     if dry_run:
         return dry_run_plan(paper, profile, out=out, rerun=rerun, report_only=report_only, log_wandb=log_wandb,
                             step_args=step_args)
+    t0 = time.monotonic()
     log = None if report_only else run_steps(paper, profile, rerun=rerun, step_args=step_args)
+    ran = any(e.startswith("ran") for e in log or [])
     dest = Path(out) if out else default_report_dir(paper, profile)
-    return write_report(paper, profile, dest, log, log_wandb=log_wandb, report_only=report_only)
+    return write_report(paper, profile, dest, log, log_wandb=log_wandb, report_only=report_only,
+                        wall_s=time.monotonic() - t0 if ran else None)
