@@ -152,6 +152,9 @@ def test_zhang2022_zoo_profile_runs_lof_on_downloaded_hyperpriors_with_compressa
     assert doc["meta"]["lambda"] == 0.0035 and doc["meta"]["lof"] and doc["meta"]["model"]["name"] == "hyperprior"
     rows = rp.read_md_table(tmp_path / "work" / "experiments" / "lof" / "zoo_hyperprior" / "lof_gain.md")
     assert rows[0]["model"] == "hyperprior" and rows[0]["points"] == "8"
+    prov = json.loads((tmp_path / "work" / "experiments" / "lof" / "zoo_hyperprior" / "provenance.json").read_text())
+    assert prov["command"][:3] == ["python", "-m", "compresslab.drivers.lof_gain"] and "--steps" in prov["command"]
+    assert prov["wall_s"] > 0 and prov["machine"]["cpu"] and len(prov["commit"]) == 40
     assert (tmp_path / "report" / "report.md").is_file()
 
 

@@ -73,6 +73,14 @@ def machine() -> dict[str, Any]:
             "threads": torch.get_num_threads()}
 
 
+def command_record(argv: list[str], started_utc: str, wall_s: float) -> dict[str, Any]:
+    """What a results folder written by one command says of that command (its provenance.json): the command line,
+    the code (commit, dirty), the machine, when it started and how long it took."""
+    g = git_state()
+    return {"command": argv, "commit": g["commit"], "dirty": g["dirty"], "machine": machine(),
+            "started_utc": started_utc, "wall_s": round(wall_s, 1)}
+
+
 def pip_freeze() -> str:
     dists = sorted({(d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()},
                    key=lambda t: t[0].lower())

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
+from datetime import datetime, timezone
 from collections import defaultdict
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from compresslab.evaluation.lof import LOFConfig
 from compresslab.evaluation.metrics import mean_rd_cost
 from compresslab.evaluation.results import evaluate_checkpoint
 from compresslab.io.zoo import is_zoo
+from compresslab.provenance import command_record
 
 
 def sources(paths: list[str], work: Path) -> list[tuple[str, Path, str]]:
@@ -64,6 +68,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "experiments" / "lof" / "cpu_proxy"))
     ap.add_argument("--work", default=str(ROOT / "outputs" / "lof_zoo"), help="evaluations of zoo: models")
     a = ap.parse_args()
+    started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.monotonic()
     cfg = LOFConfig(steps=a.steps, lr=a.lr, lr_end=a.lr_end, patience=a.patience)
     files = list_eval_images(resolve_data_root() / "kodak", a.images)
     crop = a.crop or None
@@ -81,7 +86,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"LOF: {cfg}; {len(files)} Kodak images" + (f", centre {crop}x{crop} crops" if crop else ""),
              "", "| model | points | BD-rate +LOF vs without (akima) | BD-PSNR | per lambda: bpp change | "
-             "PSNR change | RD-cost change (mean over images of lambda*255^2*MSE + bpp) | enc s/img without | enc s/img with | "
+             "PSNR change | RD-cost change (λ·255²·MSE+bpp, mean over images) | enc s/img without | enc s/img with | "
              "mean iterations |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(n for n in curves if not n.endswith("+LOF")):
         base, lof = sorted(curves[name], key=lambda p: p["lmbda"]), sorted(curves[name + " +LOF"],
@@ -102,6 +107,10 @@ def main() -> None:
     (out / "lof_gain.md").write_text("\n".join(lines) + "\n")
     plot_curves(dict(curves), out / "rd_lof.png", context=(), title="LOF vs without (same images)")
     (out / "curves.json").write_text(json.dumps(curves, indent=2))
+    # the folder's README renders command, machine, commit and wall time from this file
+    record = command_record(["python", "-m", "compresslab.drivers.lof_gain", *sys.argv[1:]], started,
+                            time.monotonic() - t0)
+    (out / "provenance.json").write_text(json.dumps(record, indent=2))
     print("\n".join(lines))
 
 
