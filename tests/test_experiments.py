@@ -114,6 +114,10 @@ def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_proven
             (run / "git.diff").write_text("diff --git a/x b/x\n")
             (run / "done.json").write_text(json.dumps({"global_step": 3000, "wall_s": 412.5,
                                                        "last_ckpt": f"{run}/checkpoints/last.ckpt"}))
+        pretrain = work / model / "pretrain"  # stage 1, the warm start: no point of the curve, part of its making
+        pretrain.mkdir(parents=True)
+        (pretrain / "done.json").write_text(json.dumps({"global_step": 14000, "wall_s": 1020.0}))
+        (pretrain / "git.json").write_text(json.dumps({"commit": "def", "dirty": False}))
     import subprocess
     import sys
 
@@ -134,4 +138,7 @@ def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_proven
     assert json.loads((point / "git.json").read_text())["dirty"] is True
     assert (point / "git.diff").read_text().startswith("diff --git")
     done = json.loads((point / "done.json").read_text())  # steps and wall time, for the folder's README
+    warm = out / "runs" / "factorized-pretrain"
+    assert json.loads((warm / "done.json").read_text())["wall_s"] == 1020.0 and not (warm / "rd.json").exists()
+    assert json.loads((warm / "git.json").read_text())["commit"] == "def"
     assert done["wall_s"] == 412.5 and done["last_ckpt"] == "work/factorized/sweep/factorized-lambda0.013/checkpoints/last.ckpt"

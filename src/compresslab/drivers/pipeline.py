@@ -249,6 +249,33 @@ def published_runs(recipe: Recipe, models: list[str]) -> list[Path]:
     return found
 
 
+def published_stage_provenance(recipe: Recipe, models: list[str]) -> list[Path]:
+    """The earlier stages' runs (a warm start) are no points of the curve, but their steps, wall time and code are
+    part of how every point was made: their provenance files go to <out>/runs/<model>-<stage>[-<run>]/ (no rd.json,
+    so no curve reads them)."""
+    publish_stage = recipe.publish.get("stage", recipe.stages[-1].name)
+    written = []
+    for model in models:
+        for stage in recipe.stages:
+            if stage.name == publish_stage:
+                continue
+            where = run_dir(recipe, model, stage)
+            if stage.mode == "single":
+                runs = [(where, f"{slug(model)}-{stage.name}")]
+            elif stage.mode == "per_lambda":
+                runs = [(run_dir(recipe, model, stage, v), f"{slug(model)}-{stage.name}-lambda{v}") for v in stage.lambdas]
+            else:
+                runs = [(d, f"{slug(model)}-{stage.name}-{d.name}") for d in sorted(where.glob("*")) if d.is_dir()]
+            for src, name in runs:
+                if finished(src) is None:
+                    continue
+                target = recipe.out / "runs" / name
+                target.mkdir(parents=True, exist_ok=True)
+                copy_provenance(src, target)
+                written.append(target)
+    return written
+
+
 PROVENANCE_FILES = ("config.yaml", "git.json", "git.diff", "done.json")  # done.json: steps, wall time
 
 
@@ -272,6 +299,8 @@ def copy_provenance(run: Path, target: Path) -> None:
 
 def publish(recipe: Recipe, models: list[str], dry: bool = False) -> list[str]:
     runs = [] if dry else published_runs(recipe, models)
+    if not dry:
+        published_stage_provenance(recipe, models)
     if not dry and not runs:
         raise ConfigError(f"nothing to publish: no finished run of stage {recipe.publish.get('stage')} under "
                           f"{recipe.work} (run the stages first, or point --work at their folders)")
