@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from compresslab.data.images import DataLayoutError, load_rgb, resolve_data_root
+from compresslab.data.images import DataLayoutError, load_rgb
+from compresslab.data.root import resolve_data_root
 
 from compresslab.data.module import ImageDataModule, ImageFolderDataset
 

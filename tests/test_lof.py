@@ -5,7 +5,8 @@ from PIL import Image
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.evaluation.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
-from compresslab.evaluation.lof import LOFConfig, lof_encoder_factory, overfit_latents, rd_cost
+from compresslab.evaluation.lof import lof_encoder_factory, overfit_latents, rd_cost
+from compresslab.evaluation.lof_config import LOFConfig
 from conftest import assert_decodes_identically_elsewhere, require_data, train
 
 from compressai.ops import compute_padding
@@ -103,7 +104,7 @@ def test_lof_defaults_have_one_definition():
     import dataclasses
 
     from compresslab.cli import build_parser
-    from compresslab.evaluation.lof import LOFConfig
+    from compresslab.evaluation.lof_config import LOFConfig
     from conftest import compose
 
     defaults = {f.name: f.default for f in dataclasses.fields(LOFConfig) if f.name != "metric"}

@@ -7,7 +7,7 @@ import torch
 from compressai.losses import RateDistortionLoss as CompressAIRDLoss
 from compressai.utils.eval_model.__main__ import compute_metrics
 
-from compresslab.evaluation import metrics
+from compresslab.evaluation import metrics, quality
 
 
 def test_rd_cost_is_compressais_loss_for_both_distortions():
@@ -36,7 +36,7 @@ def test_8bit_metrics_are_compressais_eval_model():
     assert metrics.psnr_8bit(x, x_hat) == pytest.approx(ref["psnr-rgb"], abs=1e-5)  # theirs: float32 log10
     assert metrics.msssim_8bit(x, x_hat) == pytest.approx(ref["ms-ssim-rgb"], abs=1e-7)
     assert math.isnan(metrics.msssim_8bit(x[..., :160, :160], x_hat[..., :160, :160]))  # 5 scales do not fit
-    assert metrics.msssim_db(0.99) == pytest.approx(20.0)
+    assert quality.msssim_db(0.99) == pytest.approx(20.0)
     # mean_rd_cost recovers each image's MSE from its 8-bit PSNR
     per = [{"bpp": 0.5, "psnr-rgb": 30.0}, {"bpp": 0.3, "psnr-rgb": 20.0}]
     want = (0.5 + 0.01 * 255**2 * 1e-3 + 0.3 + 0.01 * 255**2 * 1e-2) / 2

@@ -35,9 +35,9 @@ def _model_override(args) -> dict | None:
 def cmd_evaluate(args) -> int:
     import torch
 
-    from compresslab.data.images import resolve_data_root
+    from compresslab.data.root import resolve_data_root
     from compresslab.evaluation.evaluator import list_eval_images
-    from compresslab.evaluation.lof import LOFConfig
+    from compresslab.evaluation.lof_config import LOFConfig
     from compresslab.evaluation.results import evaluate_checkpoint
 
     torch.set_num_threads(args.threads) if args.threads else None
@@ -310,7 +310,7 @@ def cmd_compress(args) -> int:
 
     lof = None
     if args.lof:
-        from compresslab.evaluation.lof import LOFConfig
+        from compresslab.evaluation.lof_config import LOFConfig
 
         lof = LOFConfig(steps=args.lof_steps)
     info = compress_file(args.ckpt, args.image, args.output, lof=lof, lmbda=args.lmbda, max_pixels=args.max_pixels)

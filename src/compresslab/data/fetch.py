@@ -58,7 +58,7 @@ def sources(manifest: Path = MANIFEST) -> dict[str, Source]:
 
 def anchor_folder() -> Path:
     """Where `compresslab fetch anchors` puts CompressAI's published RD results: <data root>/anchors."""
-    from compresslab.data.images import resolve_data_root
+    from compresslab.data.root import resolve_data_root
 
     return resolve_data_root() / "anchors"
 
@@ -271,7 +271,7 @@ def default_root(source: Source) -> Path:
     """Anchors go to <data root>/anchors (searched by the registry); datasets to the data root ($COMPRESSLAB_DATA)."""
     if source.default_root == "anchors":
         return anchor_folder()
-    from compresslab.data.images import resolve_data_root
+    from compresslab.data.root import resolve_data_root
 
     return resolve_data_root()
 
@@ -285,7 +285,7 @@ def fetch_many(names: Iterable[str], root: str | None = None, quiet: bool = Fals
             raise FetchError(f"unknown source {name!r}; one of: {', '.join(known)}")
         src = known[name]
         if not root:
-            from compresslab.data.images import resolve_data_root
+            from compresslab.data.root import resolve_data_root
 
             here = present(src, resolve_data_root())
             if here is not None:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from compresslab.data.root import ENV_VAR, resolve_data_root  # noqa: F401  (torch-free; re-exported here)
+from compresslab.data.root import ENV_VAR
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from compresslab.data.images import DataLayoutError, ImageDecodeError, resolve_data_root, find_images, load_image_tensor, crop_patch
+from compresslab.data.images import DataLayoutError, ImageDecodeError, find_images, load_image_tensor, crop_patch
+from compresslab.data.root import resolve_data_root
 from compresslab.data.resumable import ResumableDataLoader, crop_generator, split_index
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ ROOT = Path.cwd()  # work and results folders are relative to where the command 
 
 from compresslab import models
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
-from compresslab.data.images import resolve_data_root
+from compresslab.data.root import resolve_data_root
 from compresslab.evaluation.curves import summarize_runs
 from compresslab.evaluation.evaluator import list_eval_images
 from compresslab.evaluation.results import RDMeta, RDResult, evaluate, evaluate_checkpoint

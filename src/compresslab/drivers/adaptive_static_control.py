@@ -28,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
-from compresslab.data.images import find_images, load_image_tensor, resolve_data_root
+from compresslab.data.images import find_images, load_image_tensor
+from compresslab.data.root import resolve_data_root
 from compresslab.evaluation.evaluator import center_crop, list_eval_images
 from compresslab.evaluation.results import RDMeta, RDResult, evaluate
 from compresslab.models.adaptive import STATIC_LOO_LABEL, STATIC_TRAIN_LABEL, fit_static_loo, fit_static_refit

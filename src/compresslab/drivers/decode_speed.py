@@ -27,7 +27,8 @@ from PIL import Image
 
 ROOT = Path.cwd()  # results are written relative to where the command runs
 from compresslab import models
-from compresslab.data.images import image_to_tensor, resolve_data_root
+from compresslab.data.images import image_to_tensor
+from compresslab.data.root import resolve_data_root
 from compresslab.models.base import pad_multiple_of
 
 

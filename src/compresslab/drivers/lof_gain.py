@@ -23,11 +23,11 @@ from pathlib import Path
 
 ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
-from compresslab.data.images import resolve_data_root
+from compresslab.data.root import resolve_data_root
 from compresslab.evaluation.bdrate import bd_rate
 from compresslab.evaluation.curves import plot_curves
 from compresslab.evaluation.evaluator import list_eval_images
-from compresslab.evaluation.lof import LOFConfig
+from compresslab.evaluation.lof_config import LOFConfig
 from compresslab.evaluation.metrics import mean_rd_cost
 from compresslab.evaluation.results import evaluate_checkpoint
 from compresslab.io.zoo import is_zoo

@@ -21,7 +21,8 @@ from compressai.ops import compute_padding
 from torch import Tensor
 
 from compresslab.data.images import DataLayoutError, find_images, load_image_tensor
-from compresslab.evaluation.metrics import bpp_from_bytes, likelihood_bits, msssim_8bit, msssim_db, psnr_8bit
+from compresslab.evaluation.metrics import bpp_from_bytes, likelihood_bits, msssim_8bit, psnr_8bit
+from compresslab.evaluation.quality import msssim_db
 from compresslab.models.base import pad_multiple_of
 
 METRIC_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb", "bpp_est", "bpp_ratio", "encoding_time",

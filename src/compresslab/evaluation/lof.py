@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from torch import Tensor
 
-from compresslab.evaluation.lof_config import LOFConfig  # noqa: F401  (re-exported: compresslab.evaluation.lof.LOFConfig)
+from compresslab.evaluation.lof_config import LOFConfig
 from compresslab.evaluation.losses import RateDistortionLoss
 from compresslab.models.base import CompressLabModel, pad_multiple_of
 

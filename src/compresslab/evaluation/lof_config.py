@@ -1,5 +1,5 @@
 """LOF's settings and their defaults, without torch: the CLI builds its --lof-* flags from them, and `compresslab
---help` / `fetch` must not pay for importing torch and CompressAI (compresslab.evaluation.lof, which uses them, re-exports this)."""
+--help` / `fetch` must not pay for importing torch and CompressAI (compresslab.evaluation.lof, which uses them, imports this)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from pytorch_msssim import ms_ssim
 from torch import Tensor
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
-from compresslab.evaluation.quality import QUALITY_METRICS, msssim_db, with_derived_metrics  # noqa: F401  (torch-free)
 
 DISTORTIONS = ("mse", "msssim")
 MSE_SCALE = 255**2  # CompressAI: lambda multiplies the MSE of 0-255 pixels; images are held in [0, 1]

@@ -1,6 +1,6 @@
 """Quality metrics derived from a results file (MS-SSIM in dB from MS-SSIM): no torch, so that reading and
 summarising rd.json files (a sweep's summary in its submitting process, ``compresslab rd``) stays light. The metrics
-computed from images are in ``metrics`` (which re-exports these)."""
+computed from images are in ``metrics``."""
 
 from __future__ import annotations
 
