@@ -1,7 +1,10 @@
 """Decode time and sequential step count vs image size: MSP profiles vs CompressAI's serial and checkerboard context
 models, same machine, same process, entropy coding included.
 
-    python -m compresslab.drivers.decode_speed [--sizes 512x768 1024x1536 1024x2048] [--threads 2] [--repeats 1]
+    python -m compresslab.drivers.decode_speed [--sizes 512x768 1024x1536 1024x2048] [--threads 2] [--repeats 1] \
+        [--out benchmarks/results/<name>.txt]
+
+--out writes the table with its command, machine, commit and wall time above it (the file a report reads).
 
 Weights are untrained (random initialisation, N=M=192 for all models), which is fine for timing: the work per step
 does not depend on the weights, only the bitrate (and so the rANS share) does. Images are Kodak kodim23 resized to
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -74,7 +79,15 @@ def main() -> None:
     ap.add_argument("--profiles", nargs="+", default=["fast", "normal", "extra"], help="MSP profiles to time")
     ap.add_argument("--scales", type=int, default=None, help="MSP scales S (the RD recipes' MSP-fast: 2)")
     ap.add_argument("--transform", default=None, help="MSP transforms (gdn: the hyperprior's, as the RD recipes)")
+    ap.add_argument("--out", help="also write the table (with command, machine, commit, wall time) to this file")
     a = ap.parse_args()
+    started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.monotonic()
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     msp = {k: v for k, v in (("scales", a.scales), ("transform", a.transform)) if v is not None}
@@ -85,12 +98,12 @@ def main() -> None:
     }
     for m in candidates.values():
         m.eval().update(force=True)
-    print(f"# decode seconds (best of {a.repeats}), torch {torch.__version__}, {a.threads} threads, "
+    emit(f"# decode seconds (best of {a.repeats}), torch {torch.__version__}, {a.threads} threads, "
           f"{os.cpu_count()} CPUs, untrained weights N={a.N} M={a.M} (checkerboard M=N)"
           + (f", MSP {msp}" if msp else ""))
-    print("| image | model | sequential steps | decode s | x faster than mbt2018 | x vs checkerboard | latent s "
+    emit("| image | model | sequential steps | decode s | x faster than mbt2018 | x vs checkerboard | latent s "
           "| latent x faster than mbt2018 | bpp |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    emit("|---|---|---|---|---|---|---|---|---|")
     for size in a.sizes:
         h, w = map(int, size.split("x"))
         x = image(h, w)
@@ -104,8 +117,22 @@ def main() -> None:
         for name, (t, lat, bpp, steps) in rows.items():
             vs_ref = f"{ref / t:.1f}" if ref else "skipped"
             vs_lat = f"{ref_lat / lat:.1f}" if ref and lat > 0 else "n/a"
-            print(f"| {h}x{w} | {name} | {steps} | {t:.2f} | {vs_ref} | {cb / t:.2f} | {lat:.2f} | {vs_lat} "
-                  f"| {bpp:.3f} |", flush=True)
+            emit(f"| {h}x{w} | {name} | {steps} | {t:.2f} | {vs_ref} | {cb / t:.2f} | {lat:.2f} | {vs_lat} "
+                 f"| {bpp:.3f} |")
+
+    if a.out:
+        from compresslab.provenance import command_record
+
+        rec = command_record(["python", "-m", "compresslab.drivers.decode_speed", *sys.argv[1:]], started,
+                             time.monotonic() - t0)
+        m = rec["machine"]
+        commit = (rec["commit"] or "unknown")[:10] + (" (dirty tree)" if rec["dirty"] else "")
+        head = [f"# command: {' '.join(rec['command'])}",
+                f"# machine: {m['cpu']}, {os.cpu_count()} CPUs, GPU {m['gpu'] or 'none'}; python {m['python']}, "
+                f"torch {m['torch']}, compressai {m['compressai']}; commit {commit}; started {rec['started_utc']}, "
+                f"wall {rec['wall_s']} s"]
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text("\n".join(head + lines) + "\n")
 
 
 if __name__ == "__main__":
