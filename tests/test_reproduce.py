@@ -121,7 +121,10 @@ def test_ulhaq2024_zoo_profile_downloads_its_bases_and_runs_end_to_end_then_resu
     curves = {row["curve"] for row in rp.read_md_table(out / "rd_table.md")}
     # one image: no leave-one-out control (it needs >= 2), the driver says so and the curve is absent
     assert curves == {"factorized", "adaptive", "adaptive-ideal", "static (2 train crops)"}
-    assert "| 0.0018 |" in (out / "per_lambda.md").read_text()
+    per = rp.read_md_table(out / "per_lambda.md")
+    assert per[0]["lambda"] == "0.0018" and per[0]["static (2 train crops) bpp"] != "n/a"  # one column pair per control
+    assert per[0]["adaptive vs static (2 train crops)"].endswith(" %") and per[-1]["lambda"] == "mean"
+    assert per[-1]["adaptive vs base"].endswith(" %") and per[-1]["ideal vs base"].endswith(" %")
     assert "BD-rate, adaptive vs its frozen base" in (tmp_path / "report" / "report.md").read_text()
     stamp = (work / "adaptive" / "lambda0.0018" / "rd.json").stat().st_mtime_ns
     files.files.clear()  # cached: nothing more is downloaded
