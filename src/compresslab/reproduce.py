@@ -151,14 +151,15 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
               f"- Scale: {cfg['scale']}.",
               "- Design choices that are ours are tagged in the code and listed in the README's model section "
               "(Provenance).",
-              f"- Full tables: `{cfg['results']}/` (README there: command, machine, wall time, commit)."]
+              f"- Full tables: `{cfg['results']}/` (README there: command, machine and commit of its runs, and their "
+              "wall time where a committed file records it)."]
     if log:
         lines += ["", "## Steps", "", *[f"- {entry}" for entry in log]]
     commit = (git["commit"] or "unknown")[:10] + (" (dirty tree: uncommitted changes)" if git["dirty"] else "")
     lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}` "
               f"on {cpu_model()} at commit {commit}"
               + (f", steps {_duration(wall_s)} wall time in all" if wall_s is not None else ", no step run (results reused)")
-              + "; each table it reads names the command, machine, wall time and commit of its own runs."]
+              + "; the folders it reads give their own runs' provenance."]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     if log_wandb:
