@@ -69,3 +69,10 @@ def test_selectors_aggregates_ratios_and_refusals(tmp_path):
         value_of(tmp_path, "per_lambda.md :: max:rows.change :: {}")
     with pytest.raises(RenderError, match="source missing.json does not exist"):
         value_of(tmp_path, "missing.json :: rows :: {}")
+
+
+def test_a_papers_published_value_renders_from_its_yaml(tmp_path):
+    (tmp_path / "paper.yaml").write_text("published:\n  - {quantity: gain, value: -7.10}\n")
+    assert value_of(tmp_path, "paper.yaml :: published[quantity=gain].value :: {:+.2f} %") == "\u22127.10 %"
+    with pytest.raises(RenderError, match="matches 0 elements"):
+        value_of(tmp_path, "paper.yaml :: published[quantity=nosuch].value :: {}")

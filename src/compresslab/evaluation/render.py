@@ -5,8 +5,9 @@ two HTML comments (invisible when rendered) that name its source::
 
     factorized: <!--v experiments/rd_cpu_proxy/summary.json :: rows[curve=factorized].bd_rate_vs_kodak/vtm :: {:+.1f} % -->+297.5 %<!--/v-->
 
-- the source: a JSON file (rd.json, summary.json, per_lambda.json ...), a CSV file or a generated Markdown table
-  (its first table; rows as ``rows``), relative to the repository root;
+- the source: a JSON file (rd.json, summary.json, per_lambda.json ...), a CSV file, a generated Markdown table
+  (its first table; rows as ``rows``) or a YAML file (a paper's published values in conf/reproduce/<paper>.yaml),
+  relative to the repository root;
 - the selector: keys separated by ``.`` (a number picks a list element by position); ``name[key=value]`` picks the one list element whose ``key`` equals
   ``value`` (compared as text, and as numbers when both parse); a selector may end in a list when it starts with an
   aggregate, ``sum:`` ``mean:`` ``min:`` ``max:`` ``count:``; selectors combine with `` + - * / `` and parentheses
@@ -74,6 +75,10 @@ def _load(root: Path, source: str, cache: dict[str, Any]) -> Any:
             raise RenderError(f"source {source} does not exist")
         if path.suffix == ".md":  # a generated table (per_lambda.md, rd_table.md): its first table's rows
             cache[source] = {"rows": read_md_table(path)}
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml  # PyYAML comes with omegaconf
+
+            cache[source] = yaml.safe_load(path.read_text())
         elif path.suffix == ".csv":
             with path.open(newline="") as f:
                 cache[source] = {"rows": [dict(r) for r in csv.DictReader(f)]}
