@@ -87,10 +87,14 @@ def zoo_bases(prefix: str, qualities: list[dict], work: Path, max_images: int | 
     return root
 
 
-def runs_by_lambda(sweep_dir: Path) -> dict[float, Path]:
+def runs_by_lambda(sweep_dir: Path, model: str | None = None) -> dict[float, Path]:
+    """λ -> run folder of every rd.json under ``sweep_dir``; ``model``: only that model's (a published folder such as
+    experiments/rd_cpu_ctx/runs holds several)."""
     out = {}
     for rd in sweep_dir.glob("*/rd.json"):
-        out[float(RDResult.read(rd).meta.lmbda)] = rd.parent
+        meta = RDResult.read(rd).meta
+        if model is None or meta.model.get("name") == model:
+            out[float(meta.lmbda)] = rd.parent
     return out
 
 
@@ -175,7 +179,8 @@ def main() -> None:
     ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu_proxy")
     ap.add_argument("--work", default=None, help="where runs go (default outputs/adaptive_<profile>)")
     ap.add_argument("--base-sweep", help="reuse a factorized sweep directory")
-    ap.add_argument("--hyperprior-sweep", help="reuse a hyperprior sweep directory")
+    ap.add_argument("--hyperprior-sweep", help="the hyperprior curve for context: a sweep or a published runs folder "
+                    "(its hyperprior runs are used); default: train it on the rd_cpu_proxy recipe")
     ap.add_argument("--out", default=None, help="tables and plot (default experiments/adaptive/<profile>)")
     ap.add_argument("--method", default="akima")
     ap.add_argument("--stage2-overrides", nargs="*", default=[], help="extra Hydra overrides for stage 2")
@@ -228,12 +233,12 @@ def main() -> None:
     static = runs_by_lambda(static_dir) if static_dir else {}
     loo = runs_by_lambda(Path(a.static_loo_dir)) if a.static_loo_dir else {}
     controls = {name: runs for name, runs in ((control_label(static), static), (control_label(loo), loo)) if runs}
+    hyper_runs = runs_by_lambda(hyper_dir, "hyperprior") if hyper_dir else {}
     runs = [str(p) for p in bases.values()] + [str(p) for p in stage2.values()] + \
-        ([str(hyper_dir)] if hyper_dir else []) + [str(p) for c in controls.values() for p in c.values()]
+        [str(p) for p in hyper_runs.values()] + [str(p) for c in controls.values() for p in c.values()]
     # pairwise columns: every curve vs the base, and vs each static control (the adaptive claim's references)
     summarize_runs(runs, out_dir=out, anchor="kodak/vtm", method=a.method, reference=["factorized", *controls])
     side_info_table(stage2, out)
-    hyper_runs = runs_by_lambda(hyper_dir) if hyper_dir else {}
     hyper_ckpts = [r / "checkpoints" / "last.ckpt" for r in hyper_runs.values()]
     hyper_ckpts = [c for c in hyper_ckpts if c.exists()]  # a reused sweep may hold results only
     complexity_table(next(iter(stage2.values())) / "checkpoints" / "last.ckpt",
