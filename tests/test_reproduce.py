@@ -121,6 +121,11 @@ def test_ulhaq2024_zoo_profile_downloads_its_bases_and_runs_end_to_end_then_resu
     curves = {row["curve"] for row in rp.read_md_table(out / "rd_table.md")}
     # one image: no leave-one-out control (it needs >= 2), the driver says so and the curve is absent
     assert curves == {"factorized", "adaptive", "adaptive-ideal", "static (2 train crops)"}
+    point = out / "runs" / "adaptive-lambda0.0035"  # every point of the summary, with the run's provenance
+    assert json.loads((point / "rd.json").read_text())["meta"]["run_dir"] == "outputs/adaptive_zoo/adaptive/lambda0.0035"
+    assert {"config.yaml", "git.json", "git.diff", "done.json"} <= {f.name for f in point.iterdir()}
+    assert (out / "runs" / "static-2-train-crops-lambda0.0018" / "rd.json").is_file()
+    assert (out / "runs" / "adaptive-ideal-lambda0.0018" / "rd.json").is_file()
     per = rp.read_md_table(out / "per_lambda.md")
     assert per[0]["lambda"] == "0.0018" and per[0]["static (2 train crops) bpp"] != "n/a"  # one column pair per control
     assert per[0]["adaptive vs static (2 train crops)"].endswith(" %") and per[-1]["lambda"] == "mean"

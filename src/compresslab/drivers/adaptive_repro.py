@@ -238,6 +238,8 @@ def main() -> None:
         [str(p) for p in hyper_runs.values()] + [str(p) for c in controls.values() for p in c.values()]
     # pairwise columns: every curve vs the base, and vs each static control (the adaptive claim's references)
     summarize_runs(runs, out_dir=out, anchor="kodak/vtm", method=a.method, reference=["factorized", *controls])
+    ideal = {k: v / "ideal" for k, v in stage2.items()}
+    publish_runs(out, {"factorized": bases, "adaptive": stage2, "adaptive-ideal": ideal, **controls})
     side_info_table(stage2, out)
     hyper_ckpts = [r / "checkpoints" / "last.ckpt" for r in hyper_runs.values()]
     hyper_ckpts = [c for c in hyper_ckpts if c.exists()]  # a reused sweep may hold results only
@@ -291,6 +293,24 @@ def main() -> None:
     (out / "per_lambda.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
     print(f"\nwrote {out}: rd.png, rd_table.md/csv, per_lambda.md, side_info_bits.csv, complexity.md, summary.json")
+
+
+def publish_runs(out: Path, curves: dict[str, dict[float, Path]]) -> None:
+    """Every point of the summary into <out>/runs/<curve>-lambda<λ>/: its rd.json (run_dir relative) and, for a
+    trained run, its config.yaml, git.json, git.diff and done.json (steps, wall time), so the committed folder says
+    what produced each number."""
+    import re
+
+    from compresslab.drivers.pipeline import copy_provenance, rel
+
+    for label, runs in curves.items():
+        name = re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-")
+        for lmbda, run in sorted(runs.items()):
+            rd = RDResult.read(run / "rd.json")
+            rd.meta.run_dir = rel(run)
+            target = out / "runs" / f"{name}-lambda{lmbda}"
+            rd.write(target / "rd.json")
+            copy_provenance(run, target)
 
 
 def control_label(runs: dict[float, Path]) -> str:
