@@ -108,7 +108,9 @@ def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_proven
         for src in sorted((repo / "experiments/rd_cpu_proxy/runs").glob(f"{model}-lambda*/rd.json")):
             run = work / model / "sweep" / src.parent.name
             run.mkdir(parents=True)
-            (run / "rd.json").write_text(src.read_text())
+            doc = json.loads(src.read_text())
+            doc["meta"]["image_source"] = str(tmp_path / "data" / "kodak")  # as the training callback writes it
+            (run / "rd.json").write_text(json.dumps(doc))
             (run / "config.yaml").write_text(f"run_dir: {run}\ndata_root: {tmp_path / 'data'}\n")
             (run / "git.json").write_text(json.dumps({"commit": "abc", "dirty": True}))
             (run / "git.diff").write_text("diff --git a/x b/x\n")
@@ -137,6 +139,7 @@ def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_proven
     assert str(tmp_path) not in cfg and "run_dir: work/factorized/sweep/" in cfg and "${COMPRESSLAB_DATA}" in cfg
     assert json.loads((point / "git.json").read_text())["dirty"] is True
     assert (point / "git.diff").read_text().startswith("diff --git")
+    assert json.loads((point / "rd.json").read_text())["meta"]["image_source"] == "${COMPRESSLAB_DATA}/kodak"
     done = json.loads((point / "done.json").read_text())  # steps and wall time, for the folder's README
     warm = out / "runs" / "factorized-pretrain"
     assert json.loads((warm / "done.json").read_text())["wall_s"] == 1020.0 and not (warm / "rd.json").exists()

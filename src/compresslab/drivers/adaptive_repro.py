@@ -301,13 +301,12 @@ def publish_runs(out: Path, curves: dict[str, dict[float, Path]]) -> None:
     what produced each number."""
     import re
 
-    from compresslab.drivers.pipeline import copy_provenance, rel
+    from compresslab.drivers.pipeline import copy_provenance, publishable
 
     for label, runs in curves.items():
         name = re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-")
         for lmbda, run in sorted(runs.items()):
-            rd = RDResult.read(run / "rd.json")
-            rd.meta.run_dir = rel(run)
+            rd = publishable(RDResult.read(run / "rd.json"), run)
             target = out / "runs" / f"{name}-lambda{lmbda}"
             rd.write(target / "rd.json")
             copy_provenance(run, target)

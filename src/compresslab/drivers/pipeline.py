@@ -240,8 +240,7 @@ def published_runs(recipe: Recipe, models: list[str]) -> list[Path]:
         for f in files:
             if not f.is_file():
                 continue
-            rd = RDResult.read(f)
-            rd.meta.run_dir = rel(f.parent)
+            rd = publishable(RDResult.read(f), f.parent)
             target = recipe.out / "runs" / f"{rd.meta.model.get('name')}-lambda{rd.meta.lmbda}" / "rd.json"
             rd.write(target)
             copy_provenance(f.parent, target.parent)
@@ -279,22 +278,33 @@ def published_stage_provenance(recipe: Recipe, models: list[str]) -> list[Path]:
 PROVENANCE_FILES = ("config.yaml", "git.json", "git.diff", "done.json")  # done.json: steps, wall time
 
 
-def copy_provenance(run: Path, target: Path) -> None:
-    """The run's resolved config and git state beside its published rd.json (small text), so a committed result
-    folder says what produced each point. Machine paths become relative to the checkout (or ``$COMPRESSLAB_DATA``),
-    as in rd.json: committed files name no machine's folders."""
+def portable(text: str) -> str:
+    """Machine paths made relative to the checkout (or ``${COMPRESSLAB_DATA}``): committed files name no machine's
+    folders."""
     roots = [(str(Path.cwd()) + "/", "")]
     data = os.environ.get("COMPRESSLAB_DATA")
     if data:
         roots.insert(0, (str(Path(data).resolve()), "${COMPRESSLAB_DATA}"))
+    for root, repl in roots:
+        text = text.replace(root, repl)
+    return text
+
+
+def publishable(rd, run: Path):
+    """A run's RDResult as a committed folder keeps it: run_dir and image folder without machine paths."""
+    rd.meta.run_dir = rel(run)
+    if rd.meta.image_source:
+        rd.meta.image_source = portable(str(rd.meta.image_source))
+    return rd
+
+
+def copy_provenance(run: Path, target: Path) -> None:
+    """The run's resolved config and git state beside its published rd.json (small text), so a committed result
+    folder says what produced each point (paths made portable, as in rd.json)."""
     for name in PROVENANCE_FILES:
         src = run / name
-        if not src.is_file():
-            continue
-        text = src.read_text(errors="replace")
-        for root, repl in roots:
-            text = text.replace(root, repl)
-        (target / name).write_text(text)
+        if src.is_file():
+            (target / name).write_text(portable(src.read_text(errors="replace")))
 
 
 def publish(recipe: Recipe, models: list[str], dry: bool = False) -> list[str]:
