@@ -141,6 +141,9 @@ def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_proven
     assert (point / "git.diff").read_text().startswith("diff --git")
     assert json.loads((point / "rd.json").read_text())["meta"]["image_source"] == "${COMPRESSLAB_DATA}/kodak"
     done = json.loads((point / "done.json").read_text())  # steps and wall time, for the folder's README
+    index = {row["run"]: row for row in json.loads((out / "runs" / "index.json").read_text())["runs"]}
+    assert index["factorized-lambda0.013"]["wall_s"] == 412.5 and index["factorized-lambda0.013"]["curve"] == "factorized"
+    assert index["factorized-pretrain"]["global_step"] == 14000 and index["factorized-pretrain"]["commit"] == "def"
     warm = out / "runs" / "factorized-pretrain"
     assert json.loads((warm / "done.json").read_text())["wall_s"] == 1020.0 and not (warm / "rd.json").exists()
     assert json.loads((warm / "git.json").read_text())["commit"] == "def"

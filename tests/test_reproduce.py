@@ -126,6 +126,8 @@ def test_ulhaq2024_zoo_profile_downloads_its_bases_and_runs_end_to_end_then_resu
     assert {"config.yaml", "git.json", "git.diff", "done.json"} <= {f.name for f in point.iterdir()}
     assert (out / "runs" / "static-2-train-crops-lambda0.0018" / "rd.json").is_file()
     assert (out / "runs" / "adaptive-ideal-lambda0.0018" / "rd.json").is_file()
+    index = [r for r in json.loads((out / "runs" / "index.json").read_text())["runs"] if r["curve"] == "adaptive"]
+    assert len(index) == 2 and all(r["wall_s"] > 0 and r["global_step"] == 2 for r in index)
     per = rp.read_md_table(out / "per_lambda.md")
     assert per[0]["lambda"] == "0.0018" and per[0]["static (2 train crops) bpp"] != "n/a"  # one column pair per control
     assert per[0]["adaptive vs static (2 train crops)"].endswith(" %") and per[-1]["lambda"] == "mean"

@@ -301,7 +301,7 @@ def publish_runs(out: Path, curves: dict[str, dict[float, Path]]) -> None:
     what produced each number."""
     import re
 
-    from compresslab.drivers.pipeline import copy_provenance, publishable
+    from compresslab.drivers.pipeline import copy_provenance, publishable, write_run_index
 
     for label, runs in curves.items():
         name = re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-")
@@ -310,6 +310,7 @@ def publish_runs(out: Path, curves: dict[str, dict[float, Path]]) -> None:
             target = out / "runs" / f"{name}-lambda{lmbda}"
             rd.write(target / "rd.json")
             copy_provenance(run, target)
+    write_run_index(out / "runs")
 
 
 def control_label(runs: dict[float, Path]) -> str:

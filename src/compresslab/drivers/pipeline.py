@@ -307,10 +307,32 @@ def copy_provenance(run: Path, target: Path) -> None:
             (target / name).write_text(portable(src.read_text(errors="replace")))
 
 
+def write_run_index(runs_dir: Path) -> Path:
+    """<runs_dir>/index.json: one row per published run folder (curve, λ, steps, wall time, start, commit, dirty),
+    from its rd.json, done.json and git.json: the source a README's steps and wall times render from."""
+    rows = []
+    for d in sorted(p for p in runs_dir.glob("*") if p.is_dir()):
+        def read(name: str) -> dict:
+            try:
+                return json.loads((d / name).read_text())
+            except (OSError, ValueError):
+                return {}
+        rd, done, git = read("rd.json"), read("done.json"), read("git.json")
+        meta = rd.get("meta") or {}
+        rows.append({"run": d.name, "curve": rd.get("name"), "lambda": meta.get("lambda", done.get("lambda")),
+                     "global_step": done.get("global_step", meta.get("step")), "wall_s": done.get("wall_s"),
+                     "started_utc": done.get("started_utc"), "commit": git.get("commit", meta.get("commit")),
+                     "dirty": git.get("dirty", meta.get("dirty"))})
+    out = runs_dir / "index.json"
+    out.write_text(json.dumps({"runs": rows}, indent=2))
+    return out
+
+
 def publish(recipe: Recipe, models: list[str], dry: bool = False) -> list[str]:
     runs = [] if dry else published_runs(recipe, models)
     if not dry:
         published_stage_provenance(recipe, models)
+        write_run_index(recipe.out / "runs")
     if not dry and not runs:
         raise ConfigError(f"nothing to publish: no finished run of stage {recipe.publish.get('stage')} under "
                           f"{recipe.work} (run the stages first, or point --work at their folders)")
