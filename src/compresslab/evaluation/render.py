@@ -6,7 +6,7 @@ two HTML comments (invisible when rendered) that name its source::
     factorized: <!--v experiments/rd_cpu_proxy/summary.json :: rows[curve=factorized].bd_rate_vs_kodak/vtm :: {:+.1f} % -->+297.5 %<!--/v-->
 
 - the source: a JSON file (rd.json, summary.json, per_lambda.json ...), a CSV file, a generated Markdown table
-  (its first table; rows as ``rows``) or a YAML file (a paper's published values in conf/reproduce/<paper>.yaml),
+  (its first table; rows as ``rows``; a benchmark's .txt output reads the same way) or a YAML file (a paper's published values in conf/reproduce/<paper>.yaml),
   relative to the repository root;
 - the selector: keys separated by ``.`` (a number picks a list element by position); ``name[key=value]`` picks the one list element whose ``key`` equals
   ``value`` (compared as text, and as numbers when both parse); a selector may end in a list when it starts with an
@@ -17,7 +17,10 @@ two HTML comments (invisible when rendered) that name its source::
 
 ``compresslab results render`` rewrites the text between the markers from the sources; ``compresslab results check``
 renders in memory and fails, naming file, line, expected and found, when a committed number differs from what its
-source gives (CI runs it as a test), or when a source or key is missing.
+source gives (CI runs it as a test), or when a source or key is missing. It also fails on a *typed* result number
+in the hand-written result pages (README.md, experiments/**/README.md): a signed or decimal number with a unit
+(%, dB, bpp) outside markers, code and comments; recipe settings ("cosine to 5 %", "≥ 1 dB") are unsigned integers
+and pass.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ MARKER = re.compile(r"<!--v (?P<spec>.*?) -->(?P<text>.*?)<!--/v-->", re.S)
 AGGREGATES = {"sum": sum, "mean": lambda v: sum(v) / len(v), "min": min, "max": max, "count": len}
 DEFAULT_GLOBS = ("README.md", "docs/*.md", "experiments/**/README.md", "experiments/**/report.md",
                  "experiments/**/*.md")
+
+
+TYPED_GLOBS = ("README.md", "experiments/**/README.md")  # hand-written pages (generated tables are written by code)
+TYPED = re.compile(r"(?<![\w.\u2212+-])(?:[\u2212+-]\d[\d,]*(?:\.\d+)?|\d[\d,]*\.\d+)\s?(?:%|dB\b|bpp\b)")
 
 
 class RenderError(ValueError):
@@ -73,7 +80,7 @@ def _load(root: Path, source: str, cache: dict[str, Any]) -> Any:
         path = root / source
         if not path.is_file():
             raise RenderError(f"source {source} does not exist")
-        if path.suffix == ".md":  # a generated table (per_lambda.md, rd_table.md): its first table's rows
+        if path.suffix in (".md", ".txt"):  # a generated table (per_lambda.md, a benchmark's .txt): its first table
             cache[source] = {"rows": read_md_table(path)}
         elif path.suffix in (".yaml", ".yml"):
             import yaml  # PyYAML comes with omegaconf
@@ -290,4 +297,28 @@ def render(root: Path, paths: Iterable[str] = (), write: bool = True) -> tuple[l
     return files, mismatches, count
 
 
-__all__ = ["Mismatch", "RenderError", "markdown_files", "read_md_table", "render", "render_text", "select", "value_of"]
+@dataclass
+class Typed:
+    file: str
+    line: int
+    number: str
+
+    def __str__(self) -> str:
+        return (f"{self.file}:{self.line}: typed number `{self.number}`: put it between markers over the file it "
+                f"comes from, or remove it")
+
+
+def typed_numbers(text: str, where: str) -> list[Typed]:
+    """Result-like numbers typed by hand: outside markers, HTML comments, fenced and inline code."""
+    blank = lambda m: re.sub(r"[^\n]", " ", m.group(0))  # keep line numbers and columns
+    for pattern in (r"```.*?```", MARKER.pattern, r"<!--.*?-->", r"`[^`\n]*`"):
+        text = re.sub(pattern, blank, text, flags=re.S)
+    return [Typed(where, i, m.group(0)) for i, line in enumerate(text.splitlines(), 1) for m in TYPED.finditer(line)]
+
+
+def typed_in(root: Path) -> list[Typed]:
+    files = sorted({f for g in TYPED_GLOBS for f in root.glob(g) if f.is_file()})
+    return [t for f in files for t in typed_numbers(f.read_text(), str(f.relative_to(root)))]
+
+
+__all__ = ["Typed", "typed_in", "typed_numbers", "Mismatch", "RenderError", "markdown_files", "read_md_table", "render", "render_text", "select", "value_of"]
