@@ -112,7 +112,7 @@ def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_proven
             doc["meta"]["image_source"] = str(tmp_path / "data" / "kodak")  # as the training callback writes it
             (run / "rd.json").write_text(json.dumps(doc))
             (run / "config.yaml").write_text(f"run_dir: {run}\ndata_root: {tmp_path / 'data'}\n")
-            (run / "git.json").write_text(json.dumps({"commit": "abc", "dirty": True}))
+            (run / "git.json").write_text(json.dumps({"tree": str(tmp_path), "commit": "abc", "dirty": True}))
             (run / "git.diff").write_text("diff --git a/x b/x\n")
             (run / "done.json").write_text(json.dumps({"global_step": 3000, "wall_s": 412.5,
                                                        "last_ckpt": f"{run}/checkpoints/last.ckpt"}))
@@ -137,7 +137,7 @@ def test_publishing_one_queue_keeps_the_other_curves_and_copies_each_runs_proven
     point = out / "runs" / "factorized-lambda0.013"
     cfg = (point / "config.yaml").read_text()
     assert str(tmp_path) not in cfg and "run_dir: work/factorized/sweep/" in cfg and "${COMPRESSLAB_DATA}" in cfg
-    assert json.loads((point / "git.json").read_text())["dirty"] is True
+    assert json.loads((point / "git.json").read_text()) == {"tree": ".", "commit": "abc", "dirty": True}
     assert (point / "git.diff").read_text().startswith("diff --git")
     assert json.loads((point / "rd.json").read_text())["meta"]["image_source"] == "${COMPRESSLAB_DATA}/kodak"
     done = json.loads((point / "done.json").read_text())  # steps and wall time, for the folder's README

@@ -210,3 +210,13 @@ def test_report_embeds_the_papers_other_figures_and_logs_to_wandb_offline(fake_p
 
     data = json.loads(open(tables[0]).read())["data"]
     assert ["gain", "-5.0", "-4.25", "Table 1"] in data
+
+
+def test_a_report_calls_the_tree_dirty_only_for_changes_outside_the_results_it_wrote():
+    c = "0123456789abcdef"
+    assert rp.commit_state({"commit": c, "status": ""}) == "0123456789"
+    results = " M experiments/rd_cpu_proxy/summary.json\n?? experiments/adaptive/cpu_bases/runs/\n"
+    assert rp.commit_state({"commit": c, "status": results}) == "0123456789 (its results in experiments/ not yet committed)"
+    code = results + " M src/compresslab/reproduce.py\n"
+    assert rp.commit_state({"commit": c, "status": code}) == \
+        "0123456789 (dirty tree: uncommitted changes to src/compresslab/reproduce.py)"

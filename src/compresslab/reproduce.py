@@ -102,6 +102,17 @@ def _missing_results(paper: str, profile: str, report_only: bool, steps_ran: boo
     return f"{table} is missing; run `compresslab reproduce {paper} --profile {profile} --rerun`"
 
 
+def commit_state(git: dict) -> str:
+    """The commit a report was written at, and whether the code differed from it. The steps write their results into
+    experiments/ before the report: those changes are the results, not a change to the code that produced them."""
+    changed = [line[3:].strip('"') for line in (git.get("status") or "").splitlines() if line[3:]]
+    code = [p for p in changed if not p.startswith("experiments/")]
+    more = " …" if len(code) > 3 else ""
+    return (git.get("commit") or "unknown")[:10] + (
+        f" (dirty tree: uncommitted changes to {', '.join(code[:3])}{more})" if code
+        else " (its results in experiments/ not yet committed)" if changed else "")
+
+
 def write_report(paper: str, profile: str, out: Path, log: list[str] | None = None, log_wandb: bool = False,
                  report_only: bool = True, wall_s: float | None = None) -> Path:
     from compresslab.provenance import cpu_model, git_state  # imported only when a report is written
@@ -155,7 +166,7 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
               "wall time where a committed file records it)."]
     if log:
         lines += ["", "## Steps", "", *[f"- {entry}" for entry in log]]
-    commit = (git["commit"] or "unknown")[:10] + (" (dirty tree: uncommitted changes)" if git["dirty"] else "")
+    commit = commit_state(git)
     lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}` "
               f"on {cpu_model()} at commit {commit}"
               + (f", steps {_duration(wall_s)} wall time in all" if wall_s is not None else ", no step run (results reused)")

@@ -281,7 +281,7 @@ PROVENANCE_FILES = ("config.yaml", "git.json", "git.diff", "done.json")  # done.
 def portable(text: str) -> str:
     """Machine paths made relative to the checkout (or ``${COMPRESSLAB_DATA}``): committed files name no machine's
     folders."""
-    roots = [(str(Path.cwd()) + "/", "")]
+    roots = [(str(Path.cwd()) + "/", ""), (f'"{Path.cwd()}"', '"."')]  # a path inside, the checkout itself
     data = os.environ.get("COMPRESSLAB_DATA")
     if data:
         roots.insert(0, (str(Path(data).resolve()), "${COMPRESSLAB_DATA}"))
