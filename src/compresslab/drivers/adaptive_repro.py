@@ -127,8 +127,9 @@ def macs_and_params(module: torch.nn.Module, x: torch.Tensor) -> tuple[float, in
     return fc.get_total_flops() / 2, sum(p.numel() for p in module.parameters())
 
 
-def complexity_table(adaptive_ckpt: Path, hyper_ckpt: Path | None, out: Path) -> list[dict]:
-    """Params and MACs/pixel for a 768x512 image (latent 48x32), counted with torch.utils.flop_counter."""
+def complexity_table(adaptive_ckpt: Path, hyper_model: dict | None, out: Path) -> list[dict]:
+    """Params and MACs/pixel for a 768x512 image (latent 48x32), counted with torch.utils.flop_counter;
+    ``hyper_model``: the context hyperprior's {name, N, M} (from its rd.json: the count needs no weights)."""
     pixels = 768 * 512
     rows = []
     model, _ = build_model_from_checkpoint(adaptive_ckpt, update=False)
@@ -140,9 +141,9 @@ def complexity_table(adaptive_ckpt: Path, hyper_ckpt: Path | None, out: Path) ->
                      "MACs/pixel": macs / pixels})
     configs = [("hyperprior (128,192)", {"name": "hyperprior", "N": 128, "M": 192}),
                ("hyperprior (192,320)", {"name": "hyperprior", "N": 192, "M": 320})]
-    if hyper_ckpt:
-        _, meta = build_model_from_checkpoint(hyper_ckpt, update=False)
-        configs.insert(0, (f"hyperprior ({meta['model']['N']},{meta['model']['M']}) [proxy]", meta["model"]))
+    if hyper_model:
+        configs.insert(0, (f"hyperprior ({hyper_model['N']},{hyper_model['M']}) [proxy]",
+                           {"name": "hyperprior", "N": int(hyper_model["N"]), "M": int(hyper_model["M"])}))
     for label, cfg in configs:
         hp = models.build(cfg).eval()
         y = torch.rand(1, cfg["M"], 32, 48)
@@ -241,10 +242,8 @@ def main() -> None:
     ideal = {k: v / "ideal" for k, v in stage2.items()}
     publish_runs(out, {"factorized": bases, "adaptive": stage2, "adaptive-ideal": ideal, **controls})
     side_info_table(stage2, out)
-    hyper_ckpts = [r / "checkpoints" / "last.ckpt" for r in hyper_runs.values()]
-    hyper_ckpts = [c for c in hyper_ckpts if c.exists()]  # a reused sweep may hold results only
-    complexity_table(next(iter(stage2.values())) / "checkpoints" / "last.ckpt",
-                     hyper_ckpts[0] if hyper_ckpts else None, out)
+    hyper_model = RDResult.read(next(iter(hyper_runs.values())) / "rd.json").meta.model if hyper_runs else None
+    complexity_table(next(iter(stage2.values())) / "checkpoints" / "last.ckpt", hyper_model, out)
     # per-lambda rate change of adaptive and ideal vs the base at (identical) PSNR
     # one bpp column and one rate-change column per static control (the training-crop fit, the leave-one-out fit)
     names = list(controls) or ["static"]
