@@ -76,3 +76,20 @@ def test_a_papers_published_value_renders_from_its_yaml(tmp_path):
     assert value_of(tmp_path, "paper.yaml :: published[quantity=gain].value :: {:+.2f} %") == "\u22127.10 %"
     with pytest.raises(RenderError, match="matches 0 elements"):
         value_of(tmp_path, "paper.yaml :: published[quantity=nosuch].value :: {}")
+
+
+def test_a_result_number_typed_by_hand_in_a_result_page_fails_the_check(tmp_path, capsys):
+    from compresslab.evaluation.render import typed_numbers
+
+    text = ("# Study\n\nAdam 5e-4, cosine to 5 %, a band of ≥ 1 dB.\n"          # recipe settings: unsigned integers
+            "Adaptive saves <!--v s.json :: a :: {:+.2f} % -->−7.70 %<!--/v--> (`−9.9 %` in code, <!-- +1.0 % -->)\n"
+            "```\nexample output: +12.5 %\n```\n"
+            "| ideal | −11.14 % | 25.40 dB | 0.148 bpp |\n")
+    found = typed_numbers(text, "x.md")
+    assert [(t.line, t.number) for t in found] == [(8, "−11.14 %"), (8, "25.40 dB"), (8, "0.148 bpp")]
+    (tmp_path / "experiments" / "study").mkdir(parents=True)
+    (tmp_path / "s.json").write_text('{"a": -7.7}')
+    (tmp_path / "experiments" / "study" / "README.md").write_text(text)
+    assert main(["results", "check", "--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "experiments/study/README.md:8: typed number `−11.14 %`: put it between markers" in err

@@ -277,17 +277,19 @@ def cmd_pipeline(args) -> int:
 
 def cmd_results(args) -> int:
     """render: rewrite every marked number from its source; check: fail when a committed number differs."""
-    from compresslab.evaluation.render import render
+    from compresslab.evaluation.render import render, typed_in
 
     root = Path(args.root).resolve()
     files, bad, count = render(root, args.paths, write=args.action == "render")
     if args.action == "check":
-        for m in bad:
+        typed = [] if args.paths else typed_in(root)
+        for m in [*bad, *typed]:
             print(m, file=sys.stderr)
         print(f"{count} generated numbers in {len(files)} files: "
               + ("all match their sources" if not bad else f"{len(bad)} differ from their sources "
-                 f"(compresslab results render rewrites them)"))
-        return 1 if bad else 0
+                 f"(compresslab results render rewrites them)")
+              + (f"; {len(typed)} typed by hand in the result pages" if typed else ""))
+        return 1 if bad or typed else 0
     print(f"rendered {count} numbers in {len(files)} files ({len(bad)} changed)")
     for m in bad:
         print(f"  {m.file}:{m.line}: {m.found} -> {m.expected}")
