@@ -49,6 +49,9 @@ def test_steps_run_once_then_are_skipped_and_the_report_compares(fake_paper, tmp
     assert (fake_paper / "count.txt").read_text() == "1"  # results present: the steps are not rerun
     assert "skipped (results present" in report.read_text()
     assert "no step run (results reused)" in report.read_text()
+    # the producing run's step times survive a report written without running steps (steps.json beside it)
+    assert re.search(r"## Steps of the run that produced these results \(.*\d+ s in all", report.read_text())
+    assert re.search(r"- ran \(\d+ s\): .*step\.py", report.read_text())
     rp.reproduce("toy2025", "cpu_proxy", out=str(tmp_path / "rep"), rerun=True)
     assert (fake_paper / "count.txt").read_text() == "2"
 

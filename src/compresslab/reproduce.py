@@ -4,6 +4,7 @@ conf/reproduce/<paper>.yaml; the steps are the experiment drivers, so this modul
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -166,6 +167,16 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
               "wall time where a committed file records it)."]
     if log:
         lines += ["", "## Steps", "", *[f"- {entry}" for entry in log]]
+    ran = any(e.startswith("ran") for e in log or [])
+    if wall_s is not None and ran:  # the run that produced the results: kept for a later --report-only / reuse
+        (out / "steps.json").write_text(json.dumps({
+            "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit_state(git),
+            "wall_s": round(wall_s, 1), "steps": [e for e in log if e.startswith("ran")]}, indent=2))
+    elif (out / "steps.json").is_file():
+        prev = json.loads((out / "steps.json").read_text())
+        lines += ["", f"## Steps of the run that produced these results ({prev['written_utc']}, commit "
+                      f"{prev['commit']}, {_duration(prev['wall_s'])} in all; `steps.json`)", "",
+                  *[f"- {entry}" for entry in prev["steps"]]]
     commit = commit_state(git)
     lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}` "
               f"on {cpu_model()} at commit {commit}"
