@@ -167,8 +167,7 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
               "wall time where a committed file records it)."]
     if log:
         lines += ["", "## Steps", "", *[f"- {entry}" for entry in log]]
-    ran = any(e.startswith("ran") for e in log or [])
-    if wall_s is not None and ran:  # the run that produced the results: kept for a later --report-only / reuse
+    if wall_s is not None:  # steps ran (reproduce passes None otherwise): kept for a later --report-only / reuse
         (out / "steps.json").write_text(json.dumps({
             "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit_state(git),
             "wall_s": round(wall_s, 1), "steps": [e for e in log if e.startswith("ran")]}, indent=2))

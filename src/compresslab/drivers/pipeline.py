@@ -310,14 +310,15 @@ def copy_provenance(run: Path, target: Path) -> None:
 def write_run_index(runs_dir: Path) -> Path:
     """<runs_dir>/index.json: one row per published run folder (curve, λ, steps, wall time, start, commit, dirty),
     from its rd.json, done.json and git.json: the source a README's steps and wall times render from."""
+    def read(path: Path) -> dict:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
     rows = []
     for d in sorted(p for p in runs_dir.glob("*") if p.is_dir()):
-        def read(name: str) -> dict:
-            try:
-                return json.loads((d / name).read_text())
-            except (OSError, ValueError):
-                return {}
-        rd, done, git = read("rd.json"), read("done.json"), read("git.json")
+        rd, done, git = read(d / "rd.json"), read(d / "done.json"), read(d / "git.json")
         meta = rd.get("meta") or {}
         rows.append({"run": d.name, "curve": rd.get("name"), "lambda": meta.get("lambda", done.get("lambda")),
                      "global_step": done.get("global_step", meta.get("step")), "wall_s": done.get("wall_s"),
