@@ -61,3 +61,18 @@ def test_bd_rate_cli_with_no_data_folder_prints_the_golden_number(tmp_path):
     raw = bd.bd_rate(ref["bpp"], ref["psnr-rgb"], test["bpp"], test["psnr-rgb"], method="akima")
     assert f"BD-rate {raw:+.2f} %" in r.stdout
     assert not (tmp_path / "data").exists()  # nothing fetched or created
+
+
+def test_anchors_lists_only_curves_and_each_loads_and_imports_no_torch(tmp_path):
+    """`compresslab anchors` with no filter once listed the package's MANIFEST-CompressAI.json as an anchor and died
+    loading it; the listing is a light command, so it must not pull in torch either."""
+    code = ("import sys; from compresslab.cli import main; rc = main(['anchors']); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'); sys.exit(rc)")
+    env = {**os.environ, "COMPRESSLAB_DATA": str(tmp_path)}  # the package's own anchors only
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = [line.split()[0] for line in r.stdout.splitlines()[:-1]]
+    assert "kodak/vtm" in names and not any("MANIFEST" in n for n in names)
+    for n in names:
+        assert load_anchor(n).results["bpp"], n
+    assert r.stdout.splitlines()[-1] == "NO-TORCH"

@@ -155,7 +155,9 @@ def list_anchors(root: str | os.PathLike | None = None, include_unusable: bool =
     roots = anchor_roots(root)
     if not roots:
         raise AnchorError(_no_anchors(root))
-    names = sorted({str(p.relative_to(base).with_suffix("")) for base in roots for p in base.rglob("*.json")})
+    # the package's MANIFEST-*.json (provenance of the shipped files) is not a curve
+    names = sorted({str(p.relative_to(base).with_suffix("")) for base in roots for p in base.rglob("*.json")
+                    if not p.name.startswith("MANIFEST")})
     if not include_unusable:
         names = [n for n in names if not ("8bit-decoded/" in n and "ms-ssim" in n.rsplit("/", 1)[-1])]
     return names

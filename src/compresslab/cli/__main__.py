@@ -1,0 +1,5 @@
+import sys
+
+from compresslab.cli import main
+
+sys.exit(main())

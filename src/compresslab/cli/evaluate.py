@@ -1,0 +1,166 @@
+"""``compresslab evaluate | export | compress | decompress``: a checkpoint against images and files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# Evaluation sets LIC papers report on, as folders under the data root (anchors: <name>/vtm, ... where shipped).
+EVAL_SETS = {
+    "kodak": "24 PNGs, kodim01.png ... kodim24.png; `compresslab fetch kodak`",
+    "clic2020-professional": "the CLIC 2020 professional valid (41) or test (250) images, https://www.compression.cc/",
+    "clic2020-mobile": "the CLIC 2020 mobile valid (61) or test (178) images, https://www.compression.cc/",
+    "tecnick": "the 100 RGB 1200x1200 images of the Tecnick SAMPLING set, https://sourceforge.net/projects/testimages/",
+}
+
+
+
+def _model_override(args) -> dict | None:
+    if not getattr(args, "model", None):
+        return None
+    cfg = {"name": args.model}
+    if args.N:
+        cfg["N"] = args.N
+    if args.M:
+        cfg["M"] = args.M
+    return cfg
+
+
+def cmd_evaluate(args) -> int:
+    import torch
+
+    from compresslab.data.root import resolve_data_root
+    from compresslab.evaluation.evaluator import list_eval_images
+    from compresslab.evaluation.lof_config import LOFConfig
+    from compresslab.evaluation.results import evaluate_checkpoint
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    images = args.images or str(resolve_data_root(args.data_root) / args.data)
+    if not args.images and not Path(images).is_dir():
+        raise FileNotFoundError(f"evaluation set {args.data!r} not found at {images}: expected its images in "
+                                f"<data root>/{args.data}/ ({EVAL_SETS[args.data]}); pass --data-root or --images")
+    files = list_eval_images(images, args.max_images)
+    lof = LOFConfig(steps=args.lof_steps, patience=args.lof_patience, lr=args.lof_lr, lr_end=args.lof_lr_end,
+                    optimize_z=not args.lof_fixed_z) if args.lof else None
+    rd = evaluate_checkpoint(args.ckpt, files, crop=args.crop, lof=lof, lmbda=args.lmbda,
+                             dataset=None if args.images else args.data, image_source=str(images),
+                             model_override=_model_override(args), progress=True)
+    if args.lof and args.wandb:
+        _log_lof_curves(rd.per_image, args)
+    m = rd.mean
+    print(f"mean over {len(files)} images: bpp {m['bpp']:.4f} | PSNR {m['psnr-rgb']:.3f} dB | MS-SSIM "
+          f"{m['ms-ssim-rgb']:.4f} | real/est bpp {m['bpp_ratio']:.4f} | enc {m['encoding_time']:.3f}s "
+          f"dec {m['decoding_time']:.3f}s")
+    if args.out:
+        rd.write(args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _log_lof_curves(rows, args) -> None:
+    import wandb
+
+    from compresslab.wandb_mode import wandb_mode
+
+    wandb_mode()
+    run = wandb.init(project="compresslab", job_type="lof", name=f"lof-{Path(args.ckpt).stem}",
+                     dir=str(Path(args.out).parent if args.out else "."))
+    run.log({"lof/cost": wandb.plot.line_series(
+        xs=[list(range(len(r["lof_curve"]))) for r in rows], ys=[r["lof_curve"] for r in rows],
+        keys=[r["name"] for r in rows], title="LOF: true RD cost per iteration", xname="iteration")})
+    run.finish()
+
+
+def cmd_export(args) -> int:
+    from compresslab.models.from_checkpoint import export_state_dict
+
+    out, how = export_state_dict(args.ckpt, args.out)
+    print(f"wrote {out}: a plain state dict with updated CDF tables; {how}")
+    return 0
+
+
+def cmd_compress(args) -> int:
+    from compresslab.evaluation.codec import compress_file
+
+    lof = None
+    if args.lof:
+        from compresslab.evaluation.lof_config import LOFConfig
+
+        lof = LOFConfig(steps=args.lof_steps)
+    info = compress_file(args.ckpt, args.image, args.output, lof=lof, lmbda=args.lmbda, max_pixels=args.max_pixels)
+    print(f"wrote {args.output}: {info['bytes']} bytes ({info['bpp']:.4f} bpp incl. header)")
+    return 0
+
+
+def cmd_decompress(args) -> int:
+    from compresslab.evaluation.codec import decompress_file
+
+    decompress_file(args.file, args.ckpt, args.output, isolate=not args.in_process, timeout=args.timeout,
+                    memory_mb=args.memory_mb, max_pixels=args.max_pixels)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    evaluate_p = sub.add_parser("evaluate", help="real-bitstream evaluation of a checkpoint (Kodak by default)")
+    evaluate_p.add_argument("ckpt")
+    evaluate_p.add_argument("--images", help="folder or file (default: <data root>/kodak)")
+    evaluate_p.add_argument("--data", choices=sorted(EVAL_SETS), default="kodak",
+                            help="evaluation set: <data root>/<name>/ (anchors exist for kodak and clic2020-*)")
+    evaluate_p.add_argument("--data-root", default=None)
+    evaluate_p.add_argument("--out", help="write CompressAI-format JSON here")
+    evaluate_p.add_argument("--max-images", type=int)
+    evaluate_p.add_argument("--crop", type=int, help="centre-crop each image (quick runs)")
+    evaluate_p.add_argument("--threads", type=int)
+    evaluate_p.add_argument("--lof", action="store_true", help="latent overfitting at encode time (decoder unchanged)")
+    from compresslab.evaluation.lof_config import LOFConfig  # torch-free: building the parser imports no torch
+
+    lof_defaults = LOFConfig()  # one definition of LOF's defaults (conf/train.yaml's lof block mirrors it, tested)
+    evaluate_p.add_argument("--lof-steps", type=int, default=lof_defaults.steps)
+    evaluate_p.add_argument("--lof-patience", type=int, default=lof_defaults.patience)
+    evaluate_p.add_argument("--lof-lr", type=float, default=lof_defaults.lr)
+    evaluate_p.add_argument("--lof-lr-end", type=float, default=lof_defaults.lr_end)
+    evaluate_p.add_argument("--lof-fixed-z", action="store_true", help="hyperprior models: optimise y only")
+    evaluate_p.add_argument("--lmbda", type=float, help="lambda for LOF when the checkpoint does not record it")
+    evaluate_p.add_argument("--wandb", action="store_true", help="log LOF cost curves to W&B (offline unless configured)")
+    evaluate_p.add_argument("--model", help="model name for plain state dicts (e.g. factorized)")
+    evaluate_p.add_argument("--N", type=int)
+    evaluate_p.add_argument("--M", type=int)
+    evaluate_p.set_defaults(func=cmd_evaluate)
+
+    export_p = sub.add_parser("export", help="write a plain state dict CompressAI's eval_model can load")
+    export_p.add_argument("ckpt")
+    export_p.add_argument("out")
+    export_p.set_defaults(func=cmd_export)
+
+
+    from compresslab.evaluation.lof_config import LOFConfig
+
+    lof_defaults = LOFConfig()
+    compress_p = sub.add_parser("compress", help="image -> .clab file")
+    compress_p.add_argument("ckpt")
+    compress_p.add_argument("image")
+    compress_p.add_argument("-o", "--output", required=True)
+    compress_p.add_argument("--lof", action="store_true", help="overfit the latent first (same decoder)")
+    compress_p.add_argument("--lof-steps", type=int, default=lof_defaults.steps)
+    compress_p.add_argument("--lmbda", type=float)
+    compress_p.add_argument("--max-pixels", type=int, default=1 << 26,  # codec.DEFAULT_MAX_PIXELS (tested)
+                            help="refuse larger images from their header, before decoding them (default 64 MP)")
+    compress_p.set_defaults(func=cmd_compress)
+
+    decompress_p = sub.add_parser("decompress", help=".clab file -> PNG")
+    decompress_p.add_argument("file")
+    decompress_p.add_argument("--ckpt", required=True, help="the checkpoint that encoded the file")
+    decompress_p.add_argument("-o", "--output", required=True)
+    decompress_p.add_argument("--in-process", action="store_true",
+                   help="decode in this process (only for files you wrote yourself: a crafted payload can crash "
+                        "CompressAI's C++ entropy decoder); default: an isolated child process")
+    decompress_p.add_argument("--timeout", type=float, default=600.0, help="seconds before an isolated decode is abandoned")
+    decompress_p.add_argument("--memory-mb", type=int, default=16384,
+                              help="refuse files whose decode is estimated (from the header) to need more; also the "
+                                   "isolated decoder's address-space limit (a lower `ulimit -v` is kept)")
+    decompress_p.add_argument("--max-pixels", type=int, default=1 << 26,  # codec.DEFAULT_MAX_PIXELS (tested)
+                              help="refuse files whose header declares a larger image (default 64 MP)")
+    decompress_p.set_defaults(func=cmd_decompress)
