@@ -1,0 +1,127 @@
+"""Assemble the report: one HTML file, plotly.js inlined once (the first figure carries it, the others reuse it), so
+the page opens from disk or an e-mail attachment with no network. Written atomically, never over an existing file
+unless asked."""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from compresslab.reporting.sources import Sources
+
+CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;
+text-align:right}caption{text-align:left;font-size:13px;color:#555}td.refused{color:#a33;text-align:left;
+max-width:22em}tr.pruned{color:#888}tr.fail{color:#a33}nav a{margin-right:1em}.note{color:#666;font-size:13px}
+details{margin:.3em 0}pre{font-size:12px;white-space:pre-wrap}h2{border-bottom:1px solid #ddd;margin-top:1.6em}"""
+
+
+@dataclass
+class Page:
+    title: str
+    sections: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (id, heading, html parts)
+    _js_inlined: bool = False
+
+    def figure(self, fig: Any, div_id: str) -> str:
+        """The figure as a <div> + script; plotly.js itself goes into the first one only."""
+        import plotly.io as pio
+
+        out = pio.to_html(fig, full_html=False, include_plotlyjs=not self._js_inlined, div_id=div_id,
+                          config={"displaylogo": False, "responsive": True})
+        self._js_inlined = True
+        return out
+
+    def render(self) -> str:
+        nav = " ".join(f'<a href="#{sid}">{html.escape(h)}</a>' for sid, h, _ in self.sections)
+        body = "\n".join(f'<section id="{sid}"><h2>{html.escape(h)}</h2>\n' + "\n".join(parts) + "</section>"
+                         for sid, h, parts in self.sections)
+        return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}'
+                f"</title><style>{CSS}</style></head><body><h1>{html.escape(self.title)}</h1><nav>{nav}</nav>\n"
+                f"{body}\n</body></html>\n")
+
+
+def build(src: Sources, title: str, anchor: str = "kodak/vtm", method: str = "akima") -> Page:
+    from compresslab.evaluation.curves import context_anchors, dataset_title, load_points
+
+    from compresslab.reporting import per_image, rd_section, training_section
+
+    page = Page(title)
+    if src.rd_files:
+        curves = load_points([str(f) for f in src.rd_files])
+        anchors = list(dict.fromkeys([anchor, *context_anchors(anchor)]))
+        fig = rd_section.rd_figure(curves, anchors, f"{dataset_title(anchor)} RD (real bitstreams)")
+        matrices = rd_section.bd_matrices(src.rd_files, anchor, method,
+                                          references=[*sorted(curves), *[a for a in anchors if a != anchor]])
+        page.sections.append(("rd", "RD curves", [
+            '<p class="note">Buttons switch the quality axis. Hover a point for its run, λ, step, commit and '
+            "real/estimated bpp; click legend entries to hide curves.</p>", page.figure(fig, "rd-plot")]))
+        page.sections.append(("bd", "BD-rate matrix", [rd_section.bd_table_html(s, anchor)
+                                                       for s in matrices.values()]))
+        page.sections.append(("per-image", "Per-image results", [per_image.per_image_html(src.rd_files)]))
+    if src.metrics:
+        page.sections.append(("training", "Training curves", [
+            page.figure(training_section.training_figure(src.metrics), "training-plot")]))
+    if src.live:
+        page.sections.append(("live", "Live RD trajectory", [
+            page.figure(training_section.live_figure(src.live), "live-plot")]))
+    for n, spec in enumerate(src.studies):
+        parts = _study_parts(page, spec, n)
+        page.sections.append((f"study-{n}", f"Optuna study: {spec}", parts))
+    return page
+
+
+def _study_parts(page: Page, spec: str, n: int) -> list[str]:
+    from compresslab.reporting.optuna_section import open_any, study_figures, trials_html
+
+    study = open_any(spec)
+    parts = []
+    for i, (title, fig) in enumerate(study_figures(study)):
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(page.figure(fig, f"study-{n}-{i}") if not isinstance(fig, str)
+                     else f'<p class="note">{html.escape(fig)}</p>')
+    parts.append(trials_html(study, spec))
+    return parts
+
+
+def check_output(out: Path, force: bool) -> None:
+    """Refuse before any work: an existing report (without --force) or a folder that cannot take the file."""
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists: pass --force to replace it, or choose another -o path")
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder: give a file path such as {out}/report.html")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{parent} is not an existing folder: create it or choose another -o path")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{parent} is not writable: choose another -o path")
+
+
+def write(page: Page, out: Path, force: bool) -> tuple[Path, int]:
+    """Write atomically (a reader never sees half a page); (path, bytes)."""
+    check_output(out, force)
+    text = page.render()
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        if out.exists() and not force:  # appeared while we built the page
+            raise FileExistsError(f"{out} exists: pass --force to replace it, or choose another -o path")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out, len(text.encode())
+
+
+def report(inputs: Sequence[str], out: str | os.PathLike, force: bool = False, anchor: str = "kodak/vtm",
+           method: str = "akima", title: str | None = None) -> tuple[Path, int, Page]:
+    from compresslab.reporting.sources import gather
+
+    out = Path(out)
+    check_output(out, force)
+    src = gather(inputs)
+    page = build(src, title or f"CompressLab report: {', '.join(inputs)}", anchor=anchor, method=method)
+    path, size = write(page, out, force)
+    return path, size, page
