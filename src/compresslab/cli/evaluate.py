@@ -28,19 +28,33 @@ def _model_override(args) -> dict | None:
     return cfg
 
 
+def check_inputs(*paths: tuple[str, str]) -> None:
+    """Each (path, what) is a regular file (a checkpoint may also be a zoo: spec), else one line, before any command
+    imports torch: a typo costs a fraction of a second, not the seconds the model stack takes to load."""
+    from compresslab.io.inputs import check_regular_file
+
+    for path, what in paths:
+        if not (what == "checkpoint" and str(path).startswith("zoo:")):
+            check_regular_file(path, what)
+
+
 def cmd_evaluate(args) -> int:
+    from compresslab.data.root import resolve_data_root
+
+    check_inputs((args.ckpt, "checkpoint"))
+    images = args.images or str(resolve_data_root(args.data_root) / args.data)
+    if not args.images and not Path(images).is_dir():
+        raise FileNotFoundError(f"evaluation set {args.data!r} not found at {images}: expected its images in "
+                                f"<data root>/{args.data}/ ({EVAL_SETS[args.data]}); pass --data-root or --images")
+    if args.images and not Path(images).exists():
+        raise FileNotFoundError(f"--images {images} does not exist: pass a folder of images or one image file")
     import torch
 
-    from compresslab.data.root import resolve_data_root
     from compresslab.evaluation.evaluator import list_eval_images
     from compresslab.evaluation.lof_config import LOFConfig
     from compresslab.evaluation.results import evaluate_checkpoint
 
     torch.set_num_threads(args.threads) if args.threads else None
-    images = args.images or str(resolve_data_root(args.data_root) / args.data)
-    if not args.images and not Path(images).is_dir():
-        raise FileNotFoundError(f"evaluation set {args.data!r} not found at {images}: expected its images in "
-                                f"<data root>/{args.data}/ ({EVAL_SETS[args.data]}); pass --data-root or --images")
     files = list_eval_images(images, args.max_images)
     lof = LOFConfig(steps=args.lof_steps, patience=args.lof_patience, lr=args.lof_lr, lr_end=args.lof_lr_end,
                     optimize_z=not args.lof_fixed_z) if args.lof else None
@@ -74,6 +88,7 @@ def _log_lof_curves(rows, args) -> None:
 
 
 def cmd_export(args) -> int:
+    check_inputs((args.ckpt, "checkpoint"))
     from compresslab.models.from_checkpoint import export_state_dict
 
     out, how = export_state_dict(args.ckpt, args.out)
@@ -82,6 +97,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_compress(args) -> int:
+    check_inputs((args.ckpt, "checkpoint"), (args.image, "image"))
     from compresslab.evaluation.codec import compress_file
 
     lof = None
@@ -95,6 +111,7 @@ def cmd_compress(args) -> int:
 
 
 def cmd_decompress(args) -> int:
+    check_inputs((args.file, "compressed file"), (args.ckpt, "checkpoint"))
     from compresslab.evaluation.codec import decompress_file
 
     decompress_file(args.file, args.ckpt, args.output, isolate=not args.in_process, timeout=args.timeout,
