@@ -9,6 +9,7 @@ from pathlib import Path
 
 def cmd_anchors(args) -> int:
     from compresslab.evaluation.anchors import list_anchors, load_anchor
+    from compresslab.evaluation.comparable import CurveKey
 
     for name in list_anchors(args.root):
         if args.dataset and not name.startswith(args.dataset):
@@ -16,7 +17,8 @@ def cmd_anchors(args) -> int:
         a = load_anchor(name, args.root)
         pts = len(a.results.get("bpp", []))
         extra = f"  [{a.meta.get('codec', '')}; {a.meta.get('version', '')}]" if args.verbose else ""
-        print(f"{name:60s} {pts:2d} points{extra}")
+        key = CurveKey.of_anchor(name, a.meta)  # an anchor built on part of its set says so
+        print(f"{name:60s} {pts:2d} points{extra}" + (f"  (built on {key.evaluation()})" if key.partial else ""))
     return 0
 
 
@@ -56,6 +58,9 @@ def add_bd_rule_args(p: argparse.ArgumentParser) -> None:
                    help="non-monotone curves: refuse, naming the points (default), or drop the fewest, naming them")
     p.add_argument("--duplicates", default=b.BDRules.duplicates, choices=b.DUPLICATE_RULES,
                    help="points sharing a rate: refuse, naming them (default), or average each group into one point")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="compare curves measured differently (fewer images, crops, another set; e.g. a smoke run vs "
+                        "a full anchor), saying so beside the number; refused by default")
 
 
 def bd_rules_from_args(args):
@@ -66,23 +71,16 @@ def bd_rules_from_args(args):
                    duplicates=args.duplicates)
 
 
-def _curve_points(spec: str, metric: str, root: str | None) -> tuple[list[dict], str]:
-    """The points one `bd-rate` argument names, and its label: a result file (one point, like a run's rd.json, or
-    many, like CompressAI's), a folder (its runs' rd.json files merged into one curve) or an anchor name."""
+def _curve_points(spec: str, metric: str, root: str | None):
+    """The points one `bd-rate` argument names, its label and its comparability key: a result file (one point, like
+    a run's rd.json, or many, like CompressAI's), a folder (its runs' rd.json files: one curve, or refused naming
+    the curves when its points differ in label or key) or an anchor name."""
     from compresslab.evaluation.anchors import load_anchor
-    from compresslab.evaluation.curves import curve_label, file_points, load_points
+    from compresslab.evaluation.comparable import CurveKey
+    from compresslab.evaluation.points import curve_label, file_points, load_curves
+    from compresslab.evaluation.results import RDMeta
 
     path = Path(spec)
-    if path.is_dir():
-        curves = load_points([spec])
-        if not curves:
-            raise FileNotFoundError(f"{spec}: no rd.json files under this folder")
-        if len(curves) > 1:
-            said = ", ".join(f"{label} ({len(pts)} points)" for label, pts in sorted(curves.items()))
-            raise ValueError(f"{spec} holds {len(curves)} curves ({said}): give one curve's folder or files, or "
-                             f"`compresslab rd {spec}` for a table of all")
-        (label, pts), = curves.items()
-        return pts, label
     if path.is_file():
         try:
             doc = json.loads(path.read_text())
@@ -90,42 +88,73 @@ def _curve_points(spec: str, metric: str, root: str | None) -> tuple[list[dict],
             raise ValueError(f"{spec} is not a JSON result file ({e})") from None
         if not isinstance(doc, dict):
             raise ValueError(f"{spec} is not a CompressAI-format result file (expected a JSON object)")
-        return file_points(doc, path), curve_label(doc, path)
+        key = CurveKey.of_meta(RDMeta.from_json(doc.get("meta") or {}))
+        return file_points(doc, path), curve_label(doc, path), key
+    if path.is_dir():
+        curves, keys, _ = load_curves([spec])
+        if not curves:
+            raise FileNotFoundError(f"{spec}: no rd.json files under this folder")
+        if len(curves) > 1:
+            said = ", ".join(f"{label} ({len(pts)} points)" for label, pts in sorted(curves.items()))
+            raise ValueError(f"{spec} holds {len(curves)} curves ({said}): give one curve's folder or files, or "
+                             f"`compresslab rd {spec}` for a table of all")
+        (label, pts), = curves.items()
+        return pts, label, keys[label]
     from compresslab.evaluation.anchors import AnchorError
 
     try:
         a = load_anchor(spec, root)
     except AnchorError as e:
         raise AnchorError(f"{spec} is not a result file, a folder of runs or an anchor name: {e}") from None
-    return [{"bpp": b, metric: q, "file": spec} for b, q in zip(*a.curve(metric))], spec
+    points = [{"bpp": b, metric: q, "file": spec} for b, q in zip(*a.curve(metric))]
+    return points, spec, CurveKey.of_anchor(spec, a.meta)
 
 
 def _curve(specs: list[str], metric: str, root: str | None):
-    """(rates, qualities, point names, label) of the points several arguments name together (one curve)."""
-    points, labels = [], []
+    """(rates, qualities, point names, label, key) of the points several arguments name together (one curve: one
+    label and one comparability key, else refused naming what differs)."""
+    from compresslab.evaluation.comparable import FIELD_NAMES, differing_fields
+
+    points, labels, keys = [], [], []
     for spec in specs:
-        pts, label = _curve_points(spec, metric, root)
+        pts, label, key = _curve_points(spec, metric, root)
         points += pts
         labels += [label] if label not in labels else []
+        keys.append((spec, key))
     if len(labels) > 1:
         raise ValueError(f"{' '.join(specs)} name {len(labels)} curves ({', '.join(labels)}), not one: pass one "
                          f"curve's files or folder, or `compresslab rd` for a table of all")
+    fields = differing_fields([k for _, k in keys])
+    if fields:
+        def values(f):  # each value once, with the first input holding it and how many more do
+            held = {}
+            for s, k in keys:
+                held.setdefault(getattr(k, f), []).append(s)
+            return " vs ".join(f"{v} ({s[0]}{f' +{len(s) - 1} more' if len(s) > 1 else ''})" for v, s in held.items())
+
+        said = "; ".join(f"{FIELD_NAMES[f]} {values(f)}" for f in fields)
+        what = " ".join(specs) if len(specs) <= 2 else f"the {len(specs)} inputs"
+        raise ValueError(f"{what} were not measured or trained the same way ({said}), so they are not one "
+                         f"curve: pass one evaluation's files, or `compresslab rd` to see them as separate curves")
     missing = sorted({p["file"] for p in points if metric not in p})
     if missing:
         raise ValueError(f"{', '.join(missing)}: no {metric!r} values (CompressAI format: results.bpp and "
                          f"results.{metric}); pass --metric for an axis the files hold")
     names = [str(p["file"]) for p in points]
-    return [p["bpp"] for p in points], [p[metric] for p in points], names, labels[0]
+    return [p["bpp"] for p in points], [p[metric] for p in points], names, labels[0], keys[0][1]
 
 
 def cmd_bd_rate(args) -> int:
-    from compresslab.evaluation.bdrate import bd_rate
+    from compresslab.evaluation.comparable import checked_bd_rate
 
-    # either side is a result file (one point or many), a folder of runs (merged into one curve) or a registry name
+    # either side is a result file (one point or many), a folder of runs (merged into one curve) or a registry name;
+    # curves measured differently (a partial evaluation vs a full anchor) are refused unless --allow-partial
     rules = bd_rules_from_args(args)
-    ar, aq, an, _ = _curve([args.anchor], args.metric, args.root)
-    tr, tq, tn, label = _curve(args.curve, args.metric, args.root)
-    res = bd_rate(ar, aq, tr, tq, rules=rules, metric=args.metric, anchor_names=an, test_names=tn)
+    ar, aq, an, _, akey = _curve([args.anchor], args.metric, args.root)
+    tr, tq, tn, label, tkey = _curve(args.curve, args.metric, args.root)
+    res = checked_bd_rate(ar, aq, tr, tq, test=tkey, other=akey, other_name=args.anchor,
+                          allow_partial=args.allow_partial, rules=rules, metric=args.metric, anchor_names=an,
+                          test_names=tn)
     name = Path(args.curve[0]).name if len(args.curve) == 1 else f"{label} ({len(args.curve)} inputs)"
     print(f"{name} vs {args.anchor}: {res.line(args.metric)}")
     return 0 if res.available else 1
@@ -146,7 +175,7 @@ def cmd_rd(args) -> int:
     out = args.out or _default_rd_out(args.paths)
     summarize_runs(args.paths, out_dir=out, anchor=args.anchor, reference=args.reference,
                    rules=bd_rules_from_args(args), group_by=args.group_by or (), log_wandb=args.wandb,
-                   metric=args.metric)
+                   metric=args.metric, allow_partial=args.allow_partial)
     print(f"wrote {out}/rd_table.md, rd_table.csv, rd.png")
     return 0
 

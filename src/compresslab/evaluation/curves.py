@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import math
 import logging
 import os
-from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from compresslab.evaluation.anchors import AnchorError, load_anchor
-from compresslab.evaluation.bdrate import DEFAULT_METHOD, BDRules, bd_rate
-from compresslab.evaluation.quality import with_derived_metrics
-from compresslab.evaluation.results import RDMeta, RDResult, current_label
+from compresslab.evaluation.bdrate import DEFAULT_METHOD, BDRules
+from compresslab.evaluation.comparable import CurveKey, checked_bd_rate, require_metric
+from compresslab.evaluation.points import (curve_label, file_points, find_rd_files, is_summary,  # noqa: F401
+                                           load_curves, load_points)
 
 log = logging.getLogger(__name__)
 
@@ -24,94 +23,38 @@ CONTEXT_ANCHORS = ("kodak/vtm", "kodak/hm", "kodak/jpeg", "kodak/compressai-bmsh
                    "kodak/compressai-bmshj2018-hyperprior_mse_cpu")
 
 
-def find_rd_files(paths: Iterable[str]) -> list[Path]:
-    out: list[Path] = []
-    for p in paths:
-        matches = [Path(m) for m in glob.glob(p)] or [Path(p)]
-        for m in matches:
-            if m.is_file() and m.suffix == ".json":
-                out.append(m)
-            elif m.is_dir():
-                out.extend(sorted(m.rglob("rd.json")))
-    return sorted(set(out))
-
-
-def _get(d: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            return None
-        d = d[part]
-    return d
-
-
-def file_points(doc: dict[str, Any], f: Path) -> list[dict[str, Any]]:
-    """Every point of one result file: our rd.json holds one, CompressAI's eval_model output and the published
-    anchors hold one per quality (parallel lists under "results")."""
-    rd = RDResult.from_json(doc, where=str(f))  # one reader of the format (evaluation.results)
-    n = len(rd.results["bpp"])
-    results = with_derived_metrics(rd.results)
-    cols = {k: v for k, v in results.items() if isinstance(v, list) and len(v) == n}
-    lambdas = rd.meta.extra.get("lambdas") or ([rd.meta.lmbda] * n if n == 1 else [None] * n)
-    return [{**{k: v[i] for k, v in cols.items()}, "lmbda": lambdas[i], "step": rd.meta.step, "file": str(f)}
-            for i in range(n)]
-
-
-def curve_label(doc: dict[str, Any], f: Path, group_by: Sequence[str] = ()) -> str:
-    """The curve a result file's points join: its label (a variant such as the oracle bound), else its model's
-    name, else the file's own name; "+LOF" for results with latent overfitting."""
-    meta = RDMeta.from_json(doc.get("meta") or {})
-    label = str(meta.label or meta.model.get("name") or doc.get("name") or f.parent.name)
-    raw = doc.get("meta") or {}
-    for key in group_by:
-        label += f" {key}={_get(raw, key)}"
-    return label + (" +LOF" if meta.lof else "")
-
-
-def is_summary(doc: Any) -> bool:
-    """A summary.json that ``summarize_runs`` wrote (curves of points, rows of BD numbers), not a result file."""
-    return isinstance(doc, dict) and isinstance(doc.get("curves"), dict) and "rows" in doc and "results" not in doc
-
-
-def load_points(paths: Iterable[str], group_by: Sequence[str] = ()) -> dict[str, list[dict[str, Any]]]:
-    """curve label -> points (all points of every result file, or of every curve of a summary.json given: a
-    folder whose runs are not committed re-plots and re-tables from its own summary). Curves are grouped by model name (+ config keys in group_by,
-    read from the run's meta, e.g. ``model.N``); LOF results (rd_lof.json) form their own curves."""
-    curves: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for f in find_rd_files(paths):
-        doc = json.loads(f.read_text())
-        if is_summary(doc):  # a committed summary.json whose runs are not committed: its curves, as they are
-            for label, pts in doc["curves"].items():
-                curves[current_label(label)].extend(dict(p) for p in pts)
-            continue
-        curves[curve_label(doc, f, group_by)].extend(file_points(doc, f))
-    for pts in curves.values():
-        pts.sort(key=lambda p: p["bpp"])
-    return dict(curves)
-
-
 def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str = "kodak/vtm",
                    reference: str | Sequence[str] | None = None, method: str = DEFAULT_METHOD,
                    group_by: Sequence[str] = (), group: str | None = None, log_wandb: bool = False,
-                   metric: str = "psnr-rgb", rules: BDRules | None = None) -> dict[str, Any]:
+                   metric: str = "psnr-rgb", rules: BDRules | None = None,
+                   allow_partial: bool = False) -> dict[str, Any]:
     """RD table, plot and summary.json for the curves under ``paths``: each curve's BD-rate vs ``anchor`` and vs each
     ``reference`` (a curve label or an anchor name; several give one pairwise column each), under ``rules`` (the
-    defaults of evaluation.bdrate with ``method``, when not given)."""
+    defaults of evaluation.bdrate with ``method``, when not given). Curves are split by comparability key
+    (evaluation.comparable); a comparison of curves measured differently is refused unless ``allow_partial``.
+    Everything is checked before the output folder is made: a refused call leaves no folder behind."""
     rules = rules or BDRules(method=method)
     method = rules.method
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    curves = load_points(paths, group_by)
+    curves, keys, split_notes = load_curves(paths, group_by)
     if not curves:
         raise FileNotFoundError(f"no rd.json files found under {list(paths)}")
+    require_metric(curves, metric)
     anc = load_anchor(anchor)
+    anchor_curve, anchor_key = anc.curve(metric), CurveKey.of_anchor(anchor, anc.meta)
     references = [reference] if isinstance(reference, str) else list(reference or [])
-    ref_curves = {r: _reference_points(r, curves, metric) for r in references}
+    ref_curves = {r: _reference_points(r, curves, keys, metric) for r in references}
+    out.mkdir(parents=True, exist_ok=True)
+    for note in split_notes:
+        print(note)
     rows = []
     for label, pts in sorted(curves.items()):
         rates, quals = [p["bpp"] for p in pts], [p[metric] for p in pts]
         names = [p.get("file") for p in pts]
-        vs_anchor = bd_rate(*anc.curve(metric), rates, quals, rules=rules, metric=metric, test_names=names)
-        row = {"curve": label, "points": len(pts), "points_used": vs_anchor.n_test,  # after the monotone filter
+        cmp = dict(test=keys[label], allow_partial=allow_partial, rules=rules, metric=metric, test_names=names)
+        vs_anchor = checked_bd_rate(*anchor_curve, rates, quals, other=anchor_key, other_name=anchor, **cmp)
+        row = {"curve": label, "evaluation": keys[label].evaluation(), "anchor_evaluation": anchor_key.evaluation(),
+               "points": len(pts), "points_used": vs_anchor.n_test,  # after the monotone filter
                "bpp_range": f"{min(rates):.3f}-{max(rates):.3f}",
                "psnr_range": f"{min(quals):.2f}-{max(quals):.2f}",
                "bpp_ratio_real_est": _span([p["bpp_ratio"] for p in pts if "bpp_ratio" in p], "{:.4f}"),
@@ -119,16 +62,17 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
                "overlap_vs_anchor_pct": None if vs_anchor.overlap is None else round(100 * vs_anchor.overlap, 1),
                "coverage_vs_anchor_pct": None if vs_anchor.coverage is None else round(100 * vs_anchor.coverage, 1),
                "anchor_points_in_overlap": vs_anchor.anchor_points_in_overlap,
-               "anchor_note": vs_anchor.reason, "method": method}
+               "anchor_note": vs_anchor.reason or "; ".join(vs_anchor.notes), "method": method}
         if vs_anchor.dropped_points:  # --monotone=drop: which points went
             row["dropped_vs_anchor"] = "; ".join(vs_anchor.dropped_points)
-        for ref, ref_pts in ref_curves.items():
+        for ref, (ref_pts, ref_key) in ref_curves.items():
             if label == ref or ref_pts is pts:  # a curve is not compared with itself
                 continue
-            vs_ref = bd_rate([p["bpp"] for p in ref_pts], [p[metric] for p in ref_pts], rates, quals, rules=rules,
-                             metric=metric, anchor_names=[p.get("file") for p in ref_pts], test_names=names)
+            vs_ref = checked_bd_rate([p["bpp"] for p in ref_pts], [p[metric] for p in ref_pts], rates, quals,
+                                     other=ref_key, other_name=ref, anchor_names=[p.get("file") for p in ref_pts],
+                                     **cmp)
             note = "reference_note" if len(references) == 1 else f"note_vs_{ref}"
-            row.update({f"bd_rate_vs_{ref}": vs_ref.bd_rate, note: vs_ref.reason})
+            row.update({f"bd_rate_vs_{ref}": vs_ref.bd_rate, note: vs_ref.reason or "; ".join(vs_ref.notes)})
         if len(pts) == 1:  # a single run is a point, not a curve: say what it is and how to get a BD-rate
             p = pts[0]
             row["line"] = (f"{label}: one RD point ({p['bpp']:.4f} bpp, {metric} {p[metric]:.2f}); BD-rate vs {anchor} "
@@ -154,7 +98,8 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
                              title=f"{dataset_title(anchor)} RD ({other}, real bitstreams)\n"
                              f"rd_table.md: {bd_caption(method, anchor, metric)}")
     summary = {"anchor": anchor, "anchor_meta": anc.meta, "method": method, "metric": metric,
-               "bd_rules": asdict(rules), "rows": rows,
+               "bd_rules": asdict(rules), "allow_partial": allow_partial, "split_notes": split_notes, "rows": rows,
+               "curve_keys": {label: key.as_dict() for label, key in keys.items()},
                "curves": curves, "plot": str(png), "second_plot": str(second) if second else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if log_wandb:
@@ -175,21 +120,22 @@ def dataset_title(anchor: str) -> str:
             "clic2020-mobile": "CLIC 2020 mobile", "tecnick": "Tecnick"}.get(name, name)
 
 
-def _reference_points(reference: str, curves: dict[str, list[dict]], metric: str) -> list[dict]:
-    """A reference is a curve label, one of the result files given (its path or its name without .json: `compresslab
-    rd a.json b.json --reference a`), or an anchor name."""
+def _reference_points(reference: str, curves: dict[str, list[dict]], keys: dict[str, CurveKey],
+                      metric: str) -> tuple[list[dict], CurveKey]:
+    """A reference's points and comparability key: a curve label, one of the result files given (its path or its
+    name without .json: `compresslab rd a.json b.json --reference a`), or an anchor name."""
     if reference in curves:
-        return curves[reference]
+        return curves[reference], keys[reference]
     by_file = [label for label, pts in curves.items()
                if any(Path(p["file"]) == Path(reference) or Path(p["file"]).stem == reference for p in pts)]
     if len(by_file) == 1:
-        return curves[by_file[0]]
+        return curves[by_file[0]], keys[by_file[0]]
     try:
         ra = load_anchor(reference)
     except AnchorError:
         raise ValueError(f"reference {reference!r} is neither a curve ({', '.join(sorted(curves))}), nor one of the "
                          f"files given, nor an anchor (compresslab anchors lists them)") from None
-    return [{"bpp": b, metric: q} for b, q in zip(*ra.curve(metric))]
+    return [{"bpp": b, metric: q} for b, q in zip(*ra.curve(metric))], CurveKey.of_anchor(reference, ra.meta)
 
 
 def _span(values: list[float], fmt: str) -> str:
@@ -288,9 +234,11 @@ def rd_figure(curves: dict[str, list[dict[str, Any]]], metric: str = "psnr-rgb",
             continue
         keep = [(b, v) for b, v in zip(r, q) if b <= max(1.5 * max_bpp, 0.3)]
         if keep:
+            shown = (a.label if "compressai" not in name else
+                     name.split("/")[-1].replace("compressai-", "zoo ").replace("_mse_cpu", ""))
+            subset = CurveKey.of_anchor(name, a.meta)  # an anchor built on part of its set says so in the legend
             ax.plot(*zip(*sorted(keep)), "--", marker=".", ms=4, lw=1, alpha=0.7, color=anchor_colour(name),
-                    label=a.label if "compressai" not in name else
-                    name.split("/")[-1].replace("compressai-", "zoo ").replace("_mse_cpu", ""))
+                    label=f"{shown} ({subset.evaluation()})" if subset.partial else shown)
     notes = legend_notes or {}
     wanted = []  # (text, (x, y), colour): λ labels to place once the layout is fixed
     for label, pts in sorted(curves.items(), key=lambda kv: (kv[0].removesuffix(" +LOF"), kv[0].endswith(" +LOF"))):
