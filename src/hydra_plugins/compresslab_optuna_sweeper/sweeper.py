@@ -6,9 +6,14 @@ pins optuna<3). What it adds to that plugin's behaviour:
   command continues the study instead of starting another batch, and several workers on one storage (processes,
   machines, a SLURM array) split the work and stop together.
 - **Workers that die**: on an RDB storage (SQLite, PostgreSQL) each running trial has a heartbeat (Optuna's own
-  heartbeat thread); a trial whose heartbeat is older than ``grace_period`` is failed by Optuna's
-  ``fail_stale_trials`` and re-queued with its parameters by ``RetryHeartbeatStaleTrialCallback``, and the next
-  ``ask`` of any worker picks it up.
+  heartbeat thread; its first beat is recorded as the trial is asked for); a trial whose heartbeat is older than
+  ``grace_period``, or that never had one and started longer ago, is failed and re-queued with its parameters by
+  ``RetryHeartbeatStaleTrialCallback``, and the next ``ask`` of any worker picks it up. A trial this process could
+  not launch (an error before its job ran) is failed and re-queued at once.
+- **A study's search space is fixed**: recorded in the study at its first sweep; a command whose space differs
+  from it is refused in one line before any trial is asked (name the study, suggest a new study name). The storage
+  URL is checked first (``storage.checked_url``): a malformed one is one line, and ``postgresql://`` runs on the
+  installed psycopg2 (the ``postgres`` extra), saying so.
 - **No replay on resume**: the sampler is rebuilt for every trial with a seed derived from (sampler seed, study
   name, trial number), so trial 7 of a resumed study does not repeat trial 0's draw, while the same study run again
   from scratch draws the same parameters.
@@ -28,24 +33,28 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, MutableSequence, Optional, Sequence, Tuple
 
 import optuna
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
+
+from hydra_plugins.compresslab_optuna_sweeper.space import check_space, grid_choices, search_space
+from hydra_plugins.compresslab_optuna_sweeper.storage import (SweepError, checked_url, fail_and_requeue,
+                                                              fail_stale_trials, masked, open_study)
 
 log = logging.getLogger(__name__)
 # heartbeat, fail_stale_trials and the retry callback are marked experimental since Optuna 2.8-3.0; they are what
@@ -55,58 +64,6 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 STUDY_FILE = "optuna_study.json"  # <sweep dir>/optuna_study.json: which study this sweep folder belongs to
 TRIAL_KEY = "optuna_trial"        # the job's config key with the study and trial number (for pruning)
 PRUNED_ATTR = "pruned_at_step"    # user attribute set by the job when its pruner stopped it
-
-
-# -- the search space: Hydra's override syntax -> Optuna distributions ---------------------------------------------
-
-def distribution_from_override(override: Override) -> Any:
-    """choice(...) -> categorical; range(a, b[, step]) -> int/float with a step; interval(a, b) -> int/float,
-    log-scaled under tag(log, ...). A plain value is a fixed parameter (returned as its string)."""
-    if not override.is_sweep_override():
-        return override.get_value_element_as_str()
-    value = override.value()
-    if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
-        return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
-    if override.is_range_sweep():
-        if any(isinstance(x, float) for x in (value.start, value.stop, value.step)):
-            # Hydra's range excludes its stop; Optuna's high is inclusive
-            return FloatDistribution(float(value.start), float(value.stop) - float(value.step), step=float(value.step))
-        return IntDistribution(int(value.start), int(value.stop) - int(value.step), step=int(value.step))
-    if override.is_interval_sweep():
-        log_scale = "log" in value.tags
-        if isinstance(value.start, int) and isinstance(value.end, int):
-            return IntDistribution(value.start, value.end, log=log_scale)
-        return FloatDistribution(float(value.start), float(value.end), log=log_scale)
-    raise NotImplementedError(f"{override.input_line}: not a search space the Optuna sweeper supports")
-
-
-def search_space(arguments: List[str]) -> Tuple[Dict[str, BaseDistribution], Dict[str, str], List[str]]:
-    """(distributions, fixed params, other overrides such as deletions) from ``key=value`` strings."""
-    space: Dict[str, BaseDistribution] = {}
-    fixed: Dict[str, str] = {}
-    rest: List[str] = []
-    for override in OverridesParser.create().parse_overrides(arguments):
-        if override.is_delete():
-            rest.append(override.input_line)
-            continue
-        value = distribution_from_override(override)
-        key = override.get_key_element()
-        if isinstance(value, BaseDistribution):
-            space[key] = value
-            fixed.pop(key, None)
-        else:  # a command-line value fixes a parameter of the recipe's space
-            fixed[key] = value
-            space.pop(key, None)
-    return space, fixed, rest
-
-
-def grid_choices(dist: BaseDistribution) -> List[Any]:
-    if isinstance(dist, CategoricalDistribution):
-        return list(dist.choices)
-    if isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None:
-        n = int(round((dist.high - dist.low) / dist.step)) + 1
-        return [dist.low + i * dist.step for i in range(n)]
-    raise ValueError(f"the grid sampler needs choice(...) or range(...) parameters, not {dist}")
 
 
 # -- a sampler seeded per trial -------------------------------------------------------------------------------------
@@ -192,26 +149,12 @@ class OptunaSweeper(Sweeper):
         d = self.direction
         return [str(x) for x in d] if isinstance(d, (MutableSequence, tuple)) else [str(d)]
 
-    def rdb_storage(self) -> Optional[optuna.storages.RDBStorage]:
-        if self.storage is None:
-            return None  # in memory: one process, nothing to resume
-        return optuna.storages.RDBStorage(
-            str(self.storage), heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry))
-
     def open_study(self, sampler: BaseSampler, directions: List[str]):
-        """Workers that start together race to create the tables and the study: the loser retries and loads."""
-        for attempt in range(5):
-            try:
-                storage = self.rdb_storage()
-                return storage, optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler,
-                                                    directions=directions, load_if_exists=True)
-            except Exception as e:  # noqa: BLE001 - sqlalchemy's IntegrityError/OperationalError of the race
-                if attempt == 4 or self.storage is None:
-                    raise
-                log.warning("opening the study failed (%s: %s); retrying", type(e).__name__, str(e)[:200])
-                time.sleep(1 + attempt)
-        raise AssertionError("unreachable")
+        """(storage, study) on the checked URL (in memory without one: one process, nothing to resume)."""
+        if self.storage is not None:
+            self.storage = checked_url(str(self.storage))  # the jobs' pruning callback gets the same URL
+        return open_study(self.storage, self.study_name, sampler, directions, self.heartbeat_interval,
+                          self.grace_period, self.max_retry)
 
     def build_sampler(self, space: Dict[str, BaseDistribution]) -> Tuple[BaseSampler, Optional[int]]:
         cfg = dict(self.sampler_cfg or {"_target_": "optuna.samplers.TPESampler"})
@@ -255,8 +198,12 @@ class OptunaSweeper(Sweeper):
         directions = self.directions()
         sampler, grid_size = self.build_sampler(space)
         target = self.n_trials if grid_size is None else min(self.n_trials, grid_size)
+        try:  # before the sweep folder: a refusal leaves none, and is one line (Hydra would add a hint line)
+            storage, study = self.open_study(sampler, directions)
+            check_space(study, self.storage, space, fixed, custom=self.custom_search_space is not None)
+        except CompactHydraException as e:  # SweepError; Hydra's plugin scan reloads our modules, so not by its class
+            sys.exit(f"sweep error: {e}")
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        storage, study = self.open_study(sampler, directions)
         if self.pruner_cfg is not None:
             if self.storage is None:
                 log.warning("hydra.sweeper.pruner needs a storage the jobs can reach (hydra.sweeper.storage): "
@@ -267,7 +214,7 @@ class OptunaSweeper(Sweeper):
                  masked(self.storage), sampler.name, directions, target)
         waiting_logged = False
         while True:
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trial: FAIL, and re-queued as WAITING
+            fail_stale_trials(study, storage, self.grace_period)  # a dead worker's trial: FAIL, re-queued as WAITING
             trials = study.get_trials(deepcopy=False)
             done = self.finished(trials)
             if done >= target:
@@ -281,11 +228,19 @@ class OptunaSweeper(Sweeper):
                 time.sleep(self.poll_interval)
                 continue
             waiting_logged = False
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                batch = [study.ask(fixed_distributions=space) for _ in range(want)]  # the sampler suggests them
-            overrides = [self.overrides_for(t, fixed, rest) for t in batch]
-            returns = self.launch(study, batch, overrides)
+            batch: List[Trial] = []
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                    for _ in range(want):
+                        batch.append(study.ask(fixed_distributions=space))  # the sampler suggests them
+                        if storage is not None:  # a death before the job starts still leaves a heartbeat to go stale
+                            storage.record_heartbeat(batch[-1]._trial_id)
+                overrides = [self.overrides_for(t, fixed, rest) for t in batch]
+                returns = self.launch(study, batch, overrides)
+            except Exception as e:
+                fail_and_requeue(study, storage, batch, f"{type(e).__name__}: {e}".splitlines()[0])
+                raise
             failures = sum(self.tell(study, storage, t, r, len(directions)) for t, r in zip(batch, returns))
             if failures / len(batch) > self.max_failure_rate:
                 log.error("%d of %d trials failed, more than max_failure_rate=%s", failures, len(batch),
@@ -385,17 +340,6 @@ def quote(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def masked(url: Optional[str]) -> str:
-    if url is None:
-        return "in memory"
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(str(url)).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL
-        return str(url)
-
-
 def write_study_file(sweep_dir: Path, study_name: str, storage: Optional[str]) -> None:
     """<sweep dir>/optuna_study.json names the study and its storage (password hidden: keep it in ~/.pgpass), so
     the sweep report and optuna-dashboard find a study that lives in a database server."""
@@ -410,4 +354,4 @@ def write_study_file(sweep_dir: Path, study_name: str, storage: Optional[str]) -
 
 
 __all__ = ["OptunaSweeper", "TrialSeededSampler", "search_space", "trial_seed", "STUDY_FILE", "TRIAL_KEY",
-           "PRUNED_ATTR"]
+           "PRUNED_ATTR", "SweepError", "masked"]
