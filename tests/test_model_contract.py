@@ -94,7 +94,8 @@ def test_zoo_architectures_come_from_the_classes_declarations():
 
     declared = {cls.compressai_arch: name for name in models.model_names()
                 if "compressai_arch" in vars(cls := models.get_model_class(name)) and cls.compressai_arch}
-    assert ARCHITECTURES == declared == {"bmshj2018-factorized": "factorized", "bmshj2018-hyperprior": "hyperprior"}
+    assert ARCHITECTURES == declared == {"bmshj2018-factorized": "factorized", "bmshj2018-hyperprior": "hyperprior",
+                                         **{a: a for a in ("mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn")}}
     sub = type("Sub", (models.get_model_class("factorized"),), {})
     register_model("tiny-sub-factorized")(sub)  # inherits compressai_arch: registers, claims nothing
     assert ARCHITECTURES["bmshj2018-factorized"] == "factorized"
