@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 METRICS = {"psnr-rgb": "PSNR-RGB (dB)", "ms-ssim-db-rgb": "MS-SSIM-RGB (dB, -10 log10(1 - MS-SSIM))"}
+BUTTONS = {"psnr-rgb": "PSNR", "ms-ssim-db-rgb": "MS-SSIM (dB)"}
 
 
 def _commit_of(file: str | None, cache: dict[str, str]) -> str:
@@ -83,8 +84,8 @@ def rd_figure(curves: dict[str, list[dict[str, Any]]], anchors: Sequence[str], t
                                  marker={"size": 4}, line={"color": anchor_colour(name), "dash": "dot"},
                                  hovertemplate=f"<b>{html.escape(name)}</b> (anchor)<br>%{{x:.4f}} bpp<br>%{{y:.3f}}"
                                                "<extra></extra>"))
-    buttons = [{"label": label.split(" (")[0], "method": "update",
-                "args": [{"y": ys[m]}, {"yaxis.title.text": label}]} for m, label in METRICS.items()]
+    buttons = [{"label": BUTTONS[m], "method": "update", "args": [{"y": ys[m]}, {"yaxis.title.text": label}]}
+               for m, label in METRICS.items()]
     fig.update_layout(title=title, xaxis_title="bpp (real bitstreams)", yaxis_title=METRICS["psnr-rgb"],
                       hovermode="closest", height=560, template="plotly_white",
                       updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons, "showactive": True,

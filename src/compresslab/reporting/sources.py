@@ -25,11 +25,11 @@ class Sources:
 
 
 def _run_name(file: Path, root: Path) -> str:
-    """A run's name in the page: its folder relative to the folder the user gave (the given folder's own name when
-    the file sits in it)."""
+    """A run's name in the page: its folder relative to the folder the user gave (the given folder and its parent
+    when the file sits in it: runs/<name>/<time stamp>)."""
     parent = file.parent
     rel = parent.relative_to(root) if parent.is_relative_to(root) and parent != root else None
-    return f"{root.name}/{rel}" if rel else (root.name or str(root))
+    return f"{root.name}/{rel}" if rel else f"{root.parent.name}/{root.name}"  # a run folder: its sweep/run name
 
 
 def _check_json(f: Path) -> None:

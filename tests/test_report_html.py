@@ -1,0 +1,185 @@
+"""`compresslab report`: the HTML page opened in a real browser (Debian's headless Chromium driven by Playwright),
+with every request but file:// refused, so a page that needs the network shows it. Built from the published runs
+of experiments/rd_cpu_ctx, a committed Optuna sweep and a smoke training run, as a user runs the command."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, require_data, run_py
+
+CHROMIUM = Path("/usr/bin/chromium")
+RUNS = REPO / "experiments" / "rd_cpu_ctx" / "runs"
+SWEEP = REPO / "experiments" / "search" / "quickstart_lr_warmup_pruned_other_draws"
+# the anchors a Kodak RD figure shows beside our curves (the BD anchor first, then the dashed context curves)
+ANCHORS = ("kodak/vtm", "kodak/hm", "kodak/jpeg", "kodak/compressai-bmshj2018-factorized_mse_cpu",
+           "kodak/compressai-bmshj2018-hyperprior_mse_cpu")
+
+
+def report(*args: str, cwd: Path | None = None):
+    return run_py(["-m", "compresslab", "report", *args], timeout=300, **({"cwd": cwd} if cwd else {}))
+
+
+def one_line_error(r, *words: str) -> None:
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("compresslab report: error:"), r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium from Debian (never `playwright install`), or the test is skipped with the reason."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: the report browser tests need Debian's chromium "
+                    "(apt-get install chromium, as .ci/run does as root)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def open_offline(browser, page_file: Path):
+    """The page with the network cut off: (page, console errors, refused request URLs)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    refused: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def route(r):
+        if r.request.url.startswith("file://"):
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(page_file.as_uri())
+    return page, errors, refused
+
+
+@pytest.fixture(scope="module")
+def ctx_report(tmp_path_factory) -> Path:
+    require_data()
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    r = report(str(RUNS), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert re.match(rf"wrote {re.escape(str(out))} \([\d.]+ MB, self-contained\) in [\d.]+ s: RD curves, "
+                    r"BD-rate matrix, Per-image results", r.stdout), r.stdout
+    return out
+
+
+@pytest.mark.slow
+def test_rd_page_renders_offline_with_every_point_and_switches_metric(browser, ctx_report):
+    page, errors, refused = open_offline(browser, ctx_report)
+    page.wait_for_selector("#rd-plot .plotly .main-svg")
+    files = sorted(RUNS.glob("*/rd.json"))
+    docs = [json.loads(f.read_text()) for f in files]
+    models = {d["meta"]["model"]["name"] for d in docs}
+    traces = page.evaluate("Array.from(document.getElementById('rd-plot').data, t => [t.name, t.x, t.y])")
+    assert len(traces) == len(models) + len(ANCHORS)
+    assert [t[0] for t in traces[len(models):]] == list(ANCHORS)
+    ours = sorted((x, y) for name, xs, ys in traces[:len(models)] for x, y in zip(xs, ys))
+    assert ours == sorted((d["results"]["bpp"][0], d["results"]["psnr-rgb"][0]) for d in docs)  # exactly the files
+    hover = page.evaluate("document.getElementById('rd-plot').data[0].customdata[0]")
+    assert hover[0].endswith(("lambda0.0009", "lambda0.0018")) and hover[1] in ("0.0009", "0.0018"), hover
+
+    title = page.locator("#rd-plot .ytitle")
+    assert title.text_content().startswith("PSNR-RGB (dB)")
+    page.locator("#rd-plot .updatemenu-button").nth(1).click()
+    page.wait_for_function("document.querySelector('#rd-plot .ytitle').textContent.startsWith('MS-SSIM')")
+    ys = page.evaluate("document.getElementById('rd-plot').data[0].y")
+    first = traces[0][0]
+    want = sorted(d["results"]["ms-ssim-db-rgb"][0] for d in docs if d["meta"]["model"]["name"] == first)
+    assert sorted(ys) == pytest.approx(want)
+    assert page.locator("details.per-image").count() == len(files)
+    assert errors == [] and refused == [], (errors, refused)
+    page.close()
+
+
+@pytest.mark.slow
+def test_bd_matrix_holds_the_numbers_compresslab_rd_prints(ctx_report, tmp_path):
+    r = run_py(["-m", "compresslab", "rd", str(RUNS), "--out", str(tmp_path / "rd")])
+    assert r.returncode == 0, r.stderr
+    with (tmp_path / "rd" / "rd_table.csv").open() as f:
+        rows = {row["curve"]: row for row in csv.DictReader(f)}
+    text = ctx_report.read_text()
+    table = re.search(r'<table class="bd-matrix" data-metric="psnr-rgb">.*?</table>', text, re.S).group(0)
+    cells = {(html.unescape(c), html.unescape(ref)): html.unescape(v) for c, ref, v in
+             re.findall(r'data-curve="([^"]+)" data-ref="([^"]+)" title="[^"]*">([^<]*)</td>', table)}
+    assert {c for c, _ in cells} == set(rows)
+    for curve, row in rows.items():
+        vtm = cells[(curve, "kodak/vtm")]
+        if row["bd_rate_vs_kodak/vtm"]:
+            assert vtm.startswith(f"{float(row['bd_rate_vs_kodak/vtm']):+.2f} %"), (curve, vtm)
+            assert f"{row['anchor_points_in_overlap']} anchor pts in band" in vtm
+        else:
+            assert vtm.startswith("refused: "), (curve, vtm)
+    # and one cell against the raw bjontegaard package (Akima), an implementation that is not ours
+    import bjontegaard
+
+    def curve(model):
+        pts = sorted((d["results"]["bpp"][0], d["results"]["psnr-rgb"][0]) for d in
+                     (json.loads(f.read_text()) for f in RUNS.glob(f"{model}-lambda*/rd.json")))
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    raw = bjontegaard.bd_rate(*curve("factorized"), *curve("hyperprior"), method="akima")
+    assert cells[("hyperprior", "factorized")] == f"{raw:+.2f} %"
+    for line in r.stdout.splitlines()[:-1]:  # `rd` prints one line per curve, then where it wrote
+        assert html.escape(line) in text, line
+
+
+@pytest.mark.slow
+def test_sweep_study_training_and_live_sections(browser, tmp_path):
+    require_data()
+    sweep = shutil.copytree(SWEEP, tmp_path / SWEEP.name)  # Optuna opens its database: never the committed one
+    r = run_py(["-m", "compresslab", "train", "debug=smoke", "logger=csv", f"paths.output_dir={tmp_path / 'smoke'}"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    (metrics,) = (tmp_path / "smoke").rglob("metrics.csv")
+    out = tmp_path / "sweep.html"
+    r = report(str(sweep), str(metrics.parent), f"sqlite:///{sweep / 'optuna.db'}", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "Training curves, Live RD trajectory, Optuna study" in r.stdout, r.stdout
+    page, errors, refused = open_offline(browser, out)
+    page.wait_for_selector("#training-plot .main-svg")
+    names = page.evaluate("Array.from(document.getElementById('training-plot').data, t => t.name)")
+    assert set(names) == {f"{metrics.parent.parent.name}/{metrics.parent.name}"}  # one run: loss, bpp, PSNR
+    # (train and validation) and lr
+    assert len(names) == 7
+    live = len(list(sweep.rglob("rd_live.jsonl")))
+    assert page.evaluate("document.getElementById('live-plot').data.length") == live
+    assert page.locator("section[id^=study-]").count() == 2  # the sweep folder and the storage URL: one study
+    for sid in ("study-0", "study-1"):
+        assert page.locator(f"#{sid} .plotly .main-svg").count() >= 3  # history, importance, parallel coordinates
+    pruned = page.locator("#study-0 table.trials tr.pruned").count()
+    assert pruned > 0 and page.locator("#study-0 table.trials tr").count() == 15  # 14 trials and the header
+    assert errors == [] and refused == [], (errors, refused)
+    page.close()
+
+
+def test_errors_are_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(report(str(empty), "-o", str(tmp_path / "a.html")), str(empty), "no rd.json")
+    bad = tmp_path / "run" / "rd.json"
+    bad.parent.mkdir()
+    bad.write_text('{"results": {"bpp": [0.5], ')  # half-written
+    one_line_error(report(str(bad.parent), "-o", str(tmp_path / "a.html")), str(bad), "not readable")
+    one_line_error(report(str(RUNS), "-o", str(bad / "r.html")), "not an existing folder")
+    existing = tmp_path / "old.html"
+    existing.write_text("a user's earlier report")
+    one_line_error(report(str(RUNS), "-o", str(existing)), "exists", "--force")
+    assert existing.read_text() == "a user's earlier report"
+    assert not list(tmp_path.glob(".*.tmp"))
