@@ -170,7 +170,8 @@ def evaluation_clash(test: CurveKey, other: CurveKey, other_name: str) -> str | 
     if not why:
         return None
     partial = "partial evaluation" if test.partial and not other.partial else "evaluation"
-    return f"{partial} ({test.evaluation()}) vs {other_name} ({other.evaluation()}): {' and '.join(why)} differ"
+    verb = "differ" if len(why) > 1 else "differs"
+    return f"{partial} ({test.evaluation()}) vs {other_name} ({other.evaluation()}): {' and '.join(why)} {verb}"
 
 
 def subset_note(key: CurveKey, name: str) -> str | None:
