@@ -89,10 +89,10 @@ def _log_lof_curves(rows, args) -> None:
 
 def cmd_export(args) -> int:
     check_inputs((args.ckpt, "checkpoint"))
-    from compresslab.models.from_checkpoint import export_state_dict
+    from compresslab.models.export import export_weights
 
-    out, how = export_state_dict(args.ckpt, args.out)
-    print(f"wrote {out}: a plain state dict with updated CDF tables; {how}")
+    out, how = export_weights(args.ckpt, args.out, fmt=args.format, force=args.force, model_name=args.model)
+    print(f"wrote {out}: {how}")
     return 0
 
 
@@ -147,9 +147,21 @@ def add_commands(sub) -> None:
     evaluate_p.add_argument("--M", type=int)
     evaluate_p.set_defaults(func=cmd_evaluate)
 
-    export_p = sub.add_parser("export", help="write a plain state dict CompressAI's eval_model can load")
-    export_p.add_argument("ckpt")
-    export_p.add_argument("out")
+    export_p = sub.add_parser(
+        "export", help="write a model's weights for other tools: CompressAI's state dict for models it has "
+                       "(factorized, hyperprior; its eval_model loads it), else a file that says which model it is "
+                       "(compresslab evaluate takes it with no flags)",
+        description="Never writes over its input; an existing output only with --force.")
+    export_p.add_argument("ckpt", help="a training checkpoint, an exported file, a zoo: spec, or a plain state dict "
+                                       "(with --model)")
+    export_p.add_argument("out", help="the file to write")
+    export_p.add_argument("--format", choices=("compressai", "compresslab"), default=None,
+                          help="compressai: exactly what CompressAI's from_state_dict/eval_model load (models with a "
+                               "CompressAI class; their default); compresslab: weights + a header naming model, "
+                               "profile and sizes (the default for the others)")
+    export_p.add_argument("--force", action="store_true", help="replace an existing output file (never the input)")
+    export_p.add_argument("--model", help="the model a plain state dict holds (e.g. factorized); sizes are read "
+                                          "from its weights")
     export_p.set_defaults(func=cmd_export)
 
 

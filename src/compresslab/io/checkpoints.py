@@ -77,7 +77,27 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
         kept += f"; {', '.join(others)} untouched" if others else ""
         raise CheckpointWriteError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
-        raise
+
+
+def check_export_target(src: str | os.PathLike, out: str | os.PathLike, force: bool = False) -> None:
+    """Refuse, in one line, an output that would destroy something: the input itself (same path, a hard link or a
+    symlink to it: it is the run's checkpoint), any existing file unless ``force``, a folder; and an output whose
+    folder cannot exist (a parent path that is a regular file)."""
+    out = Path(out)
+    if out.is_dir():
+        raise CheckpointError(f"output {out} is a folder; name the file to write, e.g. {out / 'model.pth.tar'}")
+    if out.exists():
+        if not str(src).startswith("zoo:") and Path(src).exists() and os.path.samefile(src, out):
+            raise CheckpointError(f"refusing to write over the input: output {out} is the same file as {src}; "
+                                  f"name a new file for the export")
+        if not force:
+            raise CheckpointError(f"output {out} exists; pass --force to replace it, or name a new file")
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CheckpointError(f"cannot write {out}: {parent} is a file, not a folder; name an output in a "
+                                      f"folder")
+            break
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
@@ -116,12 +136,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted copy or save; use another one")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        first = (str(e).splitlines() or [""])[0][:300]  # some carry no message at all
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(e).__name__}{': ' + first if first else ''}. The file is "
-            f"truncated, corrupt, or not a PyTorch checkpoint (only weights-only checkpoints are accepted)."
-        ) from e
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files (a text file: KeyError, IndexError)
+        from compresslab.io.file_kinds import unreadable_message
+
+        with open(path, "rb") as f:
+            head = f.read(512)
+        # torch's own text advises weights_only=False (running the file's code): never passed on
+        raise CheckpointError(unreadable_message(path, head, e)) from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
     return dict(obj)
@@ -152,14 +173,40 @@ def load_weights(model: CompressionModel, ckpt: Mapping[str, Any], source: str =
         own = set(model.state_dict())
         missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
         detail = str(e).splitlines()
-        hint = f"missing keys {missing[:4]}, unexpected keys {unexpected[:4]}" if (missing or unexpected) \
-            else detail[1].strip() if len(detail) > 1 else detail[0]
+        hint = "; ".join(f"{what} {key_groups(keys)}" for what, keys in (("missing", missing), ("unexpected", unexpected))
+                         if keys) if (missing or unexpected) else detail[1].strip() if len(detail) > 1 else detail[0]
         saved = model_config_of(ckpt)
         raise CheckpointError(
             f"{source} does not fit model {getattr(model, 'registry_name', type(model).__name__)} "
             f"({getattr(model, 'hparams_dict', {})}): {hint}"
             + (f". The checkpoint was trained as {saved}" if saved else "")
         ) from e
+
+
+def key_groups(keys: list[str]) -> str:
+    """'12 keys under h_a.* (6), h_s.* (6)': how many state-dict keys, grouped by their top-level module, so a
+    wrong architecture shows which whole parts are absent (a list of the first few keys hid h_a/h_s)."""
+    groups: dict[str, int] = {}
+    for k in keys:
+        top = k.split(".")[0] + (".*" if "." in k else "")
+        groups[top] = groups.get(top, 0) + 1
+    parts = [f"{g} ({n})" for g, n in sorted(groups.items(), key=lambda gn: (-gn[1], gn[0]))]
+    return f"{len(keys)} key{'s' * (len(keys) != 1)} under {', '.join(parts[:8])}" + \
+        (f" and {len(parts) - 8} more groups" if len(parts) > 8 else "")
+
+
+def size_from_weights(state_dict: Mapping[str, Any]) -> dict[str, int]:
+    """N and M of a plain state dict from its analysis transform g_a: N = the output channels of the conv that reads
+    the RGB image, M = those of g_a's last layer (every registered model's g_a ends in the latent's conv). Empty
+    when the weights have no such g_a."""
+    convs = [(int(k.split(".")[1]), k, v) for k, v in state_dict.items()
+             if k.startswith("g_a.") and k.split(".")[1].isdigit() and k.endswith("weight")
+             and getattr(v, "dim", lambda: 0)() == 4]
+    rgb = [v for _, _, v in sorted(convs, key=lambda c: (c[0], c[1])) if v.shape[1] == 3]
+    if not convs or not rgb:
+        return {}
+    last = max(convs, key=lambda c: (c[0], c[1] == f"g_a.{c[0]}.weight"))
+    return {"N": int(rgb[0].shape[0]), "M": int(last[2].shape[0])}
 
 
 def weights_hash(model: torch.nn.Module) -> str:

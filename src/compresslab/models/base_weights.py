@@ -11,15 +11,18 @@ from torch import Tensor
 
 def base_info(path: str) -> dict[str, Any]:
     """N, M (so `model=adaptive model.base_ckpt=...` needs no size overrides) and the lambda a base checkpoint was
-    trained at (None for plain state dicts and zoo weights without it), from one read of the file."""
-    from compresslab.io.checkpoints import load_checkpoint, model_config_of
+    trained at (None for plain state dicts and zoo weights without it), from one read of the file. N/M come from the
+    file's header (a CompressLab checkpoint or export, a zoo spec), else from the shapes of a plain state dict's
+    weights; these are the sizes the model is built with, so they are what its run's config.yaml must record."""
+    from compresslab.io.checkpoints import load_checkpoint, model_config_of, size_from_weights, state_dict_of
 
     ckpt = load_checkpoint(path)
     saved = model_config_of(ckpt) or {}
+    size = {k: int(saved[k]) for k in ("N", "M") if k in saved} or size_from_weights(state_dict_of(ckpt))
     value = (ckpt.get("compresslab") or {}).get("lambda")
     if value is None:
         value = (ckpt.get("hyper_parameters") or {}).get("lambda")
-    return {**{k: int(saved[k]) for k in ("N", "M") if k in saved}, "lambda": float(value) if value is not None else None}
+    return {**size, "lambda": float(value) if value is not None else None}
 
 
 def base_size_from_checkpoint(path: str) -> dict[str, int]:

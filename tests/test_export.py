@@ -1,0 +1,227 @@
+"""``compresslab export``: weights out in CompressAI's format (its own classes and eval_model load them, same bytes)
+or in ours (a header that says model, profile and sizes: ``compresslab evaluate`` needs no flags), never over the
+input; files that are not checkpoints get one line each; a wrong architecture names the missing key groups."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_py, train
+
+CLI = ["-m", "compresslab.cli"]
+
+
+def one_line_error(r) -> str:
+    assert r.returncode == 2, (r.stdout, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "weights_only=False" not in r.stderr and "weights_only` set to `False" not in r.stderr
+    return lines[0]
+
+
+def _bad_files(d: Path) -> dict[str, Path]:
+    import pickle
+
+    import numpy as np
+    from PIL import Image
+
+    d.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8)).save(d / "image.png")
+    (d / "pickle.pkl").write_bytes(pickle.dumps({"w": np.zeros(3)}))
+    (d / "notes.txt").write_text("epoch: 1\nloss 0.3\n")
+    (d / "empty.ckpt").write_bytes(b"")
+    torch.save({"w": np.zeros(3)}, d / "numpy_inside.pt")
+    torch.save({"w": torch.zeros(3)}, d / "good.pt")
+    data = (d / "good.pt").read_bytes()
+    (d / "truncated.pt").write_bytes(data[: len(data) // 2])
+    return {p.stem: p for p in d.iterdir() if p.stem != "good"}
+
+
+EXPECTED = {"image": "is a PNG image", "pickle": "is a Python pickle", "notes": "is a text file (first line 'epoch: 1')",
+            "empty": "is empty (0 bytes)", "numpy_inside": "stores a numpy", "truncated": "truncated or corrupt"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["image", "pickle", "notes", "empty"])
+def test_a_file_that_is_not_a_checkpoint_gets_one_line_saying_what_it_is(tmp_path, kind):
+    bad = _bad_files(tmp_path / "in")[kind]
+    line = one_line_error(run_py([*CLI, "export", str(bad), str(tmp_path / "out.pth")], timeout=120))
+    assert EXPECTED[kind] in line and str(bad) in line
+    assert not (tmp_path / "out.pth").exists()
+
+
+def test_every_bad_input_kind_in_process(tmp_path, capsys):
+    """The same messages for the rest, through the CLI's main (no process start per file)."""
+    from compresslab.cli import main
+
+    for kind, bad in _bad_files(tmp_path / "in").items():
+        assert main(["export", str(bad), str(tmp_path / "out.pth")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and EXPECTED[kind] in err, (kind, err)
+        assert "weights_only" not in err.replace("weights-only", "")
+
+
+@pytest.mark.slow
+def test_export_never_destroys_its_input_or_an_existing_file(tmp_path, factorized_ckpt):
+    before = factorized_ckpt.read_bytes()
+    (tmp_path / "link.ckpt").symlink_to(factorized_ckpt)
+    os.link(factorized_ckpt, tmp_path / "hard.ckpt")
+    for out in (factorized_ckpt, tmp_path / "link.ckpt", tmp_path / "hard.ckpt"):
+        for force in ([], ["--force"]):
+            line = one_line_error(run_py([*CLI, "export", str(factorized_ckpt), str(out), *force], timeout=120))
+            assert "refusing to write over the input" in line
+    assert factorized_ckpt.read_bytes() == before
+    existing = tmp_path / "exists.pth"
+    existing.write_text("keep me")
+    line = one_line_error(run_py([*CLI, "export", str(factorized_ckpt), str(existing)], timeout=120))
+    assert "exists; pass --force" in line and existing.read_text() == "keep me"
+    (tmp_path / "afile").write_text("x")
+    line = one_line_error(run_py([*CLI, "export", str(factorized_ckpt), str(tmp_path / "afile" / "m.pth")]))
+    assert "is a file, not a folder" in line
+    r = run_py([*CLI, "export", str(factorized_ckpt), str(existing), "--force"], timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert torch.load(existing, weights_only=True)["g_a.0.weight"].shape[0] == 32
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, none left behind
+
+
+def _hints(stdout: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", stdout)
+
+
+def _evaluate(args: list[str], images: Path, out: Path) -> dict:
+    r = run_py([*CLI, "evaluate", *args, "--images", str(images), "--out", str(out)], timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return {k: v[0] for k, v in json.loads(out.read_text())["results"].items()}
+
+
+@pytest.fixture(scope="module")
+def one_crop(kodak_crops, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("one_crop")
+    (d / "kodim01.png").symlink_to(kodak_crops / "kodim01.png")
+    return d
+
+
+@pytest.mark.slow
+def test_factorized_export_is_compressais_own_model_byte_for_byte(tmp_path, factorized_ckpt, one_crop):
+    from compressai.models import FactorizedPrior
+    from PIL import Image
+    from torchvision.transforms.functional import to_tensor
+
+    from compresslab.models.from_checkpoint import build_model_from_checkpoint
+
+    out = tmp_path / "model.pth.tar"
+    r = run_py([*CLI, "export", str(factorized_ckpt), str(out)], timeout=120)
+    assert r.returncode == 0, r.stderr
+    # CompressAI's class, loaded as the message says, writes the same bitstream as our checkpoint
+    theirs = FactorizedPrior.from_state_dict(torch.load(out, weights_only=True)).eval()
+    theirs.update(force=True)
+    ours, _ = build_model_from_checkpoint(factorized_ckpt)
+    x = to_tensor(Image.open(one_crop / "kodim01.png").convert("RGB"))[None, :, :192, :256]
+    with torch.no_grad():
+        assert theirs.compress(x)["strings"] == ours.compress(x)["strings"]
+    # every command the message prints runs as printed (the image folder filled in) and agrees with the checkpoint
+    hints = _hints(r.stdout)
+    assert any("eval_model" in h for h in hints) and any(h.startswith("compresslab evaluate") for h in hints)
+    ckpt_rd = _evaluate([str(factorized_ckpt)], one_crop, tmp_path / "ckpt.json")
+    for hint in hints:
+        argv = shlex.split(hint.replace("<image folder>", str(one_crop)))
+        if argv[0] == "compresslab":
+            got = _evaluate(argv[2:], one_crop, tmp_path / "hint.json")
+            assert [got[k] for k in ("bpp", "psnr-rgb", "bpp_est")] == [ckpt_rd[k] for k in ("bpp", "psnr-rgb", "bpp_est")]
+        else:
+            assert argv[:2] == ["python", "-m"]
+            ref = run_py(argv[1:], timeout=300)
+            assert ref.returncode == 0, ref.stderr[-2000:]
+            theirs_rd = json.loads(ref.stdout[ref.stdout.index("{"):])["results"]
+            assert theirs_rd["bpp"][0] == ckpt_rd["bpp"]  # factorized: every byte equal
+            assert theirs_rd["psnr-rgb"][0] == pytest.approx(ckpt_rd["psnr-rgb"], abs=1e-4)  # float32 vs our float64
+    # the plain file says nothing of itself: one line with commands that work, and the wrapped copy needs no flags
+    line = one_line_error(run_py([*CLI, "export", str(out), str(tmp_path / "again.pth")], timeout=120))
+    assert "its keys are those of a factorized model" in line
+    (wrap,) = [h for h in _hints(line) if h.startswith("compresslab export")]
+    r = run_py([*CLI, *shlex.split(wrap)[1:]], timeout=120)
+    assert r.returncode == 0, r.stderr
+    wrapped = Path(shlex.split(wrap)[3])
+    assert torch.load(wrapped, weights_only=True)["compresslab"]["model"] == {"name": "factorized", "N": 32, "M": 48}
+
+
+@pytest.fixture(scope="module")
+def msp_fast_ckpt(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("msp_fast")
+    res = train(d, ["model=msp/fast", "model.N=32", "model.M=48", "model.filters=16", "model.resblocks=1",
+                    "data.batch_size=2", "data.val_batch_size=2", "trainer.max_steps=2",
+                    "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "callbacks.rd_eval.enabled=false"])
+    return Path(res["last_ckpt"])
+
+
+@pytest.fixture(scope="module")
+def adaptive_ckpt(tmp_path_factory, factorized_ckpt) -> Path:
+    d = tmp_path_factory.mktemp("adaptive_export")
+    res = train(d, ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "callbacks.rd_eval.enabled=false",
+                    "trainer.max_steps=2", "trainer.val_check_interval=2"])
+    return Path(res["last_ckpt"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture,described", [("msp_fast_ckpt", "msp (profile fast, N=32, M=48)"),
+                                               ("adaptive_ckpt", "adaptive (N=32, M=48)")])
+def test_our_models_export_a_file_evaluate_rebuilds_with_no_flags(request, tmp_path, one_crop, fixture, described):
+    ckpt = request.getfixturevalue(fixture)
+    out = tmp_path / "exported.pth"
+    r = run_py([*CLI, "export", str(ckpt), str(out)], timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert described in r.stdout and "--model" not in r.stdout and "--N" not in r.stdout
+    header = torch.load(out, weights_only=True)["compresslab"]
+    assert header["format"] == "compresslab-weights" and header["lambda"] is not None
+    assert header["source"]["run"] == ckpt.parents[1].name and header["versions"]["compressai"]
+    assert str(tmp_path) not in json.dumps(header, default=str)  # no machine's folders in a file meant to be shared
+    (hint,) = [h for h in _hints(r.stdout) if h.startswith("compresslab evaluate")]
+    args = ["--crop", "128"]
+    got = _evaluate([*shlex.split(hint)[2:], *args], one_crop, tmp_path / "export.json")
+    want = _evaluate([str(ckpt), *args], one_crop, tmp_path / "ckpt.json")
+    for key in ("bpp", "psnr-rgb", "bpp_est"):
+        assert got[key] == want[key], key
+    line = one_line_error(run_py([*CLI, "export", str(ckpt), str(tmp_path / "x.pth"), "--format", "compressai"]))
+    assert "has no CompressAI class" in line and "--format compresslab" in line
+
+
+@pytest.mark.slow
+def test_wrong_architecture_names_missing_groups_with_counts(tmp_path, factorized_ckpt):
+    from compresslab.io.checkpoints import CheckpointError
+
+    with pytest.raises(CheckpointError) as e:
+        train(tmp_path, ["model=hyperprior", f"init_from={factorized_ckpt}", "callbacks.rd_eval.enabled=false"])
+    msg = str(e.value)
+    found = re.search(r"missing (\d+) keys under ([^;]*)", msg)
+    assert found and int(found.group(1)) > 12, msg
+    assert "h_a.*" in found.group(2) and "h_s.*" in found.group(2) and "gaussian_conditional.*" in found.group(2)
+
+
+@pytest.mark.slow
+def test_a_base_gives_its_sizes_from_its_header_or_its_weights(tmp_path, factorized_ckpt):
+    """N/M of a factorized base: from a CompressLab checkpoint's header, or from the shapes of a plain CompressAI
+    state dict; prepare_model_config then builds (and the run records) those sizes, not the requested ones."""
+    from compresslab.models.base_weights import base_info
+    from compresslab.training.run import prepare_model_config
+
+    plain = tmp_path / "plain.pth.tar"
+    assert run_py([*CLI, "export", str(factorized_ckpt), str(plain)], timeout=120).returncode == 0
+    assert "compresslab" not in torch.load(plain, weights_only=True)
+    assert base_info(str(plain)) == {"N": 32, "M": 48, "lambda": None}
+    for base in (factorized_ckpt, plain):
+        cfg = prepare_model_config({"name": "adaptive", "N": 128, "M": 192, "base_ckpt": str(base)})
+        assert (cfg["N"], cfg["M"]) == (32, 48)
+
+
+def test_help_says_what_export_writes():
+    r = run_py([*CLI, "--help"], timeout=60)
+    text = " ".join(r.stdout.split())
+    assert "export write a model's weights for other tools: CompressAI's state dict for models it has" in text
+    assert "else a file that says which model it is (compresslab evaluate takes it with no flags)" in text
