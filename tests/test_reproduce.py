@@ -1,6 +1,8 @@
 """`compresslab reproduce`: steps run once and are skipped when their results exist, the report puts the paper's
 number beside ours (read from the results' table) and never fills 'ours' from the paper."""
 
+from pathlib import Path
+
 import pytest
 
 from compresslab import reproduce as rp
@@ -35,25 +37,54 @@ published:
     return results
 
 
-def test_steps_run_once_then_are_skipped_and_the_report_compares(fake_paper, tmp_path):
-    report = rp.reproduce("toy2025", "cpu_proxy", out=str(tmp_path / "rep"))
+def test_steps_run_once_then_are_skipped_and_the_report_compares(fake_paper, tmp_path, monkeypatch):
+    """Each reproduction writes a new folder; the published one changes only with --publish, which keeps the step
+    times of the run that produced the results and refuses to replace them with 'skipped'."""
+    import re
+
+    monkeypatch.chdir(tmp_path)  # outputs/ and experiments/ of this "checkout"
+    report = rp.reproduce("toy2025", "cpu_proxy")
+    assert report.parent.parent == Path("outputs/reproduce/toy2025_cpu_proxy") and report.name == "report.md"
     assert (fake_paper / "count.txt").read_text() == "1"
     text = report.read_text()
     assert "| gain | -5.0 | -4.25 | +0.75 | Table 1 |" in text
     assert "| other |  | not available |  | not reported |" in text  # no paper number filled in as ours
-    import re
-
     assert re.search(r"- ran \(\d+ s\): .*step\.py", text)  # each step with its wall time
     assert re.search(r"at commit \S+.*, steps \d+ s wall time in all;", text)
-    rp.reproduce("toy2025", "cpu_proxy", out=str(tmp_path / "rep"))
-    assert (fake_paper / "count.txt").read_text() == "1"  # results present: the steps are not rerun
-    assert "skipped (results present" in report.read_text()
-    assert "no step run (results reused)" in report.read_text()
-    # the producing run's step times survive a report written without running steps (steps.json beside it)
-    assert re.search(r"## Steps of the run that produced these results \(.*\d+ s in all", report.read_text())
-    assert re.search(r"- ran \(\d+ s\): .*step\.py", report.read_text())
-    rp.reproduce("toy2025", "cpu_proxy", out=str(tmp_path / "rep"), rerun=True)
+    again = rp.reproduce("toy2025", "cpu_proxy")  # a new folder; results present: the steps are not rerun
+    assert again.parent != report.parent and report.read_text() == text
+    assert (fake_paper / "count.txt").read_text() == "1"
+    assert "skipped (results present" in again.read_text() and "no step run (results reused)" in again.read_text()
+    assert not Path("experiments").exists()  # nothing published without --publish
+    published = rp.reproduce("toy2025", "cpu_proxy", rerun=True, publish=True)
+    assert published == Path("experiments/reproduce/toy2025_cpu_proxy/report.md")
     assert (fake_paper / "count.txt").read_text() == "2"
+    steps = published.parent / "steps.json"
+    measured = steps.read_bytes()
+    # publishing again without running the steps keeps the producing run's times (steps.json, listed in the report)
+    rp.reproduce("toy2025", "cpu_proxy", publish=True)
+    assert steps.read_bytes() == measured
+    assert re.search(r"## Steps of the run that produced these results \(.*\d+ s in all", published.read_text())
+    assert re.search(r"- ran \(\d+ s\): .*step\.py", published.read_text())
+    # a new reproduction that reuses the published results lists the same times, read from the published folder
+    assert "experiments/reproduce/toy2025_cpu_proxy/steps.json" in rp.reproduce("toy2025", "cpu_proxy").read_text()
+    # a published report whose measured times no steps.json keeps is not replaced by a report of skipped steps
+    steps.unlink()
+    before = published.read_text()
+    with pytest.raises(rp.ReproduceError, match="lists the measured step times"):
+        rp.reproduce("toy2025", "cpu_proxy", publish=True)
+    assert published.read_text() == before
+
+
+def test_an_existing_or_published_out_folder_is_refused(fake_paper, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rp.reproduce("toy2025", "cpu_proxy", out="mine")
+    assert main(["reproduce", "toy2025", "--out", "mine"]) == 2
+    assert "--out mine already holds a report" in capsys.readouterr().err
+    assert main(["reproduce", "toy2025", "--out", "experiments/reproduce/x"]) == 2
+    err = capsys.readouterr().err
+    assert "inside experiments/" in err and "--publish" in err and len(err.strip().splitlines()) == 1
+    assert not Path("experiments").exists()
 
 
 def test_unknown_paper_profile_and_missing_results_are_one_line(fake_paper, tmp_path, capsys):
@@ -120,7 +151,8 @@ def test_ulhaq2024_zoo_profile_downloads_its_bases_and_runs_end_to_end_then_resu
     cfg = OmegaConf.load(work / "adaptive" / "lambda0.0035" / ".hydra" / "config.yaml")
     assert (cfg.model.Nq, cfg.model.Mq, cfg.model.bins) == (32, 16, 256)  # the paper's low-rate configuration
     assert cfg.model.base_ckpt == "zoo:bmshj2018-factorized/mse/2" and cfg.name.startswith("zoo-adaptive")
-    out = tmp_path / "work" / "experiments" / "adaptive" / "zoo"
+    out = tmp_path / "report" / "experiments" / "adaptive" / "zoo"  # the reproduction's own folder, not the checkout's
+    assert not (tmp_path / "work" / "experiments").exists()
     curves = {row["curve"] for row in rp.read_md_table(out / "rd_table.md")}
     # one image: no leave-one-out control (it needs >= 2), the driver says so and the curve is absent
     assert curves == {"factorized", "adaptive", "adaptive-ideal", "static (2 train crops)"}
@@ -138,6 +170,7 @@ def test_ulhaq2024_zoo_profile_downloads_its_bases_and_runs_end_to_end_then_resu
     assert "BD-rate, adaptive vs its frozen base" in (tmp_path / "report" / "report.md").read_text()
     stamp = (work / "adaptive" / "lambda0.0018" / "rd.json").stat().st_mtime_ns
     files.files.clear()  # cached: nothing more is downloaded
+    args[args.index("--out") + 1] = str(tmp_path / "report2")  # a reproduction never writes over a report
     r = _reproduce_from_empty_folder(tmp_path, env, "--rerun", *args)
     ran = [line for line in r.stdout.splitlines() if line.startswith("$ ")]
     assert r.returncode == 0 and len(ran) == 1 and "compresslab.drivers.adaptive_repro" in ran[0], r.stdout[-2000:]
@@ -163,9 +196,10 @@ def test_zhang2022_zoo_profile_runs_lof_on_downloaded_hyperpriors_with_compressa
     work = tmp_path / "work" / "outputs" / "lof_zoo"
     doc = json.loads((work / "zoo_bmshj2018-hyperprior_mse_2" / "lof_eval" / "lof.json").read_text())
     assert doc["meta"]["lambda"] == 0.0035 and doc["meta"]["lof"] and doc["meta"]["model"]["name"] == "hyperprior"
-    rows = rp.read_md_table(tmp_path / "work" / "experiments" / "lof" / "zoo_hyperprior" / "lof_gain.md")
+    results = tmp_path / "report" / "experiments" / "lof" / "zoo_hyperprior"  # in the reproduction's folder
+    rows = rp.read_md_table(results / "lof_gain.md")
     assert rows[0]["model"] == "hyperprior" and rows[0]["points"] == "8"
-    prov = json.loads((tmp_path / "work" / "experiments" / "lof" / "zoo_hyperprior" / "provenance.json").read_text())
+    prov = json.loads((results / "provenance.json").read_text())
     assert prov["command"][:3] == ["python", "-m", "compresslab.drivers.lof_gain"] and "--steps" in prov["command"]
     assert prov["wall_s"] > 0 and prov["machine"]["cpu"] and len(prov["commit"]) == 40
     assert (tmp_path / "report" / "report.md").is_file()

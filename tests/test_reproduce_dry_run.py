@@ -71,7 +71,7 @@ def test_dry_run_writes_nothing_starts_no_wandb_and_names_every_step(paper, prof
         assert "steps: none (--report-only)" in text
     else:
         for i, step in enumerate(cfg["steps"], 1):  # each step, numbered, with its full command
-            command = " ".join(map(str, step)) + (" --max-images 1" if where == "after --step-args" else "")
+            command = " ".join(rp.step_argv(step, out, ["--max-images", "1"] if where == "after --step-args" else []))
             verb = "would skip (results present" if present and where != "with --rerun" else "would run:"
             line = next(entry for entry in text.splitlines() if entry.startswith(f"step {i}: "))
             assert verb in line and line.endswith(command) and " -m " in line, line
@@ -87,13 +87,16 @@ def test_dry_run_writes_nothing_starts_no_wandb_and_names_every_step(paper, prof
 
 
 def test_the_default_report_folder_is_not_rewritten_by_a_dry_run(capsys, no_side_effects):
-    """The audited case: the tracked experiments/reproduce/<paper>_cpu_proxy/report.md, with --dry-run after
-    --step-args (where argparse's remainder used to swallow it and the run was real)."""
-    before = snapshot(REPO / "experiments")
+    """The audited case: --dry-run after --step-args (where argparse's remainder used to swallow it and the run was
+    real). The default report folder is a new one under outputs/ (a dry run only names it); --publish names the
+    published one."""
+    before = snapshot(REPO / "experiments", REPO / "outputs")
     for paper in rp.papers():
         assert main(["reproduce", paper, "--step-args", "--max-images", "1", "--dry-run"]) == 0
-        assert f"experiments/reproduce/{paper}_cpu_proxy/report.md" in capsys.readouterr().out
-    assert snapshot(REPO / "experiments") == before
+        assert f"would write the report outputs/reproduce/{paper}_cpu_proxy/<new run id>/report.md" in capsys.readouterr().out
+        assert main(["reproduce", paper, "--publish", "--dry-run"]) == 0
+        assert f"would write the report experiments/reproduce/{paper}_cpu_proxy/report.md" in capsys.readouterr().out
+    assert snapshot(REPO / "experiments", REPO / "outputs") == before
 
 
 def test_reproduces_own_flags_after_step_args_are_refused_in_one_line(capsys, no_side_effects):

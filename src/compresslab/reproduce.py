@@ -1,6 +1,12 @@
 """`compresslab reproduce PAPER`: run (or reuse) a paper's recipe and write a report that puts the paper's published
 numbers beside ours, with the scale we ran at. Papers, profiles, steps and published values live in
-conf/reproduce/<paper>.yaml; the steps are the experiment drivers, so this module only orchestrates and reports."""
+conf/reproduce/<paper>.yaml; the steps are the experiment drivers, so this module only orchestrates and reports.
+
+Where it writes: a new folder ``outputs/reproduce/<paper>_<profile>/<id>/`` (the report, and the steps' results under
+the repository's own paths, ``{out}`` in a step), never a folder that holds results. Published results (the profile's
+``results`` folder, committed) are read when present and the steps are skipped; they are rewritten only with
+``--publish``, which runs the steps into the repository and the report into ``experiments/reproduce/<paper>_<profile>``,
+keeps the producing run's step times (``steps.json``) and refuses to replace measured times with "skipped"."""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from omegaconf import OmegaConf
 
 from compresslab.evaluation.render import read_md_table
 from compresslab.conf import CONF_DIR
+from compresslab.io.outdirs import guard, new_dir
 
 CONF = CONF_DIR / "reproduce"
 ROOT = Path(".")  # results, work folders and reports are relative to where the command runs (a clone, or any folder)
@@ -30,10 +37,16 @@ def papers() -> dict[str, dict[str, Any]]:
     return {p.stem: OmegaConf.to_container(OmegaConf.load(p), resolve=True) for p in sorted(CONF.glob("*.yaml"))}
 
 
-def _ours(spec: dict[str, Any], results: Path, tables: dict[str, str]) -> str | None:
+def _find(path: str, tree: Path | None) -> Path:
+    """A result file: the one this reproduction's steps wrote (under ``tree``) where there is one, else the
+    published one (read only)."""
+    return tree / path if tree is not None and (tree / path).exists() else ROOT / path
+
+
+def _ours(spec: dict[str, Any], results: Path, tables: dict[str, str], tree: Path | None = None) -> str | None:
     """Our value for one published quantity: a cell of the results' rd_table.md (by curve) or of an extra table."""
     if "table" in spec:
-        path, key, row = ROOT / tables[spec["table"]], spec["key"], spec["row"]
+        path, key, row = _find(tables[spec["table"]], tree), spec["key"], spec["row"]
     else:
         path, key, row = results / "rd_table.md", "curve", spec["curve"]
     if not path.exists():
@@ -62,16 +75,33 @@ def _duration(seconds: float) -> str:
     return f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min {s} s" if m else f"{s} s"
 
 
-def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = False,
-              step_args: list[str] | None = None) -> list[str]:
-    """Run the profile's steps (``python <step…> <step_args…>``: step_args, e.g. a smoke-scale budget, go to every
-    step); a dry run names each step with its full command, runs nothing and writes nothing."""
+def step_argv(step: list, tree: Path | None, step_args: list[str] | None) -> list[str]:
+    """A step's arguments with ``{out}`` filled: this reproduction's folder (``tree``), or, publishing (tree None),
+    the repository itself, with ``--publish`` passed to the step so that it may write there."""
+    args = [str(a) for a in step]
+    writes = any("{out}" in a for a in args)
+    if tree is None:
+        args = [a.replace("{out}/", "").replace("{out}", ".") for a in args] + (["--publish"] if writes else [])
+    else:
+        args = [a.replace("{out}", str(tree)) for a in args]
+    return [*args, *(step_args or [])]
+
+
+def results_present(paper: str, profile: str) -> bool:
     cfg = papers()[paper]["profiles"][profile]
-    results = ROOT / cfg["results"]
-    done = (results / cfg.get("table", "rd_table.md")).exists() and not rerun
+    return (ROOT / cfg["results"] / cfg.get("table", "rd_table.md")).exists()
+
+
+def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = False,
+              step_args: list[str] | None = None, tree: Path | None = None) -> list[str]:
+    """Run the profile's steps (``python <step…> <step_args…>``: step_args, e.g. a smoke-scale budget, go to every
+    step) writing under ``tree`` (None: publishing into the repository); a dry run names each step with its full
+    command, runs nothing and writes nothing."""
+    cfg = papers()[paper]["profiles"][profile]
+    done = results_present(paper, profile) and not rerun
     log = []
     for i, step in enumerate(cfg["steps"], 1):
-        step = [*map(str, step), *(step_args or [])]
+        step = step_argv(step, tree, step_args)
         cmd = [sys.executable, *step]
         if dry_run:
             log.append(f"step {i}: would skip (results present in {cfg['results']}; --rerun runs it): {_command(cmd)}"
@@ -85,7 +115,8 @@ def run_steps(paper: str, profile: str, rerun: bool = False, dry_run: bool = Fal
         if subprocess.run(cmd, cwd=ROOT).returncode != 0:
             # each driver skips the stages it already finished, so rerunning the same command resumes
             raise ReproduceError(f"step failed: {' '.join(map(str, step))}; its log is above; rerun "
-                                 f"`compresslab reproduce {paper} --profile {profile}` to resume")
+                                 f"`compresslab reproduce {paper} --profile {profile}` to resume (finished stages "
+                                 f"are kept in the steps' work folders)")
         log.append(f"ran ({_duration(time.monotonic() - t0)}): {' '.join(map(str, step))}")
     return log
 
@@ -114,14 +145,23 @@ def commit_state(git: dict) -> str:
         else " (its results in experiments/ not yet committed)" if changed else "")
 
 
+def _shown(path: Path) -> str:
+    p = Path(os.path.abspath(path))
+    return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(path)
+
+
 def write_report(paper: str, profile: str, out: Path, log: list[str] | None = None, log_wandb: bool = False,
-                 report_only: bool = True, wall_s: float | None = None) -> Path:
+                 report_only: bool = True, wall_s: float | None = None, tree: Path | None = None,
+                 prior: Path | None = None, publish: bool = False) -> Path:
+    """The report in ``out``. Results come from ``tree`` where this reproduction's steps wrote them (wall_s set),
+    else from the published folders; ``prior`` is the steps.json of the run that produced reused results."""
     from compresslab.provenance import cpu_model, git_state  # imported only when a report is written
 
     git = git_state()  # before this function copies figures into the folder: the state the report is built from
     doc = papers()[paper]
     cfg = doc["profiles"][profile]
-    results = ROOT / cfg["results"]
+    tree = tree if wall_s is not None else None   # steps skipped: every result is the published one
+    results = (tree or ROOT) / cfg["results"]
     table = cfg.get("table", "rd_table.md")   # the file whose presence means the profile's steps are done
     if not (results / table).exists():
         raise ReproduceError(_missing_results(paper, profile, report_only,
@@ -129,13 +169,13 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Reproduction: {doc['title']}", "",
              f"Profile **{profile}**: {cfg['scale']}.", "",
-             f"Our numbers are read from `{cfg['results']}/{table}` and the tables named below (real bitstreams, BD-rate with `bjontegaard`, "
+             f"Our numbers are read from `{_shown(results / table)}` and the tables named below (real bitstreams, BD-rate with `bjontegaard`, "
              f"Akima); the paper's from the source named in each row. A paper's number is never printed as ours.", "",
              "| quantity | paper | ours | ours − paper | paper's source |", "|---|---|---|---|---|"]
     tables = {**doc.get("extra_tables", {}), **cfg.get("extra_tables", {})}  # a profile may point at its own
     compared = []  # (quantity, paper, ours, source): the report's table, also logged to W&B
     for row in doc["published"]:
-        ours = _ours(row["ours"], results, tables)
+        ours = _ours(row["ours"], results, tables, tree)
         compared.append((row["quantity"], row.get("value"), ours, row["source"]))
         p, o = row.get("value"), _number(ours)
         diff = f"{o - p:+.2f}" if p is not None and o is not None else ""
@@ -149,7 +189,7 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
                   else "![RD curves against the anchors](rd.png)"]
     figures = []
     for fig in cfg.get("figures", []) + doc.get("figures", []):  # the paper's other figures, redrawn with our data
-        src = ROOT / fig["path"]
+        src = _find(fig["path"], tree)
         if not src.exists():
             lines += ["", f"- {fig['caption']}: not available yet (`{fig['path']}` missing; {fig.get('how', '')})"]
             continue
@@ -163,7 +203,7 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
               f"- Scale: {cfg['scale']}.",
               "- Design choices that are ours are tagged in the code and listed in the README's model section "
               "(Provenance).",
-              f"- Full tables: `{cfg['results']}/` (README there: command, machine and commit of its runs, and their "
+              f"- Full tables: `{_shown(results)}/` (README there: command, machine and commit of its runs, and their "
               "wall time where a committed file records it)."]
     if log:
         lines += ["", "## Steps", "", *[f"- {entry}" for entry in log]]
@@ -171,13 +211,20 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
         (out / "steps.json").write_text(json.dumps({
             "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit_state(git),
             "wall_s": round(wall_s, 1), "steps": [e for e in log if e.startswith("ran")]}, indent=2))
-    elif (out / "steps.json").is_file():
-        prev = json.loads((out / "steps.json").read_text())
+    elif (out / "steps.json").is_file() or (prior is not None and prior.is_file()):
+        kept = out / "steps.json" if (out / "steps.json").is_file() else prior
+        prev = json.loads(kept.read_text())
         lines += ["", f"## Steps of the run that produced these results ({prev['written_utc']}, commit "
-                      f"{prev['commit']}, {_duration(prev['wall_s'])} in all; `steps.json`)", "",
+                      f"{prev['commit']}, {_duration(prev['wall_s'])} in all; `{_shown(kept)}`)", "",
                   *[f"- {entry}" for entry in prev["steps"]]]
+    elif prior is not None and (prior.parent / "report.md").is_file():  # a published report older than steps.json
+        quoted = [ln for ln in (prior.parent / "report.md").read_text().splitlines() if ln.startswith("- ran (")]
+        if quoted:
+            lines += ["", f"## Steps of the run that produced these results (as its report "
+                          f"`{_shown(prior.parent / 'report.md')}` lists them)", "", *quoted]
     commit = commit_state(git)
-    lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}` "
+    lines += ["", f"Written {time.strftime('%Y-%m-%d %H:%M')} by `compresslab reproduce {paper} --profile {profile}"
+              f"{' --publish' if publish else ''}` "
               f"on {cpu_model()} at commit {commit}"
               + (f", steps {_duration(wall_s)} wall time in all" if wall_s is not None else ", no step run (results reused)")
               + "; the folders it reads give their own runs' provenance."]
@@ -208,24 +255,47 @@ def _log_to_wandb(paper: str, profile: str, compared: list[tuple], out: Path, fi
 
 
 def default_report_dir(paper: str, profile: str) -> Path:
+    """The published report folder (committed): written only with --publish."""
     return ROOT / "experiments" / "reproduce" / f"{paper}_{profile}"
 
 
+def report_dir(paper: str, profile: str, out: str | None, publish: bool, create: bool = True) -> Path:
+    """--publish: the published folder (or --out); --out: a folder that holds no report and is not published;
+    neither: a new outputs/reproduce/<paper>_<profile>/<id>/ (create=False: its name for a dry run)."""
+    if publish:
+        return Path(out) if out else default_report_dir(paper, profile)
+    if out:
+        if (guard(out, False) / "report.md").exists():
+            raise ReproduceError(f"--out {out} already holds a report: a reproduction never writes over one; give a "
+                                 f"new folder (without --out it makes one under outputs/reproduce/)")
+        return Path(out)
+    return new_dir("reproduce", f"{paper}_{profile}", create=create)
+
+
+def unrecorded_times(dest: Path) -> bool:
+    """A published report that lists measured step times no steps.json keeps (written before steps.json existed)."""
+    report = dest / "report.md"
+    return report.is_file() and "- ran (" in report.read_text() and not (dest / "steps.json").is_file()
+
+
 def dry_run_plan(paper: str, profile: str, out: str | None = None, rerun: bool = False, report_only: bool = False,
-                 log_wandb: bool = False, step_args: list[str] | None = None) -> list[str]:
+                 log_wandb: bool = False, step_args: list[str] | None = None, publish: bool = False) -> list[str]:
     """What ``reproduce`` would do, step by step with each command, reading only the configs and checking which
     files exist: nothing runs, nothing is written, W&B is not started."""
     cfg = papers()[paper]["profiles"][profile]
     table = f"{cfg['results']}/{cfg.get('table', 'rd_table.md')}"
-    steps = [] if report_only else run_steps(paper, profile, rerun=rerun, dry_run=True, step_args=step_args)
+    dest = report_dir(paper, profile, out, publish, create=False)
+    tree = None if publish else dest
+    steps = [] if report_only else run_steps(paper, profile, rerun=rerun, dry_run=True, step_args=step_args,
+                                             tree=tree)
     if report_only:
         steps.append("steps: none (--report-only)")
-    report = (Path(out) if out else default_report_dir(paper, profile)) / "report.md"
+    report = dest / "report.md"
     n = (0 if report_only else len(cfg["steps"])) + 1
     if report_only and not (ROOT / table).exists():
         steps.append(f"step {n}: would stop: {_missing_results(paper, profile, True, False)}")
         return steps
-    source = table if (ROOT / table).exists() else f"{table}, which the steps above write"
+    source = table if (ROOT / table).exists() and not rerun else f"{table}, which the steps above write"
     steps.append(f"step {n}: would write the report {report} from {source} (and copy its figures beside it)")
     steps.append(f"step {n + 1}: would log the report to W&B (project compresslab-reproduce, mode "
                  f"{os.environ.get('WANDB_MODE') or 'offline'})" if log_wandb else
@@ -234,9 +304,10 @@ def dry_run_plan(paper: str, profile: str, out: str | None = None, rerun: bool =
 
 
 def reproduce(paper: str, profile: str, out: str | None = None, rerun: bool = False, report_only: bool = False,
-              dry_run: bool = False, log_wandb: bool = False, step_args: list[str] | None = None) -> Path | list[str]:
-    """Run (or reuse) a profile's steps and write its report; a dry run returns the steps it would run (each with
-    its command) and writes nothing."""
+              dry_run: bool = False, log_wandb: bool = False, step_args: list[str] | None = None,
+              publish: bool = False) -> Path | list[str]:
+    """Run (or reuse) a profile's steps and write its report into a new folder (``--publish``: into the published
+    one); a dry run returns the steps it would run (each with its command) and writes nothing."""
     known = papers()
     if paper not in known:
         raise ReproduceError(f"unknown paper {paper!r}; one of: {', '.join(known)} (compresslab reproduce --list)")
@@ -244,10 +315,20 @@ def reproduce(paper: str, profile: str, out: str | None = None, rerun: bool = Fa
         raise ReproduceError(f"{paper} has no profile {profile!r}; one of: {', '.join(known[paper]['profiles'])}")
     if dry_run:
         return dry_run_plan(paper, profile, out=out, rerun=rerun, report_only=report_only, log_wandb=log_wandb,
-                            step_args=step_args)
+                            step_args=step_args, publish=publish)
+    reuse = report_only or (results_present(paper, profile) and not rerun)
+    if publish and reuse and unrecorded_times(report_dir(paper, profile, out, True)):
+        raise ReproduceError(
+            f"{_shown(report_dir(paper, profile, out, True))}/report.md lists the measured step times of the run that "
+            f"produced its results and no steps.json keeps them: publishing a report whose steps were skipped would "
+            f"replace them; publish a run that ran its steps (--rerun --publish), or leave the published report as it is")
+    if report_only and not results_present(paper, profile):  # before a new folder is made for nothing
+        raise ReproduceError(_missing_results(paper, profile, True, False))
+    dest = report_dir(paper, profile, out, publish)
+    tree = None if publish else dest
     t0 = time.monotonic()
-    log = None if report_only else run_steps(paper, profile, rerun=rerun, step_args=step_args)
+    log = None if report_only else run_steps(paper, profile, rerun=rerun, step_args=step_args, tree=tree)
     ran = any(e.startswith("ran") for e in log or [])
-    dest = Path(out) if out else default_report_dir(paper, profile)
     return write_report(paper, profile, dest, log, log_wandb=log_wandb, report_only=report_only,
-                        wall_s=time.monotonic() - t0 if ran else None)
+                        wall_s=time.monotonic() - t0 if ran else None, tree=tree,
+                        prior=None if ran else default_report_dir(paper, profile) / "steps.json", publish=publish)

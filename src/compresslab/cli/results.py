@@ -26,12 +26,12 @@ def cmd_reproduce(args) -> int:
         step_args.remove("--dry-run")
         args.dry_run = True
         print("(--dry-run came after --step-args: taken as reproduce's own --dry-run, not passed to the steps)")
-    misplaced = [f for f in ("--report-only", "--rerun", "--no-wandb") if f in step_args]
+    misplaced = [f for f in ("--report-only", "--rerun", "--no-wandb", "--publish") if f in step_args]
     if misplaced:
         raise ValueError(f"{', '.join(misplaced)} came after --step-args, so it would be passed to every step: put "
                          f"reproduce's own flags before --step-args (which must come last)")
     report = reproduce(args.paper, args.profile, out=args.out, rerun=args.rerun, report_only=args.report_only,
-                       dry_run=args.dry_run, log_wandb=not args.no_wandb, step_args=step_args)
+                       dry_run=args.dry_run, log_wandb=not args.no_wandb, step_args=step_args, publish=args.publish)
     if args.dry_run:
         print("\n".join(report) + "\n(dry run: nothing ran, nothing was written, no W&B run was started)")
         return 0
@@ -87,7 +87,11 @@ def add_commands(sub) -> None:
     repro_p = sub.add_parser("reproduce", help="run a paper's recipe and report its numbers beside ours")
     repro_p.add_argument("paper", nargs="?", help="see --list")
     repro_p.add_argument("--profile", default="cpu_proxy")
-    repro_p.add_argument("--out", help="report folder (default experiments/reproduce/<paper>_<profile>)")
+    repro_p.add_argument("--out", help="a new report folder (default: a new outputs/reproduce/<paper>_<profile>/<id>/, "
+                                       "which also holds the steps' results)")
+    repro_p.add_argument("--publish", action="store_true",
+                         help="write the steps' results into the repository and the report into "
+                              "experiments/reproduce/<paper>_<profile> (keeps the producing run's step times)")
     repro_p.add_argument("--list", action="store_true", help="papers and their profiles")
     repro_p.add_argument("--rerun", action="store_true", help="run the steps even if the results are present")
     repro_p.add_argument("--report-only", action="store_true", help="only (re)write the report from the results")

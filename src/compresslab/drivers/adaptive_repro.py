@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from compresslab.conf import CONF_DIR
+from compresslab.io.outdirs import add_output_args, output_dir
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -182,7 +183,7 @@ def main() -> None:
     ap.add_argument("--base-sweep", help="reuse a factorized sweep directory")
     ap.add_argument("--hyperprior-sweep", help="the hyperprior curve for context: a sweep or a published runs folder "
                     "(its hyperprior runs are used); default: train it on the rd_cpu_proxy recipe")
-    ap.add_argument("--out", default=None, help="tables and plot (default experiments/adaptive/<profile>)")
+    add_output_args(ap, "experiments/adaptive/<profile>", what="tables and plot")
     ap.add_argument("--method", default="akima")
     ap.add_argument("--stage2-overrides", nargs="*", default=[], help="extra Hydra overrides for stage 2")
     ap.add_argument("--static-dir", help="static control runs fitted on training crops (compresslab.drivers."
@@ -195,7 +196,7 @@ def main() -> None:
     a = ap.parse_args()
     prof = PROFILES[a.profile]
     work = Path(a.work or ROOT / "outputs" / f"adaptive_{a.profile}")
-    out = Path(a.out or ROOT / "experiments" / "adaptive" / a.profile)
+    out = output_dir(a.out, a.publish, ROOT / "experiments" / "adaptive" / a.profile, "adaptive_repro", a.profile)
     out.mkdir(parents=True, exist_ok=True)
 
     per_lambda: dict[float, list[str]] = {}   # stage-2 overrides per base (the paper's (Nq, Mq, B) per quality)
@@ -322,4 +323,9 @@ def control_label(runs: dict[float, Path]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from compresslab.errors import ConfigError
+
+    try:
+        main()
+    except ConfigError as e:  # an output folder it may not write (published results without --publish): one line
+        sys.exit(f"config error: {e}")

@@ -23,12 +23,14 @@ beside base, adaptive and ideal.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
 from compresslab.data.images import find_images, load_image_tensor
+from compresslab.io.outdirs import guard
 from compresslab.data.root import resolve_data_root
 from compresslab.evaluation.evaluator import center_crop, list_eval_images
 from compresslab.evaluation.results import RDMeta, RDResult, evaluate
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bins", type=int, default=256, help="PMF bins unless the base run names its own (meta.bins)")
     ap.add_argument("--kodak", help="evaluation image folder (default: <data>/kodak)")
     a = ap.parse_args(argv)
+    guard(a.work, False, "--work")  # its runs are work, never published results
     root = resolve_data_root()
     kodak = Path(a.kodak) if a.kodak else root / "kodak"
     crops = ([load_image_tensor(f) for f in find_images(root / "train")[: a.train_crops]] if a.fit == "train"
@@ -93,4 +96,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from compresslab.errors import ConfigError
+
+    try:
+        main()
+    except ConfigError as e:  # an output folder it may not write (published results without --publish): one line
+        sys.exit(f"config error: {e}")

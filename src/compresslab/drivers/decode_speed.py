@@ -34,6 +34,7 @@ ROOT = Path.cwd()  # results are written relative to where the command runs
 from compresslab import models
 from compresslab.data.images import image_to_tensor
 from compresslab.data.root import resolve_data_root
+from compresslab.io.outdirs import guard
 from compresslab.models.base import pad_multiple_of
 
 
@@ -80,7 +81,10 @@ def main() -> None:
     ap.add_argument("--scales", type=int, default=None, help="MSP scales S (the RD recipes' MSP-fast: 2)")
     ap.add_argument("--transform", default=None, help="MSP transforms (gdn: the hyperprior's, as the RD recipes)")
     ap.add_argument("--out", help="also write the table (with command, machine, commit, wall time) to this file")
+    ap.add_argument("--publish", action="store_true", help="--out may be a published file (benchmarks/results/)")
     a = ap.parse_args()
+    if a.out:  # checked before the timing, not after it
+        guard(a.out, a.publish)
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.monotonic()
     lines: list[str] = []
 
@@ -136,4 +140,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from compresslab.errors import ConfigError
+
+    try:
+        main()
+    except ConfigError as e:  # an output folder it may not write (published results without --publish): one line
+        sys.exit(f"config error: {e}")

@@ -30,6 +30,7 @@ from compresslab.evaluation.evaluator import list_eval_images
 from compresslab.evaluation.lof_config import LOFConfig
 from compresslab.evaluation.metrics import mean_rd_cost
 from compresslab.evaluation.results import evaluate_checkpoint
+from compresslab.io.outdirs import add_output_args, output_dir
 from compresslab.io.zoo import is_zoo
 from compresslab.provenance import command_record
 
@@ -65,9 +66,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--lr-end", type=float, default=5e-4)
     ap.add_argument("--patience", type=int, default=30)
-    ap.add_argument("--out", default=str(ROOT / "experiments" / "lof" / "cpu_proxy"))
+    add_output_args(ap, "experiments/lof/cpu_proxy", what="table, plot and provenance")
     ap.add_argument("--work", default=str(ROOT / "outputs" / "lof_zoo"), help="evaluations of zoo: models")
     a = ap.parse_args()
+    out = output_dir(a.out, a.publish, ROOT / "experiments" / "lof" / "cpu_proxy", "lof_gain")  # before any work
     started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.monotonic()
     cfg = LOFConfig(steps=a.steps, lr=a.lr, lr_end=a.lr_end, patience=a.patience)
     files = list_eval_images(resolve_data_root() / "kodak", a.images)
@@ -82,7 +84,6 @@ def main() -> None:
             curves[doc["name"]].append(pt)
             print(f"{name}: {doc['name']}: {pt['bpp']:.4f} bpp {pt['psnr-rgb']:.2f} dB "
                   f"enc {pt['encoding_time']:.2f}s", flush=True)
-    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"LOF: {cfg}; {len(files)} Kodak images" + (f", centre {crop}x{crop} crops" if crop else ""),
              "", "| model | points | BD-rate +LOF vs without (akima) | BD-PSNR | per lambda: bpp change | "
@@ -115,4 +116,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from compresslab.errors import ConfigError
+
+    try:
+        main()
+    except ConfigError as e:  # an output folder it may not write (published results without --publish): one line
+        sys.exit(f"config error: {e}")

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 ROOT = Path.cwd()  # results are written relative to where the command runs
+from compresslab.io.outdirs import guard, new_dir
 from compresslab.reproduce import read_md_table
 
 
@@ -35,8 +36,12 @@ def load(results: Path) -> dict[str, list[tuple[float, float, float, int]]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "decode_speed_vs_size"))
+    ap.add_argument("--out", default=None, help="file prefix (.png, .pdf; default: in a new outputs/plot_decode_speed/<id>/)")
+    ap.add_argument("--publish", action="store_true", help="write benchmarks/results/decode_speed_vs_size (or --out) in place")
     a = ap.parse_args()
+    published = ROOT / "benchmarks" / "results" / "decode_speed_vs_size"
+    out = (Path(a.out or published) if a.publish else guard(a.out, False) if a.out
+           else new_dir("plot_decode_speed") / published.name)
     data = load(Path(a.results))
     if not data:
         sys.exit(f"no decode_speed_latent_t1_*x*.txt tables in {a.results}; run compresslab.drivers.decode_speed first")
@@ -55,11 +60,16 @@ def main() -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("Decode time vs image size: untrained N=M=192 models, torch CPU (compresslab.drivers.decode_speed)")
-    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out.with_suffix(".png"), dpi=150)
     fig.savefig(out.with_suffix(".pdf"))
     print(f"wrote {out.with_suffix('.png')} and .pdf ({len(data)} models)")
 
 
 if __name__ == "__main__":
-    main()
+    from compresslab.errors import ConfigError
+
+    try:
+        main()
+    except ConfigError as e:  # an output folder it may not write (published results without --publish): one line
+        sys.exit(f"config error: {e}")
