@@ -6,18 +6,19 @@ import time
 
 
 def cmd_report(args) -> int:
+    from compresslab.cli.curves import bd_rules_from_args
     from compresslab.reporting.page import report
 
     t0 = time.perf_counter()
-    path, size, page = report(args.paths, args.out, force=args.force, anchor=args.anchor, method=args.method,
-                              title=args.title)
+    path, size, page = report(args.paths, args.out, force=args.force, anchor=args.anchor, title=args.title,
+                              rules=bd_rules_from_args(args), allow_partial=args.allow_partial)
     sections = ", ".join(h for _, h, _ in page.sections)
     print(f"wrote {path} ({size / 1e6:.1f} MB, self-contained) in {time.perf_counter() - t0:.1f} s: {sections}")
     return 0
 
 
 def add_commands(sub) -> None:
-    from compresslab.evaluation.bdrate import DEFAULT_METHOD, METHODS
+    from compresslab.cli.curves import add_bd_rule_args
 
     p = sub.add_parser("report", help="one self-contained HTML page (RD curves, BD matrix, per-image, training "
                                       "curves, Optuna study) of run folders, sweep folders, rd.json files or a "
@@ -27,6 +28,6 @@ def add_commands(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="the HTML file to write (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing report at --out")
     p.add_argument("--anchor", default="kodak/vtm", help="the anchor of the BD-rate column and the RD plot")
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS, help="BD-rate interpolation")
+    add_bd_rule_args(p)  # the BD-rate rules of `compresslab rd`, flag for flag: the page's numbers are its numbers
     p.add_argument("--title", help="page title (default: the paths given)")
     p.set_defaults(func=cmd_report)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from compresslab.evaluation.bdrate import BDRules
 from compresslab.reporting.sources import Sources
 
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;color:#222}
@@ -44,18 +45,20 @@ class Page:
                 f"{body}\n</body></html>\n")
 
 
-def build(src: Sources, title: str, anchor: str = "kodak/vtm", method: str = "akima") -> Page:
+def build(src: Sources, title: str, anchor: str = "kodak/vtm", rules: BDRules | None = None,
+          allow_partial: bool = False) -> Page:
     from compresslab.evaluation.curves import context_anchors, dataset_title, load_points
 
     from compresslab.reporting import per_image, rd_section, training_section
 
     page = Page(title)
     if src.rd_files:
-        curves = load_points([str(f) for f in src.rd_files])
+        labels = load_points([str(f) for f in src.rd_files])  # the curve names, to be the matrix's columns
         anchors = list(dict.fromkeys([anchor, *context_anchors(anchor)]))
+        matrices = rd_section.bd_matrices(src.rd_files, anchor, rules or BDRules(), allow_partial=allow_partial,
+                                          references=[*sorted(labels), *[a for a in anchors if a != anchor]])
+        curves = next(iter(matrices.values()))["curves"]  # the plot draws the very curves the matrix compares
         fig = rd_section.rd_figure(curves, anchors, f"{dataset_title(anchor)} RD (real bitstreams)")
-        matrices = rd_section.bd_matrices(src.rd_files, anchor, method,
-                                          references=[*sorted(curves), *[a for a in anchors if a != anchor]])
         page.sections.append(("rd", "RD curves", [
             '<p class="note">Buttons switch the quality axis. Hover a point for its run, λ, step, commit and '
             "real/estimated bpp; click legend entries to hide curves.</p>", page.figure(fig, "rd-plot")]))
@@ -116,12 +119,14 @@ def write(page: Page, out: Path, force: bool) -> tuple[Path, int]:
 
 
 def report(inputs: Sequence[str], out: str | os.PathLike, force: bool = False, anchor: str = "kodak/vtm",
-           method: str = "akima", title: str | None = None) -> tuple[Path, int, Page]:
+           title: str | None = None, rules: BDRules | None = None,
+           allow_partial: bool = False) -> tuple[Path, int, Page]:
     from compresslab.reporting.sources import gather
 
     out = Path(out)
     check_output(out, force)
     src = gather(inputs)
-    page = build(src, title or f"CompressLab report: {', '.join(inputs)}", anchor=anchor, method=method)
+    page = build(src, title or f"CompressLab report: {', '.join(inputs)}", anchor=anchor, rules=rules,
+                 allow_partial=allow_partial)
     path, size = write(page, out, force)
     return path, size, page

@@ -11,7 +11,10 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from compresslab.evaluation.bdrate import BDRules
 
 METRICS = {"psnr-rgb": "PSNR-RGB (dB)", "ms-ssim-db-rgb": "MS-SSIM-RGB (dB, -10 log10(1 - MS-SSIM))"}
 BUTTONS = {"psnr-rgb": "PSNR", "ms-ssim-db-rgb": "MS-SSIM (dB)"}
@@ -93,14 +96,16 @@ def rd_figure(curves: dict[str, list[dict[str, Any]]], anchors: Sequence[str], t
     return fig
 
 
-def bd_matrices(rd_files: Sequence[Path], anchor: str, method: str, references: Sequence[str],
-                metrics: Sequence[str] = tuple(METRICS)) -> dict[str, dict[str, Any]]:
+def bd_matrices(rd_files: Sequence[Path], anchor: str, rules: "BDRules", references: Sequence[str],
+                metrics: Sequence[str] = tuple(METRICS), allow_partial: bool = False) -> dict[str, dict[str, Any]]:
     """metric -> summarize_runs's summary (rows, curves) and the lines it printed, for every curve vs the anchor and
-    vs each reference; written to a scratch folder that is thrown away (the page is the product here)."""
+    vs each reference; written to a scratch folder that is thrown away (the page is the product here). The first
+    metric must succeed (its refusal is the user's one-line error); a later one the files cannot give (no MS-SSIM)
+    becomes a note in place of its matrix."""
     from compresslab.evaluation.anchors import AnchorError, load_anchor
     from compresslab.evaluation.curves import summarize_runs
 
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for metric in metrics:
         refs = []
         for r in references:  # an anchor without this metric cannot be a column of this matrix
@@ -111,9 +116,15 @@ def bd_matrices(rd_files: Sequence[Path], anchor: str, method: str, references: 
                     continue
             refs.append(r)
         printed = io.StringIO()
-        with tempfile.TemporaryDirectory(prefix="compresslab-report-") as tmp, contextlib.redirect_stdout(printed):
-            summary = summarize_runs([str(f) for f in rd_files], out_dir=tmp, anchor=anchor, reference=refs,
-                                     method=method, metric=metric)
+        try:
+            with tempfile.TemporaryDirectory(prefix="compresslab-report-") as tmp, contextlib.redirect_stdout(printed):
+                summary = summarize_runs([str(f) for f in rd_files], out_dir=tmp, anchor=anchor, reference=refs,
+                                         rules=rules, metric=metric, allow_partial=allow_partial)
+        except (ValueError, AnchorError) as e:
+            if not out:
+                raise
+            out[metric] = {"metric": metric, "unavailable": str(e)}
+            continue
         out[metric] = {**summary, "references": refs, "printed": printed.getvalue().splitlines()}
     return out
 
@@ -136,6 +147,8 @@ def _cell(row: dict[str, Any], ref: str, anchor: str, n_refs: int) -> tuple[str,
 
 
 def bd_table_html(summary: dict[str, Any], anchor: str) -> str:
+    if "unavailable" in summary:
+        return f'<p class="note">No {summary["metric"]} matrix: {html.escape(summary["unavailable"])}</p>'
     refs = [anchor] + [r for r in summary["references"] if r != anchor]
     n_refs = len(summary["references"])
     head = "".join(f"<th>vs {html.escape(r)}</th>" for r in refs)
