@@ -154,7 +154,7 @@ def test_published_run_folders_are_each_one_curve_per_model():
         assert all("[" not in label for label in curves)
 
 
-def test_a_sweep_summary_splits_the_same_way(tmp_path):
+def test_a_sweep_summary_splits_the_same_way(tmp_path, caplog):
     """The end-of-sweep summary (sweeps.hydra_callbacks.write_summary, after every job) groups by the same key: a
     sweep folder holding the full runs and smoke runs gets two curves, the smoke one refused vs the anchor."""
     from compresslab.sweeps.hydra_callbacks import write_summary
@@ -163,6 +163,7 @@ def test_a_sweep_summary_splits_the_same_way(tmp_path):
         copy_run(tmp_path / f"{i}_full", f)
     smoke_runs(tmp_path)
     assert write_summary(tmp_path, quiet=True) == tmp_path / "rd_summary"
+    assert "factorized: points differ in images, crop, so they form 2 curves" in caplog.text  # said, even quiet
     summary = json.loads((tmp_path / "rd_summary" / "summary.json").read_text())
     assert {c: len(p) for c, p in summary["curves"].items()} == {"factorized": 5,
                                                                  "factorized [images=2, crop=256]": 4}

@@ -91,11 +91,13 @@ def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False,
         return None
     try:
         with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():  # per-curve lines
-            summarize_runs([str(p.parent) for p in rd_files], out_dir=out, group=sweep_dir.name, log_wandb=log_wandb,
-                           metric=metric)
+            summary = summarize_runs([str(p.parent) for p in rd_files], out_dir=out, group=sweep_dir.name,
+                                     log_wandb=log_wandb, metric=metric)
     except Exception as e:  # noqa: BLE001 - a summary problem must not turn a finished job into a failed one
         log.warning("sweep RD summary not written: %s", e)
         return None
+    for note in summary["split_notes"]:  # runs of one model measured or trained differently: separate curves
+        log.warning("sweep RD summary: %s", note)
     extra = f"; {len(failed)} failed job(s): {out / 'failed_jobs.md'}" if failed else ""
     print(f"sweep RD summary ({len(rd_files)} runs{' so far' if so_far else ''}): {out}/rd_table.md, rd.png{extra}",
           flush=True)
