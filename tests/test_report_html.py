@@ -105,6 +105,16 @@ def test_rd_page_renders_offline_with_every_point_and_switches_metric(browser, c
     want = sorted(d["results"]["ms-ssim-db-rgb"][0] for d in docs if d["meta"]["model"]["name"] == first)
     assert sorted(ys) == pytest.approx(want)
     assert page.locator("details.per-image").count() == len(files)
+    assert page.locator("details.per-image[open]").count() == 0
+    # a real mouse click on the second point of the first curve opens that run's per-image table
+    x, y = page.evaluate("""() => { const gd = document.getElementById('rd-plot'), L = gd._fullLayout;
+        const r = gd.getBoundingClientRect(), t = gd.data[0];
+        return [r.left + L.xaxis._offset + L.xaxis.l2p(t.x[1]), r.top + L.yaxis._offset + L.yaxis.l2p(t.y[1])]; }""")
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
+    clicked = page.evaluate("document.getElementById('rd-plot').data[0].customdata[1][5]")
+    page.wait_for_selector("details.per-image[open]")
+    assert page.locator("details.per-image[open]").get_attribute("data-file") == clicked
     assert errors == [] and refused == [], (errors, refused)
     page.close()
 

@@ -27,12 +27,12 @@ class Page:
     sections: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (id, heading, html parts)
     _js_inlined: bool = False
 
-    def figure(self, fig: Any, div_id: str) -> str:
+    def figure(self, fig: Any, div_id: str, post_script: str | None = None) -> str:
         """The figure as a <div> + script; plotly.js itself goes into the first one only."""
         import plotly.io as pio
 
         out = pio.to_html(fig, full_html=False, include_plotlyjs=not self._js_inlined, div_id=div_id,
-                          config={"displaylogo": False, "responsive": True})
+                          config={"displaylogo": False, "responsive": True}, post_script=post_script)
         self._js_inlined = True
         return out
 
@@ -61,7 +61,8 @@ def build(src: Sources, title: str, anchor: str = "kodak/vtm", rules: BDRules | 
         fig = rd_section.rd_figure(curves, anchors, f"{dataset_title(anchor)} RD (real bitstreams)")
         page.sections.append(("rd", "RD curves", [
             '<p class="note">Buttons switch the quality axis. Hover a point for its run, λ, step, commit and '
-            "real/estimated bpp; click legend entries to hide curves.</p>", page.figure(fig, "rd-plot")]))
+            "real/estimated bpp; click a point for its run's per-image table, a legend entry to hide a curve.</p>",
+            page.figure(fig, "rd-plot", post_script=rd_section.CLICK_TO_TABLE)]))
         page.sections.append(("bd", "BD-rate matrix", [rd_section.bd_table_html(s, anchor)
                                                        for s in matrices.values()]))
         page.sections.append(("per-image", "Per-image results", [per_image.per_image_html(src.rd_files)]))

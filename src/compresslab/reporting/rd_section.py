@@ -63,7 +63,8 @@ def rd_figure(curves: dict[str, list[dict[str, Any]]], anchors: Sequence[str], t
         custom = [[Path(str(p.get("file") or "")).parent.name or str(p.get("file") or ""),
                    "" if p.get("lmbda") is None else f"{p['lmbda']:g}", "" if p.get("step") is None else p["step"],
                    _commit_of(p.get("file"), commits)[:10],
-                   "" if _value(p, "bpp_ratio") is None else f"{p['bpp_ratio']:.4f}"] for p in pts]
+                   "" if _value(p, "bpp_ratio") is None else f"{p['bpp_ratio']:.4f}", str(p.get("file") or "")]
+                  for p in pts]
         for m in METRICS:
             ys[m].append([_value(p, m) for p in pts])
         fig.add_trace(go.Scatter(
@@ -94,6 +95,15 @@ def rd_figure(curves: dict[str, list[dict[str, Any]]], anchors: Sequence[str], t
                       updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons, "showactive": True,
                                     "x": 0.0, "xanchor": "left", "y": 1.12, "yanchor": "top"}])
     return fig
+
+
+# Clicking a point opens its run's per-image table (per_image.py tags each table with its file): Plotly's own click
+# event, a few lines run after the figure is drawn ({plot_id} is filled in by plotly.io.to_html).
+CLICK_TO_TABLE = """document.getElementById('{plot_id}').on('plotly_click', function (ev) {
+  var file = ev.points[0].customdata && ev.points[0].customdata[5];
+  var table = file && document.querySelector('details.per-image[data-file="' + CSS.escape(file) + '"]');
+  if (table) { table.open = true; table.scrollIntoView(); }
+});"""
 
 
 def bd_matrices(rd_files: Sequence[Path], anchor: str, rules: "BDRules", references: Sequence[str],
