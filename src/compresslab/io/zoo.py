@@ -54,10 +54,15 @@ def is_zoo(spec: str | os.PathLike) -> bool:
 
 
 def parse(spec: str) -> tuple[str, str, int]:
+    """``zoo:<arch>/<metric>/<quality>`` or ``zoo:<arch>:q<quality>[:<metric>]`` (metric mse by default)."""
     body = str(spec)[len(PREFIX):]
     parts = body.split("/")
+    short = body.split(":")
+    if len(parts) == 1 and len(short) in (2, 3) and short[1][:1] == "q" and short[1][1:].isdigit():
+        parts = [short[0], short[2] if len(short) == 3 else "mse", short[1][1:]]
     if len(parts) != 3 or not parts[2].isdigit():
-        raise ZooError(f"{spec!r}: use zoo:<architecture>/<metric>/<quality>, e.g. zoo:bmshj2018-factorized/mse/3")
+        raise ZooError(f"{spec!r}: use zoo:<architecture>/<metric>/<quality> or zoo:<architecture>:q<quality>[:metric], "
+                       f"e.g. zoo:bmshj2018-factorized/mse/3 or zoo:mbt2018-mean:q3")
     arch, metric, quality = parts[0], parts[1], int(parts[2])
     if arch not in ARCHITECTURES:
         raise ZooError(f"{spec!r}: architecture {arch!r} has no CompressLab model; available: {sorted(ARCHITECTURES)}")
@@ -162,9 +167,9 @@ def load_zoo_checkpoint(spec: str, download: bool = True) -> dict[str, Any]:
     arch, metric, quality = parse(spec)
     path, url, digest = zoo_file(spec, download=download)
     sd = load_pretrained(torch.load(path, map_location="cpu", weights_only=True))
-    n, m = cfgs[arch][quality]
+    sizes = dict(zip(("N", "M"), cfgs[arch][quality]))  # cheng2020-*: N only (its latent has N channels)
     return {"state_dict": sd,
-            "compresslab": {"model": {"name": ARCHITECTURES[arch], "N": n, "M": m},
+            "compresslab": {"model": {"name": ARCHITECTURES[arch], **sizes},
                             "lambda": MSE_LAMBDAS[quality] if metric == "mse" else None,
                             "source": {"zoo": spec, "url": url, "file": path.name, "sha256": digest}}}
 
