@@ -71,6 +71,17 @@ def open_offline(browser, page_file: Path):
 
 
 @pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    """One `debug=smoke logger=csv` training run, as a user starts it: its folder (rd.json, metrics.csv, checkpoints)."""
+    require_data()
+    out = tmp_path_factory.mktemp("smoke")
+    r = run_py(["-m", "compresslab", "train", "debug=smoke", "logger=csv", f"paths.output_dir={out}"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    (metrics,) = out.rglob("metrics.csv")
+    return metrics.parent
+
+
+@pytest.fixture(scope="module")
 def ctx_report(tmp_path_factory) -> Path:
     require_data()
     out = tmp_path_factory.mktemp("report") / "report.html"
@@ -152,12 +163,9 @@ def test_bd_matrix_holds_the_numbers_compresslab_rd_prints(ctx_report, tmp_path)
 
 
 @pytest.mark.slow
-def test_sweep_study_training_and_live_sections(browser, tmp_path):
-    require_data()
+def test_sweep_study_training_and_live_sections(browser, smoke_run, tmp_path):
     sweep = shutil.copytree(SWEEP, tmp_path / SWEEP.name)  # Optuna opens its database: never the committed one
-    r = run_py(["-m", "compresslab", "train", "debug=smoke", "logger=csv", f"paths.output_dir={tmp_path / 'smoke'}"])
-    assert r.returncode == 0, r.stderr[-2000:]
-    (metrics,) = (tmp_path / "smoke").rglob("metrics.csv")
+    metrics = smoke_run / "metrics.csv"
     out = tmp_path / "sweep.html"
     r = report(str(sweep), str(metrics.parent), f"sqlite:///{sweep / 'optuna.db'}", "-o", str(out))
     assert r.returncode == 0, r.stderr
@@ -179,6 +187,43 @@ def test_sweep_study_training_and_live_sections(browser, tmp_path):
     page.close()
 
 
+@pytest.mark.slow
+def test_crops_are_decoded_from_the_bitstream(browser, smoke_run, data_root, tmp_path):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = data_root / "kodak" / "kodim23.png"
+    out = tmp_path / "crops.html"
+    r = report(str(smoke_run), "-o", str(out), "--crops", str(image), "--crop-size", "64", "--crop-at", "300,200")
+    assert r.returncode == 0, r.stderr
+    assert "Decoded crops: kodim23.png" in r.stdout
+    page, errors, refused = open_offline(browser, out)
+    figs = page.evaluate("""Array.from(document.querySelectorAll('#crops figure.crop'), f => [
+        f.querySelector('figcaption').textContent, f.querySelector('img').src, f.dataset.cropPsnr || null])""")
+    assert errors == [] and refused == [], (errors, refused)
+    page.close()
+    labels = [f[0] for f in figs]
+    assert labels[0].startswith("original") and labels[1].startswith("factorized λ 0.0067")
+    assert any(x.startswith("JPEG q") for x in labels) and any(x.startswith("WEBP q") for x in labels)
+    pixels = [np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"), np.float64)
+              for _, src, _ in figs]
+    ref = np.asarray(Image.open(image).convert("RGB"), np.float64)[200:264, 300:364]
+    assert np.array_equal(pixels[0], ref)
+    for (label, _, shown), px in zip(figs[1:], pixels[1:]):  # every crop's PSNR, recomputed here
+        assert px.shape == (64, 64, 3), label
+        assert float(shown) == pytest.approx(10 * np.log10(255 ** 2 / np.mean((px - ref) ** 2)), abs=1e-5), label
+    # ours is the real bitstream: `compresslab compress` + `decompress` give the very same pixels
+    ckpt = smoke_run / "checkpoints" / "last.ckpt"
+    clab, png = tmp_path / "x.clab", tmp_path / "x.png"
+    assert run_py(["-m", "compresslab", "compress", str(ckpt), str(image), "-o", str(clab)]).returncode == 0
+    r = run_py(["-m", "compresslab", "decompress", str(clab), "--ckpt", str(ckpt), "-o", str(png), "--in-process"])
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(pixels[1], np.asarray(Image.open(png).convert("RGB"), np.float64)[200:264, 300:364])
+
+
 def test_errors_are_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -192,4 +237,6 @@ def test_errors_are_one_line(tmp_path):
     existing.write_text("a user's earlier report")
     one_line_error(report(str(RUNS), "-o", str(existing)), "exists", "--force")
     assert existing.read_text() == "a user's earlier report"
-    assert not list(tmp_path.glob(".*.tmp"))
+    one_line_error(report(str(RUNS), "-o", str(tmp_path / "b.html"), "--crops", str(tmp_path / "no.png")),
+                   "--crops", "no such image")
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "b.html").exists()

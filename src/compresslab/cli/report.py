@@ -7,11 +7,25 @@ import time
 
 def cmd_report(args) -> int:
     from compresslab.cli.curves import bd_rules_from_args
-    from compresslab.reporting.page import report
+    from pathlib import Path
 
+    from compresslab.reporting.page import CropSpec, report
+
+    crops = None
+    if args.crops:
+        at = None
+        if args.crop_at:
+            try:
+                at = tuple(int(v) for v in args.crop_at.split(","))
+                assert len(at) == 2
+            except (ValueError, AssertionError):
+                raise ValueError(f"--crop-at {args.crop_at!r}: give the crop's top-left corner as X,Y (e.g. 300,200)") \
+                    from None
+        crops = CropSpec(Path(args.crops), args.crop_size, at)
     t0 = time.perf_counter()
     path, size, page = report(args.paths, args.out, force=args.force, anchor=args.anchor, title=args.title,
-                              rules=bd_rules_from_args(args), allow_partial=args.allow_partial)
+                              rules=bd_rules_from_args(args), allow_partial=args.allow_partial,
+                              crops=crops)
     sections = ", ".join(h for _, h, _ in page.sections)
     print(f"wrote {path} ({size / 1e6:.1f} MB, self-contained) in {time.perf_counter() - t0:.1f} s: {sections}")
     return 0
@@ -30,4 +44,8 @@ def add_commands(sub) -> None:
     p.add_argument("--anchor", default="kodak/vtm", help="the anchor of the BD-rate column and the RD plot")
     add_bd_rule_args(p)  # the BD-rate rules of `compresslab rd`, flag for flag: the page's numbers are its numbers
     p.add_argument("--title", help="page title (default: the paths given)")
+    p.add_argument("--crops", metavar="IMAGE", help="decoded crops of this image side by side: each run that keeps "
+                   "its checkpoint (real bitstream), JPEG and WebP at the nearest rates, the original")
+    p.add_argument("--crop-size", type=int, default=160, help="crop side in pixels (default 160)")
+    p.add_argument("--crop-at", metavar="X,Y", help="the crop's top-left corner (default: the image's centre)")
     p.set_defaults(func=cmd_report)

@@ -22,6 +22,13 @@ details{margin:.3em 0}pre{font-size:12px;white-space:pre-wrap}h2{border-bottom:1
 
 
 @dataclass
+class CropSpec:
+    image: Path                          # the image whose crops are compared
+    size: int = 160                      # crop side in pixels
+    at: tuple[int, int] | None = None    # top-left corner; None: the centre
+
+
+@dataclass
 class Page:
     title: str
     sections: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (id, heading, html parts)
@@ -46,7 +53,7 @@ class Page:
 
 
 def build(src: Sources, title: str, anchor: str = "kodak/vtm", rules: BDRules | None = None,
-          allow_partial: bool = False) -> Page:
+          allow_partial: bool = False, crops: CropSpec | None = None) -> Page:
     from compresslab.evaluation.curves import context_anchors, dataset_title, load_points
 
     from compresslab.reporting import per_image, rd_section, training_section
@@ -66,6 +73,11 @@ def build(src: Sources, title: str, anchor: str = "kodak/vtm", rules: BDRules | 
         page.sections.append(("bd", "BD-rate matrix", [rd_section.bd_table_html(s, anchor)
                                                        for s in matrices.values()]))
         page.sections.append(("per-image", "Per-image results", [per_image.per_image_html(src.rd_files)]))
+        if crops is not None:
+            from compresslab.reporting.crops import crops_html, make_crops
+
+            page.sections.append(("crops", f"Decoded crops: {crops.image.name}", [
+                crops_html(make_crops(src.rd_files, crops.image, crops.size, crops.at))]))
     if src.metrics:
         page.sections.append(("training", "Training curves", [
             page.figure(training_section.training_figure(src.metrics), "training-plot")]))
@@ -120,14 +132,16 @@ def write(page: Page, out: Path, force: bool) -> tuple[Path, int]:
 
 
 def report(inputs: Sequence[str], out: str | os.PathLike, force: bool = False, anchor: str = "kodak/vtm",
-           title: str | None = None, rules: BDRules | None = None,
-           allow_partial: bool = False) -> tuple[Path, int, Page]:
+           title: str | None = None, rules: BDRules | None = None, allow_partial: bool = False,
+           crops: CropSpec | None = None) -> tuple[Path, int, Page]:
     from compresslab.reporting.sources import gather
 
     out = Path(out)
     check_output(out, force)
+    if crops is not None and not crops.image.is_file():
+        raise FileNotFoundError(f"--crops {crops.image}: no such image file (e.g. $COMPRESSLAB_DATA/kodak/kodim23.png)")
     src = gather(inputs)
     page = build(src, title or f"CompressLab report: {', '.join(inputs)}", anchor=anchor, rules=rules,
-                 allow_partial=allow_partial)
+                 allow_partial=allow_partial, crops=crops)
     path, size = write(page, out, force)
     return path, size, page
