@@ -31,6 +31,7 @@ def _main(cfg: DictConfig):
     for line in shadowed_configs():
         log.info(line)
     try:
+        check_added_keys(cfg)
         # imported here so `--help` and config errors come back fast, and inside the try: importing the models
         # loads $COMPRESSLAB_PLUGINS, whose broken model is one line (ModelContractError is a ConfigError)
         from compresslab.training.run import run
@@ -46,8 +47,53 @@ def _main(cfg: DictConfig):
             print(line, file=sys.stderr, flush=True)
             raise RuntimeError(line) from None
         sys.exit(line)
+    if result.get("interrupted"):
+        if not _in_multirun():
+            sys.exit(130)  # the shell's code for a run ended by a signal; the resume command is printed above
+        return None
     print(f"\nrun directory: {result['run_dir']}\nlast checkpoint: {result['last_ckpt']}")
     return result["objective"]  # what a sweeper (hparams_search=...) optimises; None without cfg.objective
+
+
+def check_added_keys(cfg: DictConfig, overrides: list[str] | None = None) -> None:
+    """``+key=value`` adds a key the config lacks; outside the namespaces declared for additions (``additions:`` in
+    conf/train.yaml) that is almost always a typo (+lamda=0.01 trains at the default lambda), so it is refused,
+    naming the nearest known key."""
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    from compresslab.errors import ConfigError
+
+    if overrides is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    allowed = [str(a) for a in (cfg.get("additions") or [])]
+    added = [o.lstrip("+").split("=", 1)[0] for o in overrides if o.startswith("+") and "=" in o]
+    added = [k for k in added if "/" not in k and not any(k == a or k.startswith(a + ".") for a in allowed)]
+    if not added:
+        return
+    plain = OmegaConf.to_container(cfg, resolve=False)
+
+    def keys(node, prefix=""):
+        for k, v in (node.items() if isinstance(node, dict) else ()):
+            yield f"{prefix}{k}"
+            yield from keys(v, f"{prefix}{k}.")
+
+    known = [k for k in keys(plain) if not any(k == a or k.startswith(a + ".") for a in added)]
+    key = added[0]
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {near[0]}={overrides_value(overrides, key)}?)" if near else ""
+    raise ConfigError(f"+{key}: the config has no key {key!r}{hint}; set an existing key without '+', or put keys of "
+                      f"your own under {', '.join(a + '.*' for a in allowed if a != 'hydra')}")
+
+
+def overrides_value(overrides: list[str], key: str) -> str:
+    for o in overrides:
+        if o.lstrip("+").split("=", 1)[0] == key:
+            return o.split("=", 1)[1]
+    return "..."
 
 
 def _in_multirun() -> bool:
@@ -96,6 +142,12 @@ def user_conf_paths(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Run the Hydra app on ``argv`` (default: the process's own arguments)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if not any(a in ("-h", "--help", "--cfg", "-c", "--info", "-i") or a.startswith("--cfg") for a in args):
+        # before Hydra, torch and Lightning load (seconds): a SLURM warning or Ctrl-C during start-up is recorded
+        # and honoured once training can save (compresslab.training.signals); the run installs the configured set
+        from compresslab.training.signals import DEFAULT_SIGNALS, install
+
+        install(DEFAULT_SIGNALS)
     # Hydra appends hydra.searchpath after the built-in configs, so a user's model/factorized.yaml would lose to ours;
     # the search-path plugin puts these folders first (the override stays on the command line, so it is recorded).
     paths = user_conf_paths(args)

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-COMMAND_MODULES = ("evaluate", "curves", "results", "data", "report")  # compresslab.cli.<module>.add_commands(sub)
+COMMAND_MODULES = ("evaluate", "curves", "results", "data", "report", "runs")  # compresslab.cli.<module>.add_commands(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

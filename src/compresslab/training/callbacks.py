@@ -19,6 +19,7 @@ from compresslab.evaluation.lof_config import LOFConfig
 from compresslab.evaluation.metrics import mean_rd_cost
 from compresslab.evaluation.results import RDMeta, evaluate
 from compresslab.models.registry import get_model_class
+from compresslab.training.stopping import stopped_on_signal
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,13 @@ class RDEvaluationCallback(Callback):
                                "trainer/global_step": step})
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0 \
+                and not stopped_on_signal(trainer):
             self.evaluate(trainer, pl_module)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.evaluate(trainer, pl_module)
+        if not stopped_on_signal(trainer):  # an interrupted run has no result yet: its continuation will
+            self.evaluate(trainer, pl_module)
 
     @rank_zero_only
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
 import os
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +30,8 @@ from compresslab.training.progress import StepProgressBar
 from compresslab.training.speed import apply_speed_settings
 from compresslab.provenance import config_hash, write_run_provenance
 from compresslab.training.module import RateDistortionModule
+from compresslab.training import runstore, signals, stopping
+from compresslab.training.checks import OBJECTIVES, objective_value, silence_known_noise, validate_config  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -90,81 +94,22 @@ def build_trainer(section: Any, run_dir: Path, loggers, callbacks) -> pl.Trainer
         # find_unused_parameters: the quantiles get gradients only from the aux loss, not from the RD loss.
         backend = "gloo" if tcfg.get("accelerator") == "cpu" else None
         strategy = DDPStrategy(find_unused_parameters=True, process_group_backend=backend)
-    return pl.Trainer(**tcfg, strategy=strategy, default_root_dir=str(run_dir), logger=loggers or False,
-                      callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-                      # no bar unless configured (callbacks.rich_progress): log-file runs use ProgressLog lines
-                      enable_progress_bar=any(isinstance(c, StepProgressBar) for c in callbacks))
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if "SLURM_JOB_ID" in os.environ:  # requeue is ours (training.signals), never from inside a signal handler
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-
-OBJECTIVES = ("kodak_rd_cost", "val_loss", "bpp_psnr")
-
-
-def objective_value(cfg: DictConfig, run_dir: Path, metrics: dict[str, float]):
-    """The value a sweeper (Optuna) minimises/maximises, from this run's own results. kodak_rd_cost is the training
-    objective bpp + lambda * 255^2 * MSE with real bitstreams on the RD callback's images (evaluation.mean_rd_cost);
-    bpp_psnr returns (bpp, PSNR) for a two-objective study."""
-    name = cfg.get("objective")
-    if not name:
-        return None
-    if name == "val_loss":
-        return float(metrics["val/loss"])
-    doc = json.loads((run_dir / "rd.json").read_text())
-    if name == "bpp_psnr":
-        return float(doc["results"]["bpp"][0]), float(doc["results"]["psnr-rgb"][0])
-    from compresslab.evaluation.metrics import mean_rd_cost
-
-    return float(mean_rd_cost(doc["per_image"], float(cfg["lambda"])))
-
-
-def validate_config(cfg: DictConfig) -> None:
-    """Combinations that cannot work, caught before any work (run directory, data, model) with one clear line."""
-    objective = cfg.get("objective")
-    if objective and objective not in OBJECTIVES:
-        raise ConfigError(f"objective={objective} is not one of {', '.join(OBJECTIVES)}")
-    if objective in ("kodak_rd_cost", "bpp_psnr"):
-        rd = cfg.callbacks.get("rd_eval") or {}
-        if not rd.get("enabled", False):
-            raise ConfigError(f"objective={objective} is measured by the RD callback; "
-                              f"set callbacks.rd_eval.enabled=true")
-        if objective == "kodak_rd_cost" and cfg.loss.metric != "mse":
-            raise ConfigError("objective=kodak_rd_cost is the MSE RD cost; use objective=bpp_psnr or val_loss "
-                              "with loss=msssim")
-    if cfg.get("optuna_trial") and not int((cfg.callbacks.get("rd_eval") or {}).get("live_every_n_steps") or 0):
-        raise ConfigError("a pruned Optuna study (hydra.sweeper.pruner) prunes on the live RD cost; set "
-                          "callbacks.rd_eval.live_every_n_steps>0")
-    try:
-        lam = float(cfg["lambda"])
-    except (TypeError, ValueError):
-        lam = float("nan")
-    if not (math.isfinite(lam) and lam > 0):
-        raise ConfigError(f"lambda={cfg.get('lambda')} must be a positive number (the weight of distortion in "
-                          f"R + lambda*D), e.g. lambda=0.0067")
-    sched = cfg.optim.get("scheduler") or {}
-    if sched.get("name") == "cosine" and int(sched.get("warmup_steps") or 0) >= int(sched.get("total_steps") or 0):
-        raise ConfigError(f"optim.scheduler.total_steps ({sched.get('total_steps')}) must exceed warmup_steps "
-                          f"({sched.get('warmup_steps')}); lower optim.scheduler.warmup_steps for short runs")
-    precision = str(cfg.trainer.get("precision", "32-true"))
-    if precision not in ("32-true", "32", "bf16-mixed", "bf16-true"):
-        raise ConfigError(f"trainer.precision={precision} is not supported: fp16 needs a loss scaler, and the auxiliary "
-                          f"optimizer steps outside it; use trainer.precision=bf16-mixed (entropy models stay fp32)")
-    if precision == "bf16-true":
-        raise ConfigError("trainer.precision=bf16-true would store the entropy models' CDF parameters in bfloat16; "
-                          "use trainer.precision=bf16-mixed")
-    try:
-        cls = models.get_model_class(cfg.model.name)
-    except KeyError as e:
-        raise ConfigError(str(e.args[0])) from None
-    need = cls.min_crop(plain(cfg.model))
-    for key in ("patch_size", "val_patch_size"):
-        got = cfg.data.get(key)
-        if got is not None and int(got) < need:
-            raise ConfigError(f"data.{key}={got} is smaller than model={cfg.model.name}'s minimum crop {need} "
-                              f"(its latent would vanish); set data.{key}>={need}")
-    cls.check_config(plain(cfg.model), int(cfg.trainer.get("max_steps") or 0))
-    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no usable CUDA GPU "
-                          f"(torch.cuda.is_available() is False); use trainer=cpu")
+        if SLURMEnvironment.detect():
+            plugins.append(SLURMEnvironment(auto_requeue=False))
+    trainer = pl.Trainer(**tcfg, strategy=strategy, default_root_dir=str(run_dir), logger=loggers or False,
+                         callbacks=callbacks, plugins=plugins,
+                         # no bar unless configured (callbacks.rich_progress): log-file runs use ProgressLog lines
+                         enable_progress_bar=any(isinstance(c, StepProgressBar) for c in callbacks))
+    # Lightning's own SIGTERM handler kills the DDP workers and broadcasts from inside the handler; ours (installed
+    # at start) only records the signal. (A private attribute: where it is absent, Lightning keeps its handlers.)
+    connector = getattr(trainer, "_signal_connector", None)
+    if connector is not None and hasattr(connector, "register_signal_handlers"):
+        connector.register_signal_handlers = lambda: None
+    return trainer
 
 
 def prepare_model_config(model_cfg: dict[str, Any], lmbda: float | None = None) -> dict[str, Any]:
@@ -188,37 +133,21 @@ def prepare_model_config(model_cfg: dict[str, Any], lmbda: float | None = None) 
     return model_cfg
 
 
-class _DropLightningTip(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip: For seamless cloud logging" not in record.getMessage()
-
-
-def silence_known_noise() -> None:
-    """Messages every run printed that carry no information for our users; real warnings stay."""
-    import warnings
-
-    # CSV: we move an earlier metrics.csv aside ourselves (build_loggers), so "will be deleted" is not true here
-    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
-    # torch/lightning internal API churn, not actionable by a user
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    # an advertisement for a cloud logger, printed at every fit
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTip())
-    # Lightning's hint to use srun is for runs *on* a scheduler; a machine that merely has SLURM installed gets it too
-    if "SLURM_JOB_ID" not in os.environ:
-        warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
-    # Lightning gives its loggers a console handler of their own when it is imported before logging is set up; under
-    # Hydra (or any app that configured the root logger) every INFO line then printed twice. One route: the root's.
-    if logging.getLogger().handlers:
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-            lg = logging.getLogger(name)
-            for h in list(lg.handlers):
-                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-                    lg.removeHandler(h)
-            lg.propagate = True
+def is_rank_zero() -> bool:
+    return pl.utilities.rank_zero_only.rank == 0
 
 
 def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Train one model. Returns paths and final metrics."""
+    """Train one model into its run folder: a new one, or the same folder continued (see training.runstore).
+    Returns paths and final metrics."""
+    previous = signals.install(list(cfg.get("signals") or signals.DEFAULT_SIGNALS))  # first: keep start-up signals
+    try:
+        return _run(cfg, run_dir)
+    finally:
+        signals.restore(previous)
+
+
+def _run(cfg: DictConfig, run_dir: str | os.PathLike | None) -> dict[str, Any]:
     if cfg.get("plugins"):
         plugins = [str(x) for x in cfg.plugins]
         models.load_plugins(plugins)
@@ -228,7 +157,66 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     silence_known_noise()
     hydra_dir, group = hydra_run_info()
     run_dir = Path(run_dir or hydra_dir or Path(cfg.paths.output_dir) / "runs" / str(cfg.name)).resolve()
-    if pl.utilities.rank_zero_only.rank == 0:  # a checkpoint write killed last time left its temporary file
+    config = {k: v for k, v in plain(cfg).items() if k != "runtime"}
+    decision = runstore.resume_decision(run_dir, config, runstore.resume_policy(cfg.get("resume")))
+    if decision["action"] == "new_folder":  # resume=never into a folder that holds a run: a sibling of its own
+        run_dir = run_dir.with_name(f"{run_dir.name}-{runstore.new_run_id()}")
+        log.info("resume=never: %s holds a run; this one starts in %s", run_dir.parent, run_dir)
+        decision = {"action": "new"}
+    lock = None
+    if is_rank_zero():
+        runstore.check_writable(run_dir, "run folder")
+        lock = runstore.RunLock(run_dir, runstore.id_for(run_dir)).acquire()
+        atexit.register(lock.release)
+        if lock.replaced:
+            log.warning("%s: replaced %s", run_dir, lock.replaced)
+    try:
+        if decision["action"] == "finished":
+            return finished_result(cfg, run_dir, decision)
+        return _train(cfg, run_dir, group, config, decision)
+    except Exception as e:
+        if is_rank_zero():
+            failed_start(run_dir, e, new=decision["action"] == "new", keep=group is not None)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def failed_start(run_dir: Path, error: Exception, new: bool, keep: bool) -> None:
+    """A start that failed before its first step leaves no half-made run behind: a folder this start created is
+    removed (the reason is on screen), except in a sweep, whose failure record points into it; a folder that holds an
+    earlier start's work keeps it, with the reason in run.json (state failed). Failures during training are recorded
+    by the training itself."""
+    state = runstore.read_json(run_dir / runstore.STATE_FILE) or {}
+    if state.get("state") in ("failed", "interrupted"):  # the training recorded it
+        return
+    reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+    if new and not keep and not (run_dir / "checkpoints").exists():
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log.info("the run did not start (%s): its folder %s was removed", reason, run_dir)
+        return
+    runstore.mark_failed(run_dir, reason)
+
+
+def finished_result(cfg: DictConfig, run_dir: Path, decision: dict[str, Any]) -> dict[str, Any]:
+    """The same command again after the run finished: nothing is trained and no file is written."""
+    done = runstore.read_json(run_dir / "done.json") or {}
+    step = done.get("global_step", decision["state"].get("global_step"))
+    log.info("%s already finished at step %s: nothing to train (its results: rd.json, done.json; resume=never starts a "
+             "new run)", run_dir, step)
+    metrics = {"val/loss": float(done["val_loss"])} if done.get("val_loss") is not None else {}
+    objective = objective_value(cfg, run_dir, metrics) if (cfg.get("objective") != "val_loss" or metrics) else None
+    return {"run_dir": str(run_dir), "global_step": step, "last_ckpt": done.get("last_ckpt"), "best_ckpt": None,
+            "metrics": metrics, "objective": objective, "already_finished": True}
+
+
+def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, Any],
+           decision: dict[str, Any]) -> dict[str, Any]:
+    rank0 = is_rank_zero()
+    if rank0:  # a checkpoint write killed last time left its temporary file
         for p in remove_stale_temporaries(run_dir / "checkpoints"):
             log.info("removed %s, left by an interrupted checkpoint write", p)
     threads = cfg.get("threads")
@@ -239,19 +227,23 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         cfg.model.base_ckpt = base["base_ckpt"]
         log.info("base model (%s): %s: %s", base["how"], base["base_ckpt"], base["detail"])
     pl.seed_everything(int(cfg.seed), workers=True)
-    if pl.utilities.rank_zero_only.rank == 0:
+    model_cfg = prepare_model_config(plain(cfg.model), float(cfg["lambda"]))
+    record = runstore.RunRecord(run_dir, runstore.id_for(run_dir), {
+        "model": model_cfg.get("name"), "N": model_cfg.get("N"), "M": model_cfg.get("M"), "lambda": float(cfg["lambda"]),
+        "seed": int(cfg.seed), "loss_metric": str(cfg.loss.metric), "config_hash": config_hash(cfg),
+        "max_steps": cfg.trainer.get("max_steps"), "config": config, "group": group,
+        "resume_command": runstore.resume_command(run_dir, sys.argv)})
+    if rank0:
         write_run_provenance(run_dir, cfg)
         if base:
             (run_dir / "base.json").write_text(json.dumps(base, indent=2))
-
-    model_cfg = prepare_model_config(plain(cfg.model), float(cfg["lambda"]))
     model = models.build(model_cfg)
     if cfg.get("init_from"):
         # Weights only: a fine-tune from another lambda starts a fresh schedule, optimizer and step count.
         src = load_checkpoint(cfg.init_from)
         load_weights(model, src, source=str(cfg.init_from))
         log.info("initialised weights from %s", cfg.init_from)
-        if pl.utilities.rank_zero_only.rank == 0:  # provenance: which weights, from where, with which digest
+        if rank0:  # provenance: which weights, from where, with which digest
             origin = (src.get("compresslab") or {}).get("source") or {"path": str(cfg.init_from)}
             (run_dir / "init_from.json").write_text(json.dumps(origin, indent=2))
     cache = model.latent_cache_spec()
@@ -267,34 +259,42 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     speed = apply_speed_settings(model, plain(cfg.get("speed")))
     module = RateDistortionModule(model, lmbda=float(cfg["lambda"]), loss=plain(cfg.loss), optim=plain(cfg.optim),
                                   model_cfg=model_cfg, channels_last=speed["channels_last"])
+    # resume reads through AtomicCheckpointIO.load_checkpoint (weights_only=True on every Lightning we support)
+    ckpt_path = cfg.get("ckpt_path") or (str(decision["ckpt"]) if decision.get("ckpt") else None)
+    from_step = checkpoint_step(ckpt_path)
     lof = plain(cfg.get("lof")) or {}
     runtime = {"dir": str(run_dir), "group": group, "kodak_dir": str(datamodule.kodak_dir), "model": model_cfg,
                "config_hash": config_hash(cfg), "recipe": recipe_of(), "lof": lof if lof.get("enabled") else None,
-               "config": None}
+               "config": None, "run_id": record.id,
+               "resume_step": from_step}
     cfg.runtime = runtime  # ${runtime.*} in the callbacks' and loggers' entries
     cfg.runtime.config = {k: v for k, v in plain(cfg).items() if k != "runtime"}  # the resolved config W&B shows
-    if pl.utilities.rank_zero_only.rank == 0:  # config.yaml again, now with the run's facts in place of nulls
+    if rank0:  # config.yaml again, now with the run's facts in place of nulls
         resolved = plain(cfg)
         resolved["runtime"].pop("config", None)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     loggers = build_loggers(cfg.get("logger"), run_dir)
-    callbacks = build_callbacks(cfg.get("callbacks"), plain(cfg.get("optuna_trial")))
+    stopper = stopping.StopAtStepBoundary(str(run_dir), list(cfg.get("requeue_signals") or ("SIGUSR1",)),
+                                         on_save=record.step if rank0 else None)
+    callbacks = [*build_callbacks(cfg.get("callbacks"), plain(cfg.get("optuna_trial"))), stopper,
+                 runstore_callback(record if rank0 else None)]
     trainer = build_trainer(cfg.trainer, run_dir, loggers, callbacks)
-    # resume reads through AtomicCheckpointIO.load_checkpoint (weights_only=True on every Lightning we support)
-    ckpt_path = cfg.get("ckpt_path")
-    if not ckpt_path:  # a requeued / resubmitted SLURM job continues where it stopped (cfg.resume)
-        from compresslab.training.slurm import resume_checkpoint
-
-        found = resume_checkpoint(run_dir, str(cfg.get("resume") or "never"))
-        if found is not None:
-            log.info("resuming from %s (resume=%s)", found, cfg.get("resume"))
-            ckpt_path = str(found)
-    from compresslab.training.slurm import exit_after_requeue
-
-    exit_after_requeue(trainer)  # the warning signal: checkpoint, requeue, end this process (no result)
+    if ckpt_path:
+        log.info("resuming %s from %s (step %s)", run_dir.name, ckpt_path, from_step)
+    elif decision["action"] == "resume":
+        log.info("%s holds this run but no checkpoint yet: it starts again from step 0", run_dir)
+    if rank0:
+        record.start(from_step or 0, ckpt_path)
     started, t0 = datetime.now(timezone.utc), time.monotonic()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except BaseException as e:
+        if rank0:
+            record.end("interrupted" if isinstance(e, KeyboardInterrupt) else "failed", trainer.global_step,
+                       reason=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+        raise
+    if stopper.stopped_at is not None or trainer.interrupted:
+        return stopped_result(cfg, run_dir, trainer, stopper, record if rank0 else None)
     ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     if ckpt_cb is not None and ckpt_cb.save_last and ckpt_cb.last_model_path is not None:
         # ModelCheckpoint writes last.ckpt only after a validation; a run that stops between validations
@@ -311,20 +311,66 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         "best_ckpt": ckpt_cb.best_model_path if ckpt_cb else None,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
     }
-    if pl.utilities.rank_zero_only.rank == 0 and not trainer.interrupted and trainer.state.finished:
+    if rank0 and trainer.state.finished:
+        segments = record.doc["segments"]
         # what `compresslab.training.bases` looks for when a later run needs this model as its base
         (run_dir / "done.json").write_text(json.dumps({
             "model": model_cfg, "lambda": float(cfg["lambda"]), "loss_metric": str(cfg.loss.metric),
             "global_step": trainer.global_step, "max_steps": cfg.trainer.get("max_steps"),
-            "last_ckpt": result["last_ckpt"],
-            # this process's fit, its end-of-fit Kodak evaluation included; a resumed run counts from the resume
+            "last_ckpt": result["last_ckpt"], "val_loss": result["metrics"].get("val/loss"),
+            # this process's fit (its end-of-fit Kodak evaluation included); every segment's in `segments`
             "wall_s": round(time.monotonic() - t0, 1), "started_utc": started.isoformat(timespec="seconds"),
-            "resumed_from": ckpt_path or None}, indent=2, default=str))
+            "resumed_from": ckpt_path or None,
+            "total_wall_s": round(sum(s.get("wall_s") or 0 for s in segments[:-1]) + time.monotonic() - t0, 1),
+            "segments": segments}, indent=2, default=str))
+        rd = runstore.read_json(run_dir / "rd.json") or {}
+        point = {k: (rd.get("results") or {}).get(k, [None])[0] for k in ("bpp", "psnr-rgb", "ms-ssim-rgb")}
+        record.end("finished", trainer.global_step, rd=point if rd else None)
     # rank 0 wrote rd.json; the sweeper reads the value of the process it launched
-    result["objective"] = objective_value(cfg, run_dir, result["metrics"]) \
-        if pl.utilities.rank_zero_only.rank == 0 else None
-    if pl.utilities.rank_zero_only.rank == 0:
-        for lg in loggers:
-            if isinstance(lg, WandbLogger):
-                lg.experiment.finish()  # flush now: a multirun starts the next W&B run in this process
+    result["objective"] = objective_value(cfg, run_dir, result["metrics"]) if rank0 else None
+    if rank0:
+        finish_wandb(loggers)
     return result
+
+
+def checkpoint_step(ckpt_path: str | None) -> int | None:
+    if not ckpt_path:
+        return None
+    try:
+        return int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step") or 0)
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is reported by Lightning's own restore, in one place
+        return None
+
+
+def finish_wandb(loggers) -> None:
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.experiment.finish()  # flush now: a multirun starts the next W&B run in this process
+
+
+def runstore_callback(record):
+    """run.json follows the run's checkpoints (its step), so `compresslab runs` shows progress on any node."""
+
+    class _Record(Callback):
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+            if record is not None:
+                record.step(trainer.global_step)
+
+    return _Record()
+
+
+def stopped_result(cfg, run_dir: Path, trainer, stopper, record) -> dict[str, Any]:
+    """A signal (Ctrl-C, SIGTERM, the SLURM warning) stopped training at a step boundary: the checkpoint is saved, the
+    record says interrupted, the command that continues is printed, and a SLURM warning requeues the job."""
+    step = trainer.global_step
+    signals.reset()  # honoured
+    if record is not None:
+        record.end("interrupted", step, reason=f"stopped on {', '.join(dict.fromkeys(stopper.signals)) or 'interrupt'}")
+        finish_wandb(trainer.loggers)
+        if stopper.requeue and stopping.requeue_slurm_job():
+            record.end("interrupted", step, reason="requeued after the SLURM warning")
+        else:
+            print(f"\nstopped at step {step} (checkpoint {run_dir / 'checkpoints' / 'last.ckpt'}); continue with:\n  "
+                  f"{record.doc['resume_command']}", file=sys.stderr, flush=True)
+    return {"run_dir": str(run_dir), "global_step": step, "last_ckpt": str(run_dir / "checkpoints" / "last.ckpt"),
+            "best_ckpt": None, "metrics": {}, "objective": None, "interrupted": True}

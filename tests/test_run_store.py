@@ -1,0 +1,144 @@
+"""Runs that cannot be mixed, lost or overwritten (issue 41): an id and a lock per run folder, the same command
+continues a run (or refuses, naming what changed), a signal stops training at a step boundary with a checkpoint and the
+continued run has the uninterrupted run's loss at every step, one metrics file, and `compresslab runs` lists it all."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_py, train
+
+FAST = ["callbacks.rd_eval.enabled=false", "callbacks.checkpoint.save_top_k=-1", "model=factorized"]
+KILLER = ["+callbacks.extra.kill._target_=signal_at_step.SignalAt"]
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for row in csv.DictReader((run_dir / "metrics.csv").open()):
+        if row.get("train/loss"):
+            step = int(row["step"])
+            assert step not in out, f"step {step} logged twice"
+            out[step] = float(row["train/loss"])
+    return out
+
+
+def test_a_signal_mid_step_stops_at_the_boundary_and_the_same_command_continues_exactly(tmp_path, monkeypatch):
+    common = [*FAST, *KILLER, "trainer.max_steps=12"]
+    full = train(tmp_path / "full", common)
+    ref = losses(Path(full["run_dir"]))
+    assert sorted(ref) == list(range(12))
+
+    monkeypatch.setenv("SIGNAL_AT_STEP", "5")  # SIGINT inside step 5's backward
+    first = train(tmp_path / "cut", common)
+    cut = first["global_step"]  # the step that was running finished, then it stopped (5: the aux backward of step 4)
+    assert first.get("interrupted") and cut in (5, 6)
+    state = json.loads((tmp_path / "cut" / "run.json").read_text())
+    assert state["state"] == "interrupted" and state["global_step"] == cut
+    assert "hydra.run.dir=" in state["resume_command"]
+    assert not (tmp_path / "cut" / "rd.json").exists() and not (tmp_path / "cut" / "done.json").exists()
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").glob("*.ckpt")) == ["best-4.ckpt", "last.ckpt"]
+
+    monkeypatch.delenv("SIGNAL_AT_STEP")
+    again = train(tmp_path / "cut", common)  # the same command: continues from the stop checkpoint
+    assert again["global_step"] == 12 and not again.get("interrupted")
+    got = losses(tmp_path / "cut")  # one metrics file, every step once
+    assert got == ref
+    assert not list((tmp_path / "cut").glob("metrics.part*.csv"))
+    state = json.loads((tmp_path / "cut" / "run.json").read_text())
+    assert state["state"] == "finished" and [(s["from_step"], s["to_step"], s["end"]) for s in state["segments"]] \
+        == [(0, cut, "interrupted"), (cut, 12, "finished")]
+    assert state["id"] == json.loads((tmp_path / "cut" / "run.json").read_text())["id"]
+
+    # a third time: finished, nothing trained, nothing rewritten
+    before = {p: p.read_bytes() for p in (tmp_path / "cut").rglob("*") if p.is_file()}
+    third = train(tmp_path / "cut", common)
+    assert third.get("already_finished") and third["global_step"] == 12
+    assert {p: p.read_bytes() for p in (tmp_path / "cut").rglob("*") if p.is_file()} == before
+
+
+def test_a_changed_config_into_a_run_folder_is_refused_naming_the_keys(tmp_path):
+    from compresslab.errors import ConfigError
+
+    train(tmp_path / "r", [*FAST, "trainer.max_steps=2"])
+    with pytest.raises(ConfigError, match=r"seed: 42 -> 7"):
+        train(tmp_path / "r", [*FAST, "trainer.max_steps=2", "seed=7"])
+    res = train(tmp_path / "r", [*FAST, "trainer.max_steps=2", "seed=7", "resume=never"])
+    assert Path(res["run_dir"]).parent == tmp_path and Path(res["run_dir"]).name.startswith("r-")
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["seed"] == 42  # the first run is untouched
+
+
+def _start(tmp_path: Path, seed: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "train.py", "debug=smoke", "logger=csv", f"seed={seed}",
+                             "callbacks.rd_eval.enabled=false", "trainer.max_steps=2", "threads=1",
+                             f"paths.output_dir={tmp_path}/out"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_runs_started_at_once_get_their_own_folders_and_the_index_lists_them(tmp_path):
+    procs = [_start(tmp_path, seed) for seed in range(1, 9)]  # eight at once, same model and lambda
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o, p in zip(outs, procs) if p.returncode][:1]
+    folders = sorted((tmp_path / "out" / "runs").glob("*/*"))
+    assert len(folders) == 8
+    seeds = sorted(json.loads((f / "run.json").read_text())["seed"] for f in folders)
+    assert seeds == list(range(1, 9))
+    assert all(len(list((f / "checkpoints").glob("last*.ckpt"))) == 1 for f in folders)
+    r = run_py(["-m", "compresslab.cli", "runs", str(tmp_path / "out"), "--where", "seed=3"])
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()[1:]
+    assert len(rows) == 1 and " finished " in rows[0] and " 3 " in rows[0]
+    r = run_py(["-m", "compresslab.cli", "runs", str(tmp_path / "out"), "--json"])
+    assert len(json.loads(r.stdout)) == 8
+
+
+def test_a_held_folder_is_refused_naming_the_holder_and_a_stale_lock_is_replaced(tmp_path):
+    from compresslab.training.runstore import RunLock, RunLockedError
+
+    held = RunLock(tmp_path, "aaaaaaaa").acquire()
+    code = ("import sys; from pathlib import Path; from compresslab.training.runstore import RunLock\n"
+            "try:\n    RunLock(Path(sys.argv[1]), 'bbbbbbbb').acquire()\n"
+            "except Exception as e:\n    print(type(e).__name__, e)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.stdout.startswith("RunLockedError") and f"pid {os.getpid()}" in r.stdout, r.stdout + r.stderr
+    held.release()
+    assert not (tmp_path / "run.lock").exists()
+    # a lock left by a process that is gone (a pid that cannot exist here) is named and replaced
+    (tmp_path / "run.lock").write_text(json.dumps({"pid": 2**22 + 17, "host": os.uname().nodename}))
+    lock = RunLock(tmp_path, "cccccccc").acquire()
+    assert lock.replaced and "not running" in lock.replaced
+    with pytest.raises(RunLockedError):
+        RunLock(tmp_path, "dddddddd").acquire()  # this process holds it now
+    lock.release()
+
+
+@pytest.mark.slow
+def test_a_typo_key_added_with_plus_is_refused_naming_the_key_it_meant(tmp_path):
+    r = run_py(["train.py", "debug=smoke", "+lamda=0.01", f"hydra.run.dir={tmp_path}/r"], timeout=180)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert "+lamda" in last and "did you mean lambda=0.01" in last, r.stderr[-2000:]
+    assert not (tmp_path / "r").exists()  # a failed start leaves no folder behind
+
+
+@pytest.mark.slow
+def test_a_read_only_output_folder_is_one_line_before_any_work(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        r = run_py(["train.py", "debug=smoke", f"paths.output_dir={ro}/out"], timeout=180)
+    finally:
+        ro.chmod(0o755)
+    if os.geteuid() == 0:
+        pytest.skip("root writes into a read-only folder; the check is exercised by the non-root CI user only")
+    assert r.returncode != 0 and "not writable" in r.stderr.strip().splitlines()[-1], r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
