@@ -48,9 +48,10 @@ def _main(cfg: DictConfig):
             raise RuntimeError(line) from None
         sys.exit(line)
     if result.get("interrupted"):
-        if not _in_multirun():
-            sys.exit(130)  # the shell's code for a run ended by a signal; the resume command is printed above
-        return None
+        if _in_multirun():  # a failed job of the sweep (recorded, the others go on); the same command continues it
+            raise RuntimeError(f"interrupted at step {result['global_step']} by {', '.join(result['signals'])}: the "
+                               f"same command continues it from {result['last_ckpt']}")
+        sys.exit(130)  # the shell's code for a run ended by a signal; the resume command is printed above
     print(f"\nrun directory: {result['run_dir']}\nlast checkpoint: {result['last_ckpt']}")
     return result["objective"]  # what a sweeper (hparams_search=...) optimises; None without cfg.objective
 

@@ -63,6 +63,29 @@ def record_failure(sweep_dir: Path, job_dir: str, overrides: list[str], error: B
     log.error("sweep job failed (%s): %s", " ".join(overrides), line)
 
 
+def present_failures(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The failure record as it stands now: a point that failed and has since finished (a resubmission continued it)
+    is no longer failed, and one point failed several times is listed once (its latest error)."""
+    path = sweep_dir / FAILED_FILE
+    try:
+        failed = json.loads(path.read_text()) if path.exists() else []
+    except ValueError:
+        failed = []
+    latest: dict[str, dict[str, Any]] = {}
+    for f in failed:
+        latest[f["job_dir"]] = f
+    now = []
+    for job_dir, f in latest.items():
+        state = {}
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads((sweep_dir / job_dir / "run.json").read_text())
+        if state.get("state") != "finished":
+            now.append(f)
+    if len(now) != len(failed) and path.exists():
+        path.write_text(json.dumps(now, indent=2))
+    return now
+
+
 def summary_metric(config: DictConfig) -> str:
     """The quality axis of a sweep's summary: the one its loss optimises (MS-SSIM in dB for loss=msssim)."""
     return "ms-ssim-db-rgb" if str(config.get("loss", {}).get("metric", "mse")) == "msssim" else "psnr-rgb"
@@ -78,7 +101,9 @@ def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False,
     out = sweep_dir / "rd_summary"
     rd_files = sorted(sweep_dir.glob("*/rd.json"))
     failed_path = sweep_dir / FAILED_FILE
-    failed = json.loads(failed_path.read_text()) if failed_path.exists() else []
+    failed = present_failures(sweep_dir)
+    if not failed:
+        (out / "failed_jobs.md").unlink(missing_ok=True)
     if failed:
         out.mkdir(parents=True, exist_ok=True)
         rows = "\n".join(f"| {' '.join(f['overrides'])} | {f['job_dir']} | {f['error'].replace('|', '/')} |"

@@ -142,9 +142,22 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
     Returns paths and final metrics."""
     previous = signals.install(list(cfg.get("signals") or signals.DEFAULT_SIGNALS))  # first: keep start-up signals
     try:
-        return _run(cfg, run_dir)
+        result = _run(cfg, run_dir)
     finally:
         signals.restore(previous)
+    if result.get("requeued"):
+        end_process_after_requeue()
+    return result
+
+
+def end_process_after_requeue() -> None:
+    """The requeued job is the one that finishes: this process ends now, leaving no result for the launcher to read
+    (submitit would take a result of this process as the job's), its W&B run and lock already released."""
+    for h in logging.getLogger().handlers:
+        h.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _run(cfg: DictConfig, run_dir: str | os.PathLike | None) -> dict[str, Any]:
@@ -280,7 +293,7 @@ def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, 
                  runstore_callback(record if rank0 else None)]
     trainer = build_trainer(cfg.trainer, run_dir, loggers, callbacks)
     if ckpt_path:
-        log.info("resuming %s from %s (step %s)", run_dir.name, ckpt_path, from_step)
+        log.info("resuming from %s (step %s, run %s)", ckpt_path, from_step, record.id)
     elif decision["action"] == "resume":
         log.info("%s holds this run but no checkpoint yet: it starts again from step 0", run_dir)
     if rank0:
@@ -364,13 +377,16 @@ def stopped_result(cfg, run_dir: Path, trainer, stopper, record) -> dict[str, An
     record says interrupted, the command that continues is printed, and a SLURM warning requeues the job."""
     step = trainer.global_step
     signals.reset()  # honoured
+    requeued = bool(stopper.requeue and "SLURM_JOB_ID" in os.environ and record is None)  # other ranks: rank 0 requeues
     if record is not None:
         record.end("interrupted", step, reason=f"stopped on {', '.join(dict.fromkeys(stopper.signals)) or 'interrupt'}")
         finish_wandb(trainer.loggers)
         if stopper.requeue and stopping.requeue_slurm_job():
             record.end("interrupted", step, reason="requeued after the SLURM warning")
+            requeued = True
         else:
             print(f"\nstopped at step {step} (checkpoint {run_dir / 'checkpoints' / 'last.ckpt'}); continue with:\n  "
                   f"{record.doc['resume_command']}", file=sys.stderr, flush=True)
     return {"run_dir": str(run_dir), "global_step": step, "last_ckpt": str(run_dir / "checkpoints" / "last.ckpt"),
-            "best_ckpt": None, "metrics": {}, "objective": None, "interrupted": True}
+            "best_ckpt": None, "metrics": {}, "objective": None, "interrupted": True, "requeued": requeued,
+            "signals": list(dict.fromkeys(stopper.signals))}

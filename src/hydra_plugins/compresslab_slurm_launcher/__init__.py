@@ -58,13 +58,20 @@ class SlurmLauncher(SubmititSlurmLauncher):
             submitted.extend(jobs)
             return [_Deferred() for _ in jobs]
 
+        run_dirs = [self._run_dir(o, initial_job_idx + i) for i, o in enumerate(job_overrides)]
+        finished = [_finished(d) for d in run_dirs]
+        for d, o, f in zip(run_dirs, job_overrides, finished):
+            if f:
+                log.info("%s finished earlier (%s): not relaunched", " ".join(o), d)
         submitit.AutoExecutor.map_array = map_array
-        try:
-            super().launch(job_overrides, initial_job_idx)
+        try:  # only the points not finished yet, each under its own job number (its run folder's name)
+            for start, block in _blocks([not f for f in finished]):
+                super().launch(job_overrides[start:start + block], initial_job_idx + start)
         finally:
             submitit.AutoExecutor.map_array = real_map_array
-        returns = []
-        for job, overrides in zip(submitted, job_overrides):
+        returns: list[Any] = []
+        todo = [(d, o) for d, o, f in zip(run_dirs, job_overrides, finished) if not f]
+        for job, (run_dir, overrides) in zip(submitted, todo):
             try:
                 job.wait()
                 state = job.state
@@ -75,12 +82,43 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 state = job.state
                 log.error("SLURM job %s (%s) ended %s", job.job_id, " ".join(overrides), state)
                 err = RuntimeError(f"SLURM job {job.job_id} ended {state}: {str(e).strip().splitlines()[0]}")
-                record_failure(sweep_dir, str(job.paths.folder), list(overrides), err)
+                record_failure(sweep_dir, str(run_dir), list(overrides), err)
                 ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
                 ret._return_value = err
                 returns.append(ret)
         write_summary(sweep_dir, metric=summary_metric(self.config))  # every job has ended
-        return returns
+        done = [JobReturn(overrides=list(o), status=JobStatus.COMPLETED) for o, f in zip(job_overrides, finished) if f]
+        return done + returns
+
+    def _run_dir(self, overrides: Sequence[str], job_num: int) -> Path:
+        """The run folder a job of this sweep writes (hydra.sweep.dir / hydra.sweep.subdir), as the job will resolve it."""
+        from omegaconf import open_dict
+
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.num = job_num
+        return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+
+
+def _finished(run_dir: Path) -> bool:
+    """A point of a resubmitted sweep that needs no job: its run says finished (its files are left as they are)."""
+    import json
+
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("state") == "finished"
+    except (OSError, ValueError):
+        return False
+
+
+def _blocks(flags: list[bool]) -> list[tuple[int, int]]:
+    """(start, length) of each run of True in ``flags``."""
+    out: list[tuple[int, int]] = []
+    for i, f in enumerate(flags):
+        if f and out and out[-1][0] + out[-1][1] == i:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        elif f:
+            out.append((i, 1))
+    return out
 
 
 class _Deferred:
