@@ -38,7 +38,8 @@ def one_line_error(r, *words: str) -> None:
 @pytest.fixture(scope="module")
 def browser():
     """Chromium from Debian (never `playwright install`), or the test is skipped with the reason."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install -e '.[test]')")
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: the report browser tests need Debian's chromium "
                     "(apt-get install chromium, as .ci/run does as root)")
@@ -72,7 +73,8 @@ def open_offline(browser, page_file: Path):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
-    """One `debug=smoke logger=csv` training run, as a user starts it: its folder (rd.json, metrics.csv, checkpoints)."""
+    """One `debug=smoke logger=csv` training run, as a user starts it: its folder (rd.json, metrics.csv,
+    checkpoints)."""
     require_data()
     out = tmp_path_factory.mktemp("smoke")
     r = run_py(["-m", "compresslab", "train", "debug=smoke", "logger=csv", f"paths.output_dir={out}"])
@@ -219,7 +221,8 @@ def test_crops_are_decoded_from_the_bitstream(browser, smoke_run, data_root, tmp
     ckpt = smoke_run / "checkpoints" / "last.ckpt"
     clab, png = tmp_path / "x.clab", tmp_path / "x.png"
     assert run_py(["-m", "compresslab", "compress", str(ckpt), str(image), "-o", str(clab)]).returncode == 0
-    r = run_py(["-m", "compresslab", "decompress", str(clab), "--ckpt", str(ckpt), "-o", str(png), "--in-process"])
+    r = run_py(["-m", "compresslab", "decompress", str(clab), "--ckpt", str(ckpt), "-o", str(png),
+                "--in-process"])
     assert r.returncode == 0, r.stderr
     assert np.array_equal(pixels[1], np.asarray(Image.open(png).convert("RGB"), np.float64)[200:264, 300:364])
 

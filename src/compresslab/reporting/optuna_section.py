@@ -60,11 +60,13 @@ def trials_html(study, spec: str) -> str:
                   for t in study.trials]
     else:
         _, _, trials = load_trials(Path(spec), study)
+    def params(t: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+
     rows = "".join(
         f'<tr class="{t["state"].lower()}"><td>{t["number"]}</td><td>{t["state"]}'
         f'{" at step " + str(t["pruned_at_step"]) if t.get("pruned_at_step") is not None else ""}</td>'
         f'<td>{html.escape(", ".join(f"{v:.5g}" for v in t["values"] or []))}</td>'
-        f'<td>{html.escape(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items()))}</td>'
-        f"</tr>" for t in trials)
+        f"<td>{html.escape(params(t))}</td></tr>" for t in trials)
     return (f'<table class="trials"><caption>{len(trials)} trials of study {html.escape(study.study_name)}</caption>'
             f"<tr><th>#</th><th>state</th><th>values</th><th>parameters</th></tr>{rows}</table>")
