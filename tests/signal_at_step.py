@@ -14,6 +14,9 @@ class SignalAt(Callback):
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         at = os.environ.get("SIGNAL_AT_STEP")
+        rank = os.environ.get("SIGNAL_RANK")  # only this rank receives it (DDP: the others learn it by agreement)
+        if rank is not None and trainer.global_rank != int(rank):
+            return
         if at and not self.sent and trainer.global_step == int(at):
             self.sent = True
             os.kill(os.getpid(), self.sig)

@@ -41,6 +41,8 @@ def check_inputs(*paths: tuple[str, str]) -> None:
 def cmd_evaluate(args) -> int:
     from compresslab.data.root import resolve_data_root
 
+    if args.out:  # first: results that cannot be written after 24 images are coded are lost results
+        check_output_file(args.out, "--out")
     check_inputs((args.ckpt, "checkpoint"))
     images = args.images or str(resolve_data_root(args.data_root) / args.data)
     if not args.images and not Path(images).is_dir():
@@ -71,6 +73,19 @@ def cmd_evaluate(args) -> int:
         rd.write(args.out)
         print(f"wrote {args.out}")
     return 0
+
+
+def check_output_file(path: str, flag: str) -> None:
+    import os
+
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: its folder cannot be written ({e.strerror or e}); choose another path") from None
 
 
 def _log_lof_curves(rows, args) -> None:

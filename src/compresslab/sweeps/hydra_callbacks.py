@@ -27,9 +27,12 @@ class SweepRDSummary(Callback):
     on_multirun_end, so a summary written only there is lost with one bad job. It is rewritten after each job
     instead (from every rd.json present), with the failed jobs and their error lines beside it."""
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        writable_or_exit(Path(str(config.hydra.run.dir)), "run folder")
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # The sweep folder exists before any job creates it (a study's SQLite file lives in it).
-        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        writable_or_exit(Path(str(config.hydra.sweep.dir)), "sweep folder")
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.get("mode") != RunMode.MULTIRUN:
@@ -51,6 +54,22 @@ class SweepRDSummary(Callback):
                 print(f"sweep report: {write_sweep_report(sweep_dir)}", flush=True)
             except Exception as e:  # noqa: BLE001 - a report problem must not fail a finished study
                 log.warning("sweep report not written: %s", e)
+
+
+def writable_or_exit(folder: Path, what: str) -> None:
+    """Create the output folder and write into it before Hydra does (its failure is a long traceback) and before any
+    work: a read-only or full file system is one line and exit status 2. (SystemExit passes Hydra's error report.)"""
+    import sys
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as e:
+        print(f"config error: the {what} {folder} cannot be written ({e.strerror or e}): choose a writable folder "
+              f"(paths.output_dir=..., hydra.run.dir=... or hydra.sweep.dir=...)", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def record_failure(sweep_dir: Path, job_dir: str, overrides: list[str], error: BaseException | Any) -> None:
