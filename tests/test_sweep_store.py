@@ -56,6 +56,25 @@ def test_a_changed_search_space_is_refused_in_one_line_before_any_trial(tmp_path
     assert len(trials) == 1 and trials[0].state == TrialState.COMPLETE  # no trial was created, none left RUNNING
 
 
+def test_a_study_whose_space_is_unchanged_continues_whatever_else_the_command_says(tmp_path):
+    """The space recorded by an earlier sweep, the same space asked again with other non-search overrides (a
+    different logger, no smoke switch): no refusal; the study already holds its n_trials, so nothing trains."""
+    from hydra_plugins.compresslab_optuna_sweeper.space import SPACE_ATTR, space_record
+
+    sweep = tmp_path / "search"
+    study = _study(sweep)
+    study.set_user_attr(SPACE_ATTR, space_record(_space(), {}))
+    study.add_trial(optuna.trial.create_trial(params={"model.N": 32, "optim.lr": 1e-3, "optim.scheduler.name": "none"},
+                                              distributions=_space(), value=1.0))
+    args = [a for a in RECIPE if a not in ("debug=smoke", "logger=csv")]
+    r = run_py(args + [f"hydra.sweep.dir={sweep}", "model.N=choice(32)", "hydra.sweeper.n_trials=1"], timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert len(_study(sweep, create=False).trials) == 1
+    # the same study with one recipe parameter pinned to a value: its space changed, refused
+    line = _one_line(run_py(args + [f"hydra.sweep.dir={sweep}", "model.N=32", "hydra.sweeper.n_trials=1"], timeout=300))
+    assert "model.N: choice(32) -> 32" in line, line
+
+
 def test_a_malformed_or_driverless_storage_url_is_one_line(tmp_path):
     sweep = tmp_path / "search"
     line = _one_line(run_py(RECIPE + [f"hydra.sweep.dir={sweep}", "hydra.sweeper.storage=notaurl://x"], timeout=300))

@@ -200,7 +200,8 @@ class OptunaSweeper(Sweeper):
         target = self.n_trials if grid_size is None else min(self.n_trials, grid_size)
         try:  # before the sweep folder: a refusal leaves none, and is one line (Hydra would add a hint line)
             storage, study = self.open_study(sampler, directions)
-            check_space(study, self.storage, space, fixed, custom=self.custom_search_space is not None)
+            pinned = {k: v for k, v in fixed.items() if k in (self.params or {})}  # recipe params fixed, not debug=…
+            check_space(study, self.storage, space, pinned, custom=self.custom_search_space is not None)
         except CompactHydraException as e:  # SweepError; Hydra's plugin scan reloads our modules, so not by its class
             sys.exit(f"sweep error: {e}")
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
