@@ -240,6 +240,13 @@ def test_errors_are_one_line(tmp_path):
     existing.write_text("a user's earlier report")
     one_line_error(report(str(RUNS), "-o", str(existing)), "exists", "--force")
     assert existing.read_text() == "a user's earlier report"
+    live = tmp_path / "live" / "rd_live.jsonl"  # a training still writing its live RD file: the last line is partial
+    live.parent.mkdir()
+    live.write_text('{"step": 200, "bpp": 1.35, "psnr-rgb": 17.0}\n{"step": 400, "bpp": 0.9')
+    r = report(str(live.parent), "-o", str(tmp_path / "live.html"))
+    assert r.returncode == 0 and "Live RD trajectory" in r.stdout, r.stderr
+    live.write_text('{"step": 200, "bpp": 1.35, "psnr-rgb": 17.0}\n{"step": 400, "bpp": 0.9\n')  # broken for good
+    one_line_error(report(str(live.parent), "-o", str(tmp_path / "live2.html")), f"{live}:2", "not a JSON line")
     one_line_error(report(str(RUNS), "-o", str(tmp_path / "b.html"), "--crops", str(tmp_path / "no.png")),
                    "--crops", "no such image")
     assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "b.html").exists()

@@ -67,14 +67,23 @@ def training_figure(metrics: dict[str, Path]):
 
 
 def read_live(path: Path) -> list[dict]:
+    """The RD points of an rd_live.jsonl; a last line without its newline that does not parse is being written by
+    a running training and is left for the next report, any other bad line is refused naming it."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not readable ({e})") from None
+    lines = text.split("\n")
     points = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             p = json.loads(line)
         except ValueError:
-            raise ValueError(f"{path}:{n}: not a JSON line ({line[:60]!r})") from None
+            if n == len(lines):  # no newline after it yet: the writer is mid-line
+                continue
+            raise ValueError(f"{path}:{n}: not a JSON line ({line[:60]!r}); fix or remove the line") from None
         if isinstance(p, dict) and isinstance(p.get("bpp"), (int, float)):
             points.append(p)
     return points
