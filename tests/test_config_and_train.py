@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 from pathlib import Path
@@ -156,7 +157,10 @@ def test_resume_continues_at_the_right_step(tmp_path):
     ck2 = load_checkpoint(res["last_ckpt"])
     assert int(ck2["optimizer_states"][0]["state"][0]["step"]) == 6  # optimizer state continued, not restarted
     assert ck2["lr_schedulers"][0]["last_epoch"] >= 1  # plateau scheduler state carried over
-    assert (tmp_path / "a" / "metrics.part1.csv").is_file()  # the first part's metrics survive the resume
+    steps = [int(r["step"]) for r in csv.DictReader((tmp_path / "a" / "metrics.csv").open()) if r.get("train/loss")]
+    assert steps == list(range(6))  # one metrics file: the first part's rows kept, none twice
+    state = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert state["segments"][-1]["config_changed"] == ["trainer.max_steps: 4 -> 6"]  # named ckpt_path: recorded
 
 
 @pytest.mark.slow

@@ -162,3 +162,38 @@ def test_under_ddp_a_signal_to_one_rank_stops_both_at_one_step_and_the_continued
     r = run_py(cut, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     assert losses(tmp_path / "cut") == ref
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_the_printed_command_continues_in_the_same_wandb_run(tmp_path):
+    """As a user does it: Ctrl-C (SIGINT to the process) while it trains, then the command it prints."""
+    import shlex
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "train.py", "debug=smoke", "logger=wandb", "callbacks.rd_eval.enabled=false",
+           "trainer.max_steps=400", "trainer.val_check_interval=200", "threads=1", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.time() + 300
+    while time.time() < end and not (run_dir / "metrics.csv").exists() and proc.poll() is None:
+        time.sleep(0.5)  # metrics.csv appears at the first logged steps
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["state"] == "interrupted" and 0 < state["global_step"] < 400
+    printed = err.split("continue with:\n", 1)[1].strip().splitlines()[0]
+    assert printed.startswith("python train.py ") and f"hydra.run.dir={run_dir}" in printed
+    again = [sys.executable, *shlex.split(printed)[1:]]  # the printed command, our interpreter for its `python`
+    r = subprocess.run(again, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["state"] == "finished" and state["segments"][1]["from_step"] == state["segments"][0]["to_step"]
+    assert (run_dir / "wandb_id.txt").read_text().strip() == state["id"]
+    parts = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(parts) == 2 and all(p.name.endswith(state["id"]) for p in parts)  # one W&B run, two parts
+    steps = [int(r["step"]) for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get("train/loss")]
+    assert steps == list(range(400))

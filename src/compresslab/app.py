@@ -19,6 +19,14 @@ import compresslab.config  # noqa: F401  (registers ${model_min_crop:} before Hy
 from compresslab.conf import CONFIG_MODULE
 
 CONF_PATH_ENV = "COMPRESSLAB_CONF_PATH"
+
+if "SLURM_JOB_ID" in os.environ:
+    # A SLURM job (submitit) imports this module when it unpickles its task, seconds before training can save: a
+    # pre-emption warning in between would end the job by USR1's default action (FAILED, not requeued). Recorded from
+    # here on, it is honoured once the run can act on it (compresslab.training.signals / .stopping).
+    from compresslab.training.signals import DEFAULT_SIGNALS as _SIGNALS, install as _install
+
+    _install(_SIGNALS)
 log = logging.getLogger("compresslab.app")
 
 

@@ -171,7 +171,11 @@ def _run(cfg: DictConfig, run_dir: str | os.PathLike | None) -> dict[str, Any]:
     hydra_dir, group = hydra_run_info()
     run_dir = Path(run_dir or hydra_dir or Path(cfg.paths.output_dir) / "runs" / str(cfg.name)).resolve()
     config = {k: v for k, v in plain(cfg).items() if k != "runtime"}
-    decision = runstore.resume_decision(run_dir, config, runstore.resume_policy(cfg.get("resume")))
+    decision = runstore.resume_decision(run_dir, config, runstore.resume_policy(cfg.get("resume")),
+                                        explicit_ckpt=bool(cfg.get("ckpt_path")))
+    if decision.get("changed"):
+        log.warning("continuing %s from ckpt_path=%s with another config: %s", run_dir, cfg.ckpt_path,
+                    "; ".join(decision["changed"]))
     if decision["action"] == "new_folder":  # resume=never into a folder that holds a run: a sibling of its own
         run_dir = run_dir.with_name(f"{run_dir.name}-{runstore.new_run_id()}")
         log.info("resume=never: %s holds a run; this one starts in %s", run_dir.parent, run_dir)
@@ -297,7 +301,7 @@ def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, 
     elif decision["action"] == "resume":
         log.info("%s holds this run but no checkpoint yet: it starts again from step 0", run_dir)
     if rank0:
-        record.start(from_step or 0, ckpt_path)
+        record.start(from_step or 0, ckpt_path, changed=decision.get("changed") or None)
     started, t0 = datetime.now(timezone.utc), time.monotonic()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -198,11 +198,13 @@ def previous_config(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def resume_decision(run_dir: Path, config: dict[str, Any], policy: str) -> dict[str, Any]:
+def resume_decision(run_dir: Path, config: dict[str, Any], policy: str, explicit_ckpt: bool = False) -> dict[str, Any]:
     """What a start into ``run_dir`` does: ``{"action": "new"}`` (an empty folder), ``{"action": "resume", "ckpt":
     path | None}`` (same config: continue from its newest checkpoint, or from step 0 when none was written),
     ``{"action": "finished"}`` (same config, already done: nothing to train), or ``{"action": "new_folder"}`` under
-    ``resume=never``. A different config is refused, naming the keys."""
+    ``resume=never``. A different config is refused, naming the keys, unless the command names the checkpoint
+    itself (``ckpt_path=``: training a finished run further, with another max_steps say): then the differences are
+    only recorded."""
     if policy not in ("auto", "never"):
         raise ConfigError(f"resume={policy} is not one of auto, never (auto: the same command into the same run folder "
                           f"continues it; never: start a new run folder)")
@@ -213,6 +215,8 @@ def resume_decision(run_dir: Path, config: dict[str, Any], policy: str) -> dict[
     old = previous_config(run_dir)
     if old is not None:
         diff = config_diff(comparable_config(old), comparable_config(config))
+        if diff and explicit_ckpt:
+            return {"action": "resume", "ckpt": None, "state": read_json(run_dir / STATE_FILE) or {}, "changed": diff}
         if diff:
             shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
             raise ConfigError(f"{run_dir} holds a run with another config ({shown}): the same command continues a "
@@ -220,6 +224,8 @@ def resume_decision(run_dir: Path, config: dict[str, Any], policy: str) -> dict[
                               f"hydra.run.dir")
     state = read_json(run_dir / STATE_FILE) or {}
     done = read_json(run_dir / "done.json")
+    if explicit_ckpt:
+        return {"action": "resume", "ckpt": None, "state": state, "changed": []}
     if state.get("state") == "finished" or (done and not state):
         return {"action": "finished", "state": state or {"global_step": done.get("global_step")}}
     return {"action": "resume", "ckpt": newest_checkpoint(run_dir), "state": state}
@@ -249,11 +255,12 @@ class RunRecord:
     def id(self) -> str:
         return self.doc["id"]
 
-    def start(self, from_step: int, resumed_from: str | None) -> None:
+    def start(self, from_step: int, resumed_from: str | None, changed: list[str] | None = None) -> None:
         self.doc["segments"].append({
             "started_utc": utc_now(), "host": socket.gethostname(), "pid": os.getpid(),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "from_step": from_step, "to_step": from_step,
-            "resumed_from": resumed_from, "end": "running", "wall_s": 0.0})
+            "resumed_from": resumed_from, "end": "running", "wall_s": 0.0,
+            **({"config_changed": changed} if changed else {})})
         self.doc.update(state="running", reason=None, global_step=from_step)
         self.write()
 
