@@ -18,6 +18,7 @@ from conftest import REPO, require_data, run_py
 CHROMIUM = Path("/usr/bin/chromium")
 RUNS = REPO / "experiments" / "rd_cpu_ctx" / "runs"
 SWEEP = REPO / "experiments" / "search" / "quickstart_lr_warmup_pruned_other_draws"
+REPRO = REPO / "experiments" / "reproduce" / "zhang2022_cpu_proxy"
 # the anchors a Kodak RD figure shows beside our curves (the BD anchor first, then the dashed context curves)
 ANCHORS = ("kodak/vtm", "kodak/hm", "kodak/jpeg", "kodak/compressai-bmshj2018-factorized_mse_cpu",
            "kodak/compressai-bmshj2018-hyperprior_mse_cpu")
@@ -225,6 +226,32 @@ def test_crops_are_decoded_from_the_bitstream(browser, smoke_run, data_root, tmp
                 "--in-process"])
     assert r.returncode == 0, r.stderr
     assert np.array_equal(pixels[1], np.asarray(Image.open(png).convert("RGB"), np.float64)[200:264, 300:364])
+
+
+@pytest.mark.slow
+def test_reproduction_table_beside_the_bd_matrix(browser, tmp_path):
+    """The paper's table as `compresslab reproduce` wrote it, beside the matrix computed here from the runs it
+    reads: its "ours" BD-rates are the matrix's cells (two writers, one implementation)."""
+    require_data()
+    out = tmp_path / "repro.html"
+    r = report(str(REPRO), str(RUNS), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    page, errors, refused = open_offline(browser, out)
+    rows = {r[0]: r for r in page.evaluate("""Array.from(document.querySelectorAll(
+        '#reproduction-0 table.reproduction tr'), tr => Array.from(tr.children, c => c.textContent))""")}
+    matrix = page.evaluate("""Object.fromEntries(Array.from(document.querySelectorAll(
+        'table.bd-matrix[data-metric="psnr-rgb"] td.bd'), td => [td.dataset.curve + ' vs ' + td.dataset.ref,
+        td.textContent]))""")
+    for row, cell in (("BD-rate of MSP vs VVC (the paper with LOF, ours without)", "msp vs kodak/vtm"),
+                      ("BD-rate, MSP-fast vs scale hyperprior (same transforms, equal budget)", "msp vs hyperprior"),
+                      ("BD-rate, MSP-fast vs the factorized model (same recipe, equal budget; our control)",
+                       "msp vs factorized")):
+        assert matrix[cell].startswith(f"{float(rows[row][2]):+.2f} %"), (row, rows[row], matrix[cell])
+    assert rows["BD-rate of MSP vs VVC (the paper with LOF, ours without)"][1] == "-2.5"  # the paper's, as published
+    widths = page.evaluate("Array.from(document.querySelectorAll('#reproduction-0 img.repro'), i => i.naturalWidth)")
+    assert len(widths) == 3 and all(w > 0 for w in widths)  # its figures, inlined
+    assert errors == [] and refused == [], (errors, refused)
+    page.close()
 
 
 def test_errors_are_one_line(tmp_path):

@@ -84,6 +84,11 @@ def build(src: Sources, title: str, anchor: str = "kodak/vtm", rules: BDRules | 
     if src.live:
         page.sections.append(("live", "Live RD trajectory", [
             page.figure(training_section.live_figure(src.live), "live-plot")]))
+    for n, folder in enumerate(src.reproductions):
+        from compresslab.reporting.reproduction import reproduction_html
+
+        title, body = reproduction_html(folder)
+        page.sections.append((f"reproduction-{n}", title, [body]))
     for n, spec in enumerate(src.studies):
         parts = _study_parts(page, spec, n)
         page.sections.append((f"study-{n}", f"Optuna study: {spec}", parts))

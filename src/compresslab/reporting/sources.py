@@ -18,10 +18,11 @@ class Sources:
     metrics: dict[str, Path] = field(default_factory=dict)     # run name -> metrics.csv (Lightning's CSVLogger)
     live: dict[str, Path] = field(default_factory=dict)        # run name -> rd_live.jsonl (RD point per eval step)
     studies: list[str] = field(default_factory=list)           # sweep folders holding a study, or storage URLs
+    reproductions: list[Path] = field(default_factory=list)    # folders with a `compresslab reproduce` report.md
 
     @property
     def empty(self) -> bool:
-        return not (self.rd_files or self.metrics or self.live or self.studies)
+        return not (self.rd_files or self.metrics or self.live or self.studies or self.reproductions)
 
 
 def _run_name(file: Path, root: Path) -> str:
@@ -45,6 +46,7 @@ def _check_json(f: Path) -> None:
 def gather(inputs: Iterable[str]) -> Sources:
     """The result files under ``inputs``; FileNotFoundError / ValueError naming the input that holds nothing usable."""
     from compresslab.evaluation.curves import find_rd_files
+    from compresslab.reporting.reproduction import is_reproduction
 
     src = Sources()
     for spec in inputs:
@@ -76,10 +78,12 @@ def gather(inputs: Iterable[str]) -> Sources:
             src.live[_run_name(f, path)] = f
         sweeps = {f.parent for name in STUDY_FILES for f in path.rglob(name)}
         src.studies += [str(d) for d in sorted(sweeps)]
+        repro = sorted(f.parent for f in path.rglob("report.md") if is_reproduction(f.parent))
+        src.reproductions += repro
         if not (found or any(Path(f).is_relative_to(path) for f in [*src.metrics.values(), *src.live.values()])
-                or sweeps):
-            raise FileNotFoundError(f"{spec}: no rd.json, metrics.csv, rd_live.jsonl or Optuna study under this "
-                                    f"folder; give a run folder, a sweep folder or result files")
+                or sweeps or repro):
+            raise FileNotFoundError(f"{spec}: no rd.json, metrics.csv, rd_live.jsonl, Optuna study or reproduction "
+                                    f"report under this folder; give a run folder, a sweep folder or result files")
     src.rd_files = sorted(set(src.rd_files))
     for f in src.rd_files:
         _check_json(f)
