@@ -254,6 +254,49 @@ def test_reproduction_table_beside_the_bd_matrix(browser, tmp_path):
     page.close()
 
 
+@pytest.mark.slow
+def test_watch_picks_up_new_and_corrupt_results(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    require_data()
+    sweep, out = tmp_path / "sweep", tmp_path / "live.html"
+    (sweep / "run0").mkdir(parents=True)
+    shutil.copy(RUNS / "factorized-lambda0.0009" / "rd.json", sweep / "run0" / "rd.json")
+    proc = subprocess.Popen([sys.executable, "-m", "compresslab", "report", "--watch", str(sweep), "-o", str(out),
+                             "--interval", "0.5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+    def page_has(text: str, within: float) -> float:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < within:
+            if out.exists() and text in out.read_text():
+                return time.monotonic() - t0
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} not in {out} after {within} s")
+
+    try:
+        page_has("run0/rd.json", 120)
+        assert 'http-equiv="refresh" content="30"' in out.read_text()  # a browser left open follows
+        (sweep / "run1").mkdir()
+        (sweep / "run1" / "rd.json").write_text('{"results": {"bpp": [0.5')  # being written
+        page_has(f"Not rebuilt: {sweep / 'run1' / 'rd.json'}: not readable", 60)
+        shutil.copy(RUNS / "factorized-lambda0.0018" / "rd.json", sweep / "run1" / "rd.json")
+        took = page_has("run1/rd.json</code>", 60)  # its per-image table: the page was rebuilt with it
+        assert took < 30, took  # a rebuild is a few seconds; generous for a loaded CI machine
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and len(stdout.strip().splitlines()) == 2, stdout  # the two good builds
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("compresslab report: ") and "not rebuilt" in line and "run1/rd.json" in line
+
+
 def test_errors_are_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -6,26 +6,26 @@ import time
 
 
 def cmd_report(args) -> int:
-    from compresslab.cli.curves import bd_rules_from_args
     from pathlib import Path
 
+    from compresslab.cli.curves import bd_rules_from_args
     from compresslab.reporting.page import CropSpec, report
 
     crops = None
     if args.crops:
         at = None
         if args.crop_at:
-            try:
-                at = tuple(int(v) for v in args.crop_at.split(","))
-                assert len(at) == 2
-            except (ValueError, AssertionError):
-                raise ValueError(f"--crop-at {args.crop_at!r}: give the crop's top-left corner as X,Y (e.g. 300,200)") \
-                    from None
+            parts = args.crop_at.split(",")
+            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"--crop-at {args.crop_at!r}: give the crop's top-left corner as X,Y (e.g. 300,200)")
+            at = (int(parts[0]), int(parts[1]))
         crops = CropSpec(Path(args.crops), args.crop_size, at)
     t0 = time.perf_counter()
     path, size, page = report(args.paths, args.out, force=args.force, anchor=args.anchor, title=args.title,
                               rules=bd_rules_from_args(args), allow_partial=args.allow_partial,
-                              crops=crops)
+                              crops=crops, watch=args.watch, interval=args.interval, refresh_s=args.refresh)
+    if args.watch:
+        return 0
     sections = ", ".join(h for _, h, _ in page.sections)
     print(f"wrote {path} ({size / 1e6:.1f} MB, self-contained) in {time.perf_counter() - t0:.1f} s: {sections}")
     return 0
@@ -44,6 +44,11 @@ def add_commands(sub) -> None:
     p.add_argument("--anchor", default="kodak/vtm", help="the anchor of the BD-rate column and the RD plot")
     add_bd_rule_args(p)  # the BD-rate rules of `compresslab rd`, flag for flag: the page's numbers are its numbers
     p.add_argument("--title", help="page title (default: the paths given)")
+    p.add_argument("--watch", action="store_true", help="rebuild the page whenever a result file under the paths "
+                   "appears or changes (Ctrl-C stops); a file not readable yet is named in the page")
+    p.add_argument("--interval", type=float, default=2.0, help="--watch: seconds between looks at the files")
+    p.add_argument("--refresh", type=int, default=30, help="--watch: the page reloads itself every this many "
+                   "seconds in a browser left open (0: never)")
     p.add_argument("--crops", metavar="IMAGE", help="decoded crops of this image side by side: each run that keeps "
                    "its checkpoint (real bitstream), JPEG and WebP at the nearest rates, the original")
     p.add_argument("--crop-size", type=int, default=160, help="crop side in pixels (default 160)")

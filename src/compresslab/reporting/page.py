@@ -121,10 +121,8 @@ def check_output(out: Path, force: bool) -> None:
         raise PermissionError(f"{parent} is not writable: choose another -o path")
 
 
-def write(page: Page, out: Path, force: bool) -> tuple[Path, int]:
-    """Write atomically (a reader never sees half a page); (path, bytes)."""
-    check_output(out, force)
-    text = page.render()
+def atomic_write_text(out: Path, text: str, force: bool = True) -> int:
+    """Write atomically (a reader, or a browser reloading, never sees half a page); the bytes written."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -133,20 +131,36 @@ def write(page: Page, out: Path, force: bool) -> tuple[Path, int]:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return out, len(text.encode())
+    return len(text.encode())
+
+
+def write(page: Page, out: Path, force: bool) -> tuple[Path, int]:
+    check_output(out, force)
+    return out, atomic_write_text(out, page.render(), force)
 
 
 def report(inputs: Sequence[str], out: str | os.PathLike, force: bool = False, anchor: str = "kodak/vtm",
            title: str | None = None, rules: BDRules | None = None, allow_partial: bool = False,
-           crops: CropSpec | None = None) -> tuple[Path, int, Page]:
+           crops: CropSpec | None = None, watch: bool = False, interval: float = 2.0,
+           refresh_s: int = 30) -> tuple[Path, int, Page | None]:
+    """Build and write the page once; with ``watch``, rebuild it at every change of the inputs' files until
+    Ctrl-C (then (path, 0, None))."""
     from compresslab.reporting.sources import gather
 
     out = Path(out)
     check_output(out, force)
     if crops is not None and not crops.image.is_file():
         raise FileNotFoundError(f"--crops {crops.image}: no such image file (e.g. $COMPRESSLAB_DATA/kodak/kodim23.png)")
-    src = gather(inputs)
-    page = build(src, title or f"CompressLab report: {', '.join(inputs)}", anchor=anchor, rules=rules,
-                 allow_partial=allow_partial, crops=crops)
+    title = title or f"CompressLab report: {', '.join(inputs)}"
+
+    def make() -> Page:
+        return build(gather(inputs), title, anchor=anchor, rules=rules, allow_partial=allow_partial, crops=crops)
+
+    if watch:
+        from compresslab.reporting import watch as w
+
+        w.watch(inputs, out, lambda: w.auto_refresh(make().render(), refresh_s), title, interval, refresh_s)
+        return out, 0, None
+    page = make()
     path, size = write(page, out, force)
     return path, size, page
