@@ -123,10 +123,12 @@ def test_smoke_training_codes_compressais_strings(trained, arch, data_root):
 
 
 def test_every_architecture_decodes_bit_exactly_in_another_process(trained, tmp_path):
-    """One fresh process decodes every architecture's file (the CLI's decompress_file) to the same pixels."""
+    """One fresh process with one thread (this one encoded with two) decodes every architecture's file (the CLI's
+    decompress_file) to the same pixels."""
     _, runs = trained
     jobs = [[str(r["clab"]), str(r["ckpt"]), str(tmp_path / f"{a}.png")] for a, r in runs.items()]
-    code = ("import json, sys\nfrom compresslab.evaluation.codec import decompress_file\n"
+    code = ("import json, sys, torch\ntorch.set_num_threads(1)\n"
+            "from compresslab.evaluation.codec import decompress_file\n"
             "for clab, ckpt, out in json.loads(sys.argv[1]):\n    decompress_file(clab, ckpt, out)\n")
     r = run_py(["-c", code, json.dumps(jobs)], timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -194,3 +196,33 @@ def test_zoo_init_fine_tunes_and_cheng_sizes_load(zoo_hub, tmp_path):
     assert origin["zoo"] == "zoo:mbt2018-mean:q1" and origin["sha256"]
     with pytest.raises(CheckpointError, match="publishes no cheng2020-attn model .* qualities \\[1, 2, 3, 4, 5, 6\\]"):
         build_model_from_checkpoint("zoo:cheng2020-attn:q7")
+
+
+PLUGIN = '''
+from compressai.models import MeanScaleHyperprior
+from compressai.registry import register_model
+
+
+@register_model("lab-mean-scale")
+class LabMeanScale(MeanScaleHyperprior):
+    """A lab's own CompressAI model: registered with CompressAI only, no CompressLab code."""
+'''
+
+
+def test_a_users_compressai_class_trains_and_decodes_elsewhere_with_no_code_here(tmp_path, monkeypatch):
+    from compresslab.evaluation.codec import compress_file, decompress_file
+
+    from conftest import assert_decodes_identically_elsewhere
+
+    plugin = tmp_path / "lab_models.py"
+    plugin.write_text(PLUGIN)
+    res = train(tmp_path / "run", ["model=compressai", "model.arch=lab-mean-scale", f"plugins=[{plugin}]",
+                                   "model.N=16", "model.M=16", *FAST])
+    rd = json.loads(next((tmp_path / "run").rglob("rd.json")).read_text())
+    assert rd["name"] == "lab-mean-scale" and rd["per_image"][0]["bytes"] > 0
+    monkeypatch.setenv("COMPRESSLAB_PLUGINS", str(plugin))  # the decoding process imports the user's module too
+    crop = tmp_path / "crop.png"
+    Image.new("RGB", (64, 48), (90, 140, 200)).save(crop)
+    compress_file(res["last_ckpt"], crop, tmp_path / "crop.clab")
+    here = decompress_file(tmp_path / "crop.clab", res["last_ckpt"])
+    assert_decodes_identically_elsewhere(tmp_path / "crop.clab", res["last_ckpt"], here, tmp_path)

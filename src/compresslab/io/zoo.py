@@ -61,8 +61,8 @@ def parse(spec: str) -> tuple[str, str, int]:
     if len(parts) == 1 and len(short) in (2, 3) and short[1][:1] == "q" and short[1][1:].isdigit():
         parts = [short[0], short[2] if len(short) == 3 else "mse", short[1][1:]]
     if len(parts) != 3 or not parts[2].isdigit():
-        raise ZooError(f"{spec!r}: use zoo:<architecture>/<metric>/<quality> or zoo:<architecture>:q<quality>[:metric], "
-                       f"e.g. zoo:bmshj2018-factorized/mse/3 or zoo:mbt2018-mean:q3")
+        raise ZooError(f"{spec!r}: use zoo:<architecture>/<metric>/<quality> or "
+                       f"zoo:<architecture>:q<quality>[:metric], e.g. zoo:bmshj2018-factorized/mse/3 or zoo:mbt2018-mean:q3")
     arch, metric, quality = parts[0], parts[1], int(parts[2])
     if arch not in ARCHITECTURES:
         raise ZooError(f"{spec!r}: architecture {arch!r} has no CompressLab model; available: {sorted(ARCHITECTURES)}")

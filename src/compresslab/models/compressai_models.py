@@ -42,9 +42,9 @@ def refusal(arch: str, base: type) -> str | None:
         return f"CompressAI architecture {arch!r} is a {kind} model ({where}.{base.__name__}); CompressLab codes images"
     if issubclass(base, ScaleHyperpriorVbr):
         return (f"CompressAI architecture {arch!r} is variable-rate: its rate is an argument of every forward/compress "
-                f"call (a quality index and gain vectors) and it trains with lambda drawn per batch, which CompressLab's "
-                f"training loop and .clab files do not carry yet (issue 38 item 4); train its fixed-rate twin "
-                f"model={arch[:-4]} per lambda")
+                f"call (a quality index and gain vectors) and it trains with lambda drawn per batch, which "
+                f"CompressLab's training loop and .clab files do not carry yet (issue 38 item 4); train its "
+                f"fixed-rate twin model={arch[:-4]} per lambda")
     known = (JointAutoregressiveHierarchicalPriors, MeanScaleHyperprior, SimpleVAECompressionModel, ScaleHyperprior,
              FactorizedPrior)
     if not issubclass(base, known):
@@ -136,7 +136,8 @@ def _check_sizes(cls, cfg: Mapping[str, Any], max_steps: int) -> None:
                           f"model.M={m} differs from model.N={n}; set model.M={n} (or null)")
     if _takes(base, "groups") and kw.get("groups") is None and m is not None and int(m) <= 128:
         raise ConfigError(f"model={arch}: the default channel groups [16, 16, 32, 64, M-128] need M > 128 (got "
-                          f"model.M={m}); set model.groups=[...] summing to M, e.g. model.groups=[8,8,16,{int(m) - 32}]")
+                          f"model.M={m}); set model.groups=[...] summing to M, e.g. "
+                          f"model.groups=[8,8,16,{int(m) - 32}]")
     if kw.get("groups") is not None and m is not None and sum(kw["groups"]) != int(m):
         raise ConfigError(f"model={arch}: model.groups={list(kw['groups'])} sums to {sum(kw['groups'])}, not "
                           f"model.M={m}")
