@@ -69,30 +69,46 @@ def test_every_bad_input_kind_in_process(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_export_never_destroys_its_input_or_an_existing_file(tmp_path, factorized_ckpt):
+def test_export_never_destroys_its_input_or_an_existing_file(tmp_path, factorized_ckpt, capsys):
+    from compresslab.cli import main
+
     before = factorized_ckpt.read_bytes()
+    # as a user types it: `compresslab export c.ckpt c.ckpt` once in its own process, the other cases through main
+    line = one_line_error(run_py([*CLI, "export", str(factorized_ckpt), str(factorized_ckpt)], timeout=120))
+    assert "refusing to write over the input" in line
+
+    def refused(*argv: str) -> str:
+        assert main(["export", *map(str, argv)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        return err[0]
+
     (tmp_path / "link.ckpt").symlink_to(factorized_ckpt)
     os.link(factorized_ckpt, tmp_path / "hard.ckpt")
-    for out in (factorized_ckpt, tmp_path / "link.ckpt", tmp_path / "hard.ckpt"):
+    for out in (tmp_path / "link.ckpt", tmp_path / "hard.ckpt"):
         for force in ([], ["--force"]):
-            line = one_line_error(run_py([*CLI, "export", str(factorized_ckpt), str(out), *force], timeout=120))
-            assert "refusing to write over the input" in line
+            assert "refusing to write over the input" in refused(factorized_ckpt, out, *force)
     assert factorized_ckpt.read_bytes() == before
     existing = tmp_path / "exists.pth"
     existing.write_text("keep me")
-    line = one_line_error(run_py([*CLI, "export", str(factorized_ckpt), str(existing)], timeout=120))
-    assert "exists; pass --force" in line and existing.read_text() == "keep me"
+    assert "exists; pass --force" in refused(factorized_ckpt, existing) and existing.read_text() == "keep me"
     (tmp_path / "afile").write_text("x")
-    line = one_line_error(run_py([*CLI, "export", str(factorized_ckpt), str(tmp_path / "afile" / "m.pth")]))
-    assert "is a file, not a folder" in line
-    r = run_py([*CLI, "export", str(factorized_ckpt), str(existing), "--force"], timeout=120)
-    assert r.returncode == 0, r.stderr
+    assert "is a file, not a folder" in refused(factorized_ckpt, tmp_path / "afile" / "m.pth")
+    assert main(["export", str(factorized_ckpt), str(existing), "--force"]) == 0
     assert torch.load(existing, weights_only=True)["g_a.0.weight"].shape[0] == 32
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, none left behind
 
 
 def _hints(stdout: str) -> list[str]:
     return re.findall(r"`([^`]+)`", stdout)
+
+
+def _reference(ckpt: Path, images: Path, crop: int | None = None) -> dict:
+    """The checkpoint's own numbers, evaluated in this process (the exported file's go through the CLI)."""
+    from compresslab.evaluation.evaluator import list_eval_images
+    from compresslab.evaluation.results import evaluate_checkpoint
+
+    return evaluate_checkpoint(str(ckpt), list_eval_images(images), crop=crop).mean
 
 
 def _evaluate(args: list[str], images: Path, out: Path) -> dict:
@@ -109,7 +125,7 @@ def one_crop(kodak_crops, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_factorized_export_is_compressais_own_model_byte_for_byte(tmp_path, factorized_ckpt, one_crop):
+def test_factorized_export_is_compressais_own_model_byte_for_byte(tmp_path, factorized_ckpt, one_crop, capsys):
     from compressai.models import FactorizedPrior
     from PIL import Image
     from torchvision.transforms.functional import to_tensor
@@ -129,7 +145,7 @@ def test_factorized_export_is_compressais_own_model_byte_for_byte(tmp_path, fact
     # every command the message prints runs as printed (the image folder filled in) and agrees with the checkpoint
     hints = _hints(r.stdout)
     assert any("eval_model" in h for h in hints) and any(h.startswith("compresslab evaluate") for h in hints)
-    ckpt_rd = _evaluate([str(factorized_ckpt)], one_crop, tmp_path / "ckpt.json")
+    ckpt_rd = _reference(factorized_ckpt, one_crop)
     for hint in hints:
         argv = shlex.split(hint.replace("<image folder>", str(one_crop)))
         if argv[0] == "compresslab":
@@ -143,11 +159,14 @@ def test_factorized_export_is_compressais_own_model_byte_for_byte(tmp_path, fact
             assert theirs_rd["bpp"][0] == ckpt_rd["bpp"]  # factorized: every byte equal
             assert theirs_rd["psnr-rgb"][0] == pytest.approx(ckpt_rd["psnr-rgb"], abs=1e-4)  # float32 vs our float64
     # the plain file says nothing of itself: one line with commands that work, and the wrapped copy needs no flags
-    line = one_line_error(run_py([*CLI, "export", str(out), str(tmp_path / "again.pth")], timeout=120))
-    assert "its keys are those of a factorized model" in line
+    from compresslab.cli import main
+
+    capsys.readouterr()
+    assert main(["export", str(out), str(tmp_path / "again.pth")]) == 2
+    line = capsys.readouterr().err
+    assert "its keys are those of a factorized model" in line and len(line.splitlines()) == 1
     (wrap,) = [h for h in _hints(line) if h.startswith("compresslab export")]
-    r = run_py([*CLI, *shlex.split(wrap)[1:]], timeout=120)
-    assert r.returncode == 0, r.stderr
+    assert main(shlex.split(wrap)[1:]) == 0
     wrapped = Path(shlex.split(wrap)[3])
     assert torch.load(wrapped, weights_only=True)["compresslab"]["model"] == {"name": "factorized", "N": 32, "M": 48}
 
@@ -172,7 +191,8 @@ def adaptive_ckpt(tmp_path_factory, factorized_ckpt) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("fixture,described", [("msp_fast_ckpt", "msp (profile fast, N=32, M=48)"),
                                                ("adaptive_ckpt", "adaptive (N=32, M=48)")])
-def test_our_models_export_a_file_evaluate_rebuilds_with_no_flags(request, tmp_path, one_crop, fixture, described):
+def test_our_models_export_a_file_evaluate_rebuilds_with_no_flags(request, tmp_path, one_crop, fixture, described,
+                                                                  capsys):
     ckpt = request.getfixturevalue(fixture)
     out = tmp_path / "exported.pth"
     r = run_py([*CLI, "export", str(ckpt), str(out)], timeout=120)
@@ -185,11 +205,15 @@ def test_our_models_export_a_file_evaluate_rebuilds_with_no_flags(request, tmp_p
     (hint,) = [h for h in _hints(r.stdout) if h.startswith("compresslab evaluate")]
     args = ["--crop", "128"]
     got = _evaluate([*shlex.split(hint)[2:], *args], one_crop, tmp_path / "export.json")
-    want = _evaluate([str(ckpt), *args], one_crop, tmp_path / "ckpt.json")
+    want = _reference(ckpt, one_crop, crop=128)
     for key in ("bpp", "psnr-rgb", "bpp_est"):
         assert got[key] == want[key], key
-    line = one_line_error(run_py([*CLI, "export", str(ckpt), str(tmp_path / "x.pth"), "--format", "compressai"]))
-    assert "has no CompressAI class" in line and "--format compresslab" in line
+    from compresslab.cli import main
+
+    capsys.readouterr()
+    assert main(["export", str(ckpt), str(tmp_path / "x.pth"), "--format", "compressai"]) == 2
+    line = capsys.readouterr().err
+    assert "has no CompressAI class" in line and "--format compresslab" in line and len(line.splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -93,7 +93,11 @@ def export_weights(ckpt_path: str, out_path: str, fmt: str | None = None, force:
                               f"CompressLab checkpoint says what it is)")
     override = {"name": model_name} if model_name and not saved else None  # sizes: read from the weights
     model, meta = build_model_from_checkpoint(ckpt_path, override, update=True, ckpt=ckpt)
-    cfg = meta["model"]
+    # the header names every constructor value the model resolved (an MSP profile's scales, block, ...), so the file
+    # rebuilds this model even where a class default changes later; the saved config's own values win over defaults
+    resolved = {k: list(v) if isinstance(v, tuple) else v for k, v in model.hparams_dict.items()}
+    given = {k: v for k, v in meta["model"].items() if v is not None or k not in resolved}
+    cfg = meta["model"] = {"name": given["name"], **resolved, **given}
     arch = get_model_class(cfg["name"]).compressai_arch
     fmt = fmt or ("compressai" if arch else "compresslab")
     if fmt == "compressai" and not arch:
