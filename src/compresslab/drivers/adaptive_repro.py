@@ -301,7 +301,7 @@ def publish_runs(out: Path, curves: dict[str, dict[float, Path]]) -> None:
     what produced each number."""
     import re
 
-    from compresslab.drivers.pipeline import copy_provenance, publishable, write_run_index
+    from compresslab.drivers.pipeline_publish import copy_provenance, publishable, write_run_index
 
     for label, runs in curves.items():
         name = re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-")
