@@ -38,7 +38,7 @@ def watch(inputs: Sequence[str], out: Path, build: Callable[[], str], title: str
           refresh_s: int = 30, max_s: float | None = None) -> int:
     """Rebuild ``out`` from ``build()`` (the page's HTML) at every change of the inputs' files; until Ctrl-C (or
     ``max_s`` seconds). One line per rebuild, or per error, on stdout / stderr."""
-    from compresslab.reporting.page import atomic_write_text
+    from compresslab.reporting.output import atomic_write_text
 
     start, last = time.monotonic(), None
     try:
