@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from compresslab.io.checkpoints import (CheckpointError, atomic_torch_save, check_export_target, load_checkpoint,
                                         model_config_of)
-from compresslab.models.from_checkpoint import build_model_from_checkpoint
+from compresslab.models.from_checkpoint import build_model_from_checkpoint, fits_weights
 from compresslab.models.registry import get_model_class
 
 FORMATS = ("compressai", "compresslab")
@@ -104,12 +104,16 @@ def export_weights(ckpt_path: str, out_path: str, fmt: str | None = None, force:
         raise CheckpointError(f"model {cfg['name']} has no CompressAI class, so CompressAI's eval_model cannot load "
                               f"it; export it with --format compresslab (the default for this model)")
     if fmt == "compressai":
-        atomic_torch_save(model.state_dict(), out)
+        sd = model.state_dict()
+        atomic_torch_save(sd, out)
         cls = _compressai_class(arch)
         how = (f"a plain state dict with CompressAI's keys and updated CDF tables, {describe(cfg)}. CompressAI: "
                f"compressai.models.{cls}.from_state_dict(torch.load({str(out)!r})), or `python -m "
-               f"compressai.utils.eval_model checkpoint <image folder> -a {arch} -p {_q(out)}`; CompressLab: "
-               f"`compresslab evaluate {_q(out)} --model {cfg['name']}` (sizes read from the weights)")
+               f"compressai.utils.eval_model checkpoint <image folder> -a {arch} -p {_q(out)}`; CompressLab: ")
+        if fits_weights(cfg["name"], sd):
+            how += f"`compresslab evaluate {_q(out)} --model {cfg['name']}` (sizes read from the weights)"
+        else:  # sizes the weights' shapes do not tell: only our header can say them
+            how += "export with --format compresslab for a file `compresslab evaluate` takes"
     else:
         atomic_torch_save({"compresslab": export_header(ckpt_path, ckpt, meta), "state_dict": model.state_dict()}, out)
         how = (f"weights + a header naming the model, {describe(cfg)}; `compresslab evaluate {_q(out)}` rebuilds it "

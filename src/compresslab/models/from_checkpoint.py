@@ -48,20 +48,25 @@ def build_model_from_checkpoint(path: str | os.PathLike, model_cfg: Mapping[str,
     return model, meta
 
 
+_TABLES = ("_cdf", "_cdf_length", "_offset", "scale_table")  # coding tables: sized by update(), not by the model
+
+
+def fits_weights(name: str, state_dict: Mapping[str, Any]) -> bool:
+    """Whether model ``name`` built at the sizes read from these weights has exactly their keys and shapes (so
+    ``--model name`` loads them)."""
+    try:
+        own = get_model_class(name)(**size_from_weights(state_dict)).state_dict()
+    except Exception:  # noqa: BLE001 - sizes (or defaults) this class cannot take: not a fit
+        return False
+    return own.keys() == state_dict.keys() and all(
+        own[k].shape == state_dict[k].shape for k in own if not k.endswith(_TABLES))
+
+
 def matching_models(state_dict: Mapping[str, Any]) -> list[str]:
-    """Registered models (not built on a base) whose state dict at the weights' own N/M has exactly these keys."""
-    size, keys, found = size_from_weights(state_dict), set(state_dict), []
-    for name in model_names():
-        cls = get_model_class(name)
-        if cls.requires_base_ckpt:
-            continue
-        try:
-            own = set(cls(**size).state_dict()) if size else set()
-        except Exception:  # noqa: BLE001 - a model that cannot take these sizes is simply not a match
-            continue
-        if own == keys:
-            found.append(name)
-    return found
+    """Registered models (not built on a base) that these weights fit (``fits_weights``)."""
+    if not size_from_weights(state_dict):
+        return []
+    return [n for n in model_names() if not get_model_class(n).requires_base_ckpt and fits_weights(n, state_dict)]
 
 
 def plain_state_dict_message(path, ckpt: Mapping[str, Any]) -> str:
@@ -69,7 +74,7 @@ def plain_state_dict_message(path, ckpt: Mapping[str, Any]) -> str:
     names = matching_models(state_dict_of(ckpt))
     name = names[0] if len(names) == 1 else "<name>"
     which = f"its keys are those of a {name} model" if len(names) == 1 else \
-        f"models: {', '.join(model_names())}"
+        f"they fit {', '.join(names)}" if names else f"models: {', '.join(model_names())}"
     wrapped = Path(path).with_name(Path(path).name.split(".")[0] + "-compresslab.pth")
     q = shlex.quote
     return (f"{path} is a plain state dict without CompressLab metadata ({which}); `compresslab evaluate` takes "
