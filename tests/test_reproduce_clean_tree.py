@@ -99,3 +99,18 @@ def test_the_pipeline_writes_a_new_folder_and_publishes_only_with_publish(clone,
     assert changed and all(p.startswith("experiments/rd_cpu_proxy/") for p in changed), changed
     subprocess.run(["git", "checkout", "--quiet", "--", "experiments"], cwd=clone, check=True)
     subprocess.run(["git", "clean", "--quiet", "-fd", "--", "experiments"], cwd=clone, check=True)
+
+
+@pytest.mark.parametrize("driver,args", [
+    ("lof_gain", ["zoo:bmshj2018-hyperprior/mse/1", "--out", "experiments/lof/cpu_proxy"]),
+    ("adaptive_repro", ["--profile", "zoo", "--out", "experiments/adaptive/zoo"]),
+    ("decode_speed", ["--sizes", "64x64", "--out", "benchmarks/results/x.txt"]),
+    ("plot_decode_speed", ["--out", "benchmarks/results/decode_speed_vs_size"]),
+    ("adaptive_static_control", ["--base-sweep", "outputs/none", "--work", "experiments/adaptive/cpu_bases"]),
+])
+def test_a_driver_refuses_a_published_folder_without_publish_before_any_work(clone, driver, args):
+    r = subprocess.run([sys.executable, "-m", f"compresslab.drivers.{driver}", *args], cwd=clone, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    err = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(err) == 1 and "only with --publish" in err[0], r.stderr[-2000:]
+    assert _status(clone) == []
