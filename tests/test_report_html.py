@@ -110,6 +110,13 @@ def test_rd_page_renders_offline_with_every_point_and_switches_metric(browser, c
     hover = page.evaluate("document.getElementById('rd-plot').data[0].customdata[0]")
     assert hover[0].endswith(("lambda0.0009", "lambda0.0018")) and hover[1] in ("0.0009", "0.0018"), hover
 
+    # each curve's BD band with kodak/vtm shaded; the VTM points inside a band drawn larger, and only those
+    bands = page.evaluate("document.getElementById('rd-plot').layout.shapes.map(s => [s.name, s.y0, s.y1])")
+    assert sorted(b[0] for b in bands) == sorted(f"BD band {m}" for m in models)
+    vtm = page.evaluate(f"(() => {{ const t = document.getElementById('rd-plot').data[{len(models)}]; "
+                        "return [t.y, t.marker.size]; })()")
+    inside = [any(lo - 0.005 <= y <= hi + 0.005 for _, lo, hi in bands) for y in vtm[0]]
+    assert [s == 9 for s in vtm[1]] == inside and any(inside)
     title = page.locator("#rd-plot .ytitle")
     assert title.text_content().startswith("PSNR-RGB (dB)")
     page.locator("#rd-plot .updatemenu-button").nth(1).click()

@@ -65,10 +65,13 @@ def build(src: Sources, title: str, anchor: str = "kodak/vtm", rules: BDRules | 
         matrices = rd_section.bd_matrices(src.rd_files, anchor, rules or BDRules(), allow_partial=allow_partial,
                                           references=[*sorted(labels), *[a for a in anchors if a != anchor]])
         curves = next(iter(matrices.values()))["curves"]  # the plot draws the very curves the matrix compares
-        fig = rd_section.rd_figure(curves, anchors, f"{dataset_title(anchor)} RD (real bitstreams)")
+        bands = {m: rd_section.anchor_bands(summary) for m, summary in matrices.items()}
+        fig = rd_section.rd_figure(curves, anchors, f"{dataset_title(anchor)} RD (real bitstreams)", bands)
         page.sections.append(("rd", "RD curves", [
             '<p class="note">Buttons switch the quality axis. Hover a point for its run, λ, step, commit and '
-            "real/estimated bpp; click a point for its run's per-image table, a legend entry to hide a curve.</p>",
+            "real/estimated bpp; click a point for its run's per-image table, a legend entry to hide a curve. "
+            f"Shaded: each curve's shared quality band with {html.escape(anchor)} (where its BD-rate is measured); "
+            f"the {html.escape(anchor)} points inside a band are drawn larger.</p>",
             page.figure(fig, "rd-plot", post_script=rd_section.CLICK_TO_TABLE)]))
         page.sections.append(("bd", "BD-rate matrix", [rd_section.bd_table_html(s, anchor)
                                                        for s in matrices.values()]))

@@ -9,6 +9,7 @@ import html
 import io
 import json
 import math
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -48,9 +49,26 @@ def _value(p: dict[str, Any], key: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def rd_figure(curves: dict[str, list[dict[str, Any]]], anchors: Sequence[str], title: str):
+BAND = re.compile(r"band \[([-+0-9.]+), ([-+0-9.]+)\]")  # BDResult.line's statement of the shared quality band
+
+
+def anchor_bands(summary: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(curve, low, high) of each curve's shared quality band with the anchor, as summarize_runs's line for the curve
+    states it (to 2 decimals); curves without a BD-rate have none."""
+    out = []
+    for row in summary.get("rows") or []:
+        m = BAND.search(str(row.get("line") or ""))
+        if m:
+            out.append((row["curve"], float(m.group(1)), float(m.group(2))))
+    return out
+
+
+def rd_figure(curves: dict[str, list[dict[str, Any]]], anchors: Sequence[str], title: str,
+              bands: dict[str, list[tuple[str, float, float]]] | None = None):
     """One Scatter per curve, then one per anchor, with a button pair switching every trace's y values and the
-    y-axis title between the metrics of METRICS (Plotly's own updatemenus: no script of ours)."""
+    y-axis title between the metrics of METRICS (Plotly's own updatemenus: no script of ours). ``bands``: per
+    metric, each curve's BD band with the first anchor, shaded in the curve's colour; that anchor's points inside
+    a band are drawn larger (the points the BD-rate rests on)."""
     import plotly.graph_objects as go
 
     from compresslab.evaluation.anchors import AnchorError, load_anchor
@@ -88,8 +106,23 @@ def rd_figure(curves: dict[str, list[dict[str, Any]]], anchors: Sequence[str], t
                                  marker={"size": 4}, line={"color": anchor_colour(name), "dash": "dot"},
                                  hovertemplate=f"<b>{html.escape(name)}</b> (anchor)<br>%{{x:.4f}} bpp<br>%{{y:.3f}}"
                                                "<extra></extra>"))
-    buttons = [{"label": BUTTONS[m], "method": "update", "args": [{"y": ys[m]}, {"yaxis.title.text": label}]}
+    bands = bands or {}
+    n_curves = len(curves)
+    shapes = {m: [{"type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": lo, "y1": hi,
+                   "fillcolor": model_colour(label), "opacity": 0.06, "line": {"width": 0}, "layer": "below",
+                   "name": f"BD band {label}"} for label, lo, hi in bands.get(m, [])] for m in METRICS}
+    sizes = {}
+    for m in METRICS:
+        sizes[m] = [6] * n_curves + [4] * (len(ys[m]) - n_curves)
+        if len(ys[m]) > n_curves:  # the BD anchor's points inside any band, larger
+            sizes[m][n_curves] = [9 if q is not None and any(lo - 0.005 <= q <= hi + 0.005 for _, lo, hi in
+                                                                 bands.get(m, [])) else 4 for q in ys[m][n_curves]]
+    buttons = [{"label": BUTTONS[m], "method": "update",
+                "args": [{"y": ys[m], "marker.size": sizes[m]}, {"yaxis.title.text": label, "shapes": shapes[m]}]}
                for m, label in METRICS.items()]
+    for trace, size in zip(fig.data, sizes["psnr-rgb"]):
+        trace.marker.size = size
+    fig.update_layout(shapes=shapes["psnr-rgb"])
     fig.update_layout(title=title, xaxis_title="bpp (real bitstreams)", yaxis_title=METRICS["psnr-rgb"],
                       hovermode="closest", height=560, template="plotly_white",
                       updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons, "showactive": True,
