@@ -327,3 +327,19 @@ def test_errors_are_one_line(tmp_path):
     one_line_error(report(str(RUNS), "-o", str(tmp_path / "b.html"), "--crops", str(tmp_path / "no.png")),
                    "--crops", "no such image")
     assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "b.html").exists()
+
+
+def test_a_report_of_result_files_imports_no_torch(tmp_path):
+    """Reading results is light: torch is only for --crops (decoding bitstreams)."""
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "compresslab", "report",
+                        str(RUNS / "msp-lambda0.0067"), "-o", str(tmp_path / "r.html")], cwd=REPO, text=True,
+                       capture_output=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    mods = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in r.stderr.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2}
+    assert "plotly" in mods and not mods & {"torch", "lightning", "pytorch_lightning"}
+
