@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_py, train
+from conftest import REPO, run_py, train
 
 CLI = ["-m", "compresslab.cli"]
 
@@ -226,6 +226,8 @@ def test_wrong_architecture_names_missing_groups_with_counts(tmp_path, factorize
     found = re.search(r"missing (\d+) keys under ([^;]*)", msg)
     assert found and int(found.group(1)) > 12, msg
     assert "h_a.*" in found.group(2) and "h_s.*" in found.group(2) and "gaussian_conditional.*" in found.group(2)
+    quoted = re.search(r"`(missing \d+ keys under [^`]*)`", (REPO / "docs" / "evaluation.md").read_text())
+    assert quoted and quoted.group(1) in msg  # the docs quote this very message
 
 
 @pytest.mark.slow
