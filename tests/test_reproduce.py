@@ -148,7 +148,7 @@ def test_ulhaq2024_zoo_profile_downloads_its_bases_and_runs_end_to_end_then_resu
     base = json.loads((work / "bases" / "q2" / "rd.json").read_text())["meta"]
     assert base["checkpoint"] == "zoo:bmshj2018-factorized/mse/2" and base["source"]["url"].startswith(url)
     assert base["lambda"] == 0.0035 and base["model"] == {"name": "factorized", "N": 128, "M": 192}
-    cfg = OmegaConf.load(work / "adaptive" / "lambda0.0035" / ".hydra" / "config.yaml")
+    cfg = OmegaConf.load(next((work / "adaptive" / "lambda0.0035" / ".hydra").rglob("config.yaml")))  # per start
     assert (cfg.model.Nq, cfg.model.Mq, cfg.model.bins) == (32, 16, 256)  # the paper's low-rate configuration
     assert cfg.model.base_ckpt == "zoo:bmshj2018-factorized/mse/2" and cfg.name.startswith("zoo-adaptive")
     out = tmp_path / "report" / "experiments" / "adaptive" / "zoo"  # the reproduction's own folder, not the checkout's

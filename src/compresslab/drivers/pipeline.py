@@ -41,7 +41,7 @@ from pathlib import Path
 from compresslab.drivers.pipeline_publish import publish
 from compresslab.drivers.pipeline_recipe import TEMPLATE, Recipe, Stage, finished, load_recipe, run_dir, slug
 from compresslab.errors import ConfigError
-from compresslab.io.outdirs import add_output_args, output_dir
+from compresslab.io.outdirs import add_output_args, new_dir, output_dir
 
 __all__ = ["build_parser", "load_recipe", "main", "publish", "stage_commands"]
 
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = load_recipe(a.recipe)
     if a.work:
         recipe.work = Path(a.work)
-    recipe.out = output_dir(a.out, a.publish, recipe.out, "pipeline", recipe.name, dry=a.dry_run)
+    fresh = not (a.publish or a.out)  # a new folder, made only when there is something to publish into it
+    recipe.out = output_dir(a.out, a.publish, recipe.out, "pipeline", recipe.name, dry=fresh)
     if a.queues:
         recipe.queues = [q.split(",") for q in a.queues]
         recipe.models = {m: recipe.models.get(m) or [f"model={m}"] for q in recipe.queues for m in q}
@@ -192,7 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     if not a.publish_only and target not in {s.name for s in stages}:
         print(f"stage {target} (the one published) was not run: nothing published", flush=True)
         return 0
-    publish(recipe, models)
+    if fresh:
+        recipe.out = new_dir("pipeline", recipe.name)
+    try:
+        publish(recipe, models)
+    except ConfigError:
+        if fresh and not any(recipe.out.iterdir()):  # nothing published: no empty folder left behind
+            recipe.out.rmdir()
+        raise
     print(f"results: {recipe.out}")
     return 0
 

@@ -127,12 +127,12 @@ def write_run_index(runs_dir: Path) -> Path:
 
 def publish(recipe: Recipe, models: list[str], dry: bool = False) -> list[str]:
     runs = [] if dry else published_runs(recipe, models)
-    if not dry:
-        published_stage_provenance(recipe, models)
-        write_run_index(recipe.out / "runs")
     if not dry and not runs:
         raise ConfigError(f"nothing to publish: no finished run of stage {recipe.publish.get('stage')} under "
                           f"{recipe.work} (run the stages first, or point --work at their folders)")
+    if not dry:
+        published_stage_provenance(recipe, models)
+        write_run_index(recipe.out / "runs")
     # the table holds every published curve of the folder, not only this call's queues: a rerun limited to one
     # model must not drop the others' rows from the committed table
     every = sorted({*runs, *(p.parent for p in (recipe.out / "runs").glob("*/rd.json"))}) if not dry else []
