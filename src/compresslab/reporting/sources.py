@@ -59,9 +59,9 @@ def gather(inputs: Iterable[str]) -> Sources:
                                     f"or an Optuna storage URL such as sqlite:///sweep/optuna.db)")
         if path.is_file():
             if path.name == "metrics.csv":
-                src.metrics[_run_name(path, path.parent)] = path
+                src.metrics[_run_name(path.resolve(), path.resolve().parent)] = path
             elif path.name == "rd_live.jsonl":
-                src.live[_run_name(path, path.parent)] = path
+                src.live[_run_name(path.resolve(), path.resolve().parent)] = path
             elif path.name == "optuna.db":
                 src.studies.append(str(path.parent))
             elif path.suffix == ".json":
