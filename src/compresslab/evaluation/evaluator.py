@@ -8,10 +8,13 @@ equal the encoder's quantised latents; otherwise the codec is broken and ``Codec
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import queue
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -21,7 +24,7 @@ from compressai.ops import compute_padding
 from torch import Tensor
 
 from compresslab.data.images import DataLayoutError, find_images, load_image_tensor
-from compresslab.evaluation.metrics import bpp_from_bytes, likelihood_bits, msssim_8bit, psnr_8bit
+from compresslab.evaluation.metrics import bpp_from_bytes, likelihood_bits_exact, msssim_8bit, psnr_8bit
 from compresslab.evaluation.quality import msssim_db
 from compresslab.models.base import pad_multiple_of
 
@@ -68,7 +71,7 @@ def check_latents(enc: dict[str, Tensor] | None, dec: dict[str, Tensor] | None, 
 @torch.no_grad()
 def estimate_bpp(model, x_padded: Tensor, num_pixels: int) -> float:
     out = model(x_padded)
-    return float(likelihood_bits(out["likelihoods"])) / num_pixels
+    return likelihood_bits_exact(out["likelihoods"]) / num_pixels
 
 
 @torch.no_grad()
@@ -140,22 +143,60 @@ def list_eval_images(images: str | os.PathLike, max_images: int | None = None) -
     return files[: int(max_images)] if max_images else files
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity: a SLURM or taskset allocation, not the whole machine)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 @torch.no_grad()
 def evaluate_model(model, images: Iterable[str | os.PathLike], crop: int | None = None, check: bool = True,
-                   encode_factory: Callable[[Tensor], Callable] | None = None, progress: bool = False
-                   ) -> dict[str, Any]:
-    """Evaluate on image files; returns {"per_image": rows, "mean": metrics}. Calls update(force=True) once."""
+                   encode_factory: Callable[[Tensor], Callable] | None = None, progress: bool = False,
+                   workers: int = 1) -> dict[str, Any]:
+    """Evaluate on image files; returns {"per_image": rows, "mean": metrics}. Calls update(force=True) once.
+
+    ``workers`` > 1 evaluates that many images at once, in threads of this process, with torch's intra-op threads
+    set to 1 meanwhile (as CompressAI's eval_model runs): torch's kernels release the GIL, so each image gets a core
+    and no CPU time goes to synchronising a thread pool inside every small convolution. Rows keep the images'
+    order. LOF (``encode_factory``) optimises per image and always runs one image at a time."""
     model.eval()
     model.update(force=True)
+    paths = list(images)
+    workers = min(int(workers), len(paths)) if encode_factory is None else 1
+    # one copy of the model per worker: a model may keep per-call state (MSP counts its network evaluations)
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    for m in [model] + [copy.deepcopy(model) for _ in range(workers - 1)]:
+        free.put(m)
+
+    def one(path) -> dict[str, Any]:
+        m = free.get()
+        try:
+            with torch.no_grad():  # grad mode is per thread: a pool thread starts with gradients on
+                x = center_crop(load_image_tensor(path), crop)
+                encode = encode_factory(x) if encode_factory else None
+                return evaluate_image(m, x, name=Path(path).name, check=check, encode=encode)
+        finally:
+            free.put(m)
+
     rows = []
-    for path in images:
-        x = center_crop(load_image_tensor(path), crop)
-        encode = encode_factory(x) if encode_factory else None
-        rows.append(evaluate_image(model, x, name=Path(path).name, check=check, encode=encode))
+
+    def done(r: dict[str, Any]) -> None:
+        rows.append(r)
         if progress:
-            r = rows[-1]
             print(f"  {r['name']}: {r['bpp']:.4f} bpp  {r['psnr-rgb']:.2f} dB  "
                   f"(est {r['bpp_est']:.4f}, enc {r['encoding_time']:.2f}s dec {r['decoding_time']:.2f}s)")
+
+    if workers > 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="evaluate") as pool:
+                for r in pool.map(one, paths):
+                    done(r)
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        for path in paths:
+            done(one(path))
     if not rows:
         raise DataLayoutError("no images to evaluate")
     return {"per_image": rows, "mean": mean_rows(rows)}

@@ -8,10 +8,8 @@ import math
 from typing import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 from torch import Tensor
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 
 DISTORTIONS = ("mse", "msssim")
@@ -22,6 +20,14 @@ MSE_SCALE = 255**2  # CompressAI: lambda multiplies the MSE of 0-255 pixels; ima
 def likelihood_bits(likelihoods: Mapping[str, Tensor]) -> Tensor:
     """Ideal code length in bits, sum(-log2 p), over every likelihood tensor."""
     return sum((-torch.log2(v)).sum() for v in likelihoods.values())
+
+
+def likelihood_bits_exact(likelihoods: Mapping[str, Tensor]) -> float:
+    """``likelihood_bits`` for reports: in float64, summed by numpy (one thread, a fixed pairwise order), so the
+    estimate is the same whatever torch's thread count (its float32 sum changes in the 7th digit between 1 and 2)."""
+    import numpy as np
+
+    return float(sum(np.sum(-np.log2(v.detach().double().cpu().numpy())) for v in likelihoods.values()))
 
 
 def bpp_per_key(likelihoods: Mapping[str, Tensor], num_pixels: int) -> dict[str, Tensor]:
@@ -45,8 +51,12 @@ def to_8bit(x: Tensor) -> Tensor:
 
 
 def psnr_8bit(x: Tensor, x_hat: Tensor) -> float:
-    """PSNR on RGB after rounding both images to 8 bits (compressai.utils.eval_model.compute_metrics)."""
-    mse = F.mse_loss(to_8bit(x), to_8bit(x_hat)).item()
+    """PSNR on RGB after rounding both images to 8 bits (compressai.utils.eval_model.compute_metrics).
+
+    The squared differences of 8-bit values are integers, summed exactly in float64: the MSE does not depend on how
+    many threads sum it in which order (a float32 mean differs in the 7th digit between 1 and 2 threads)."""
+    d = (to_8bit(x) - to_8bit(x_hat)).double()
+    mse = float((d * d).sum()) / d.numel()
     return float("inf") if mse == 0 else 20 * math.log10(255) - 10 * math.log10(mse)
 
 
@@ -60,6 +70,9 @@ def msssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     h, w = x.shape[-2:]
     if min(h, w) > 160:
         return ms_ssim(x, y, data_range=data_range)
+    # imported here: torchmetrics (and the matplotlib it pulls in) costs seconds of start-up to `evaluate`
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+
     return multiscale_structural_similarity_index_measure(x, y, data_range=data_range, betas=_msssim_betas(h, w))
 
 

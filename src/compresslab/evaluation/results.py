@@ -163,9 +163,10 @@ def provenance_fields() -> dict[str, Any]:
 
 def evaluate(model, images: Iterable[str | os.PathLike], meta: RDMeta, *, name: str | None = None,
              description: str = "", lof: LOFConfig | None = None, progress: bool = False,
-             encode_factory: Callable | None = None) -> RDResult:
+             encode_factory: Callable | None = None, workers: int = 1) -> RDResult:
     """Real bitstreams of ``model`` on ``images`` (centre-cropped to ``meta.crop``), with LOF when ``lof`` is given
-    (at ``meta.lmbda``, for ``meta.loss_metric``): the one evaluation every caller uses."""
+    (at ``meta.lmbda``, for ``meta.loss_metric``): the one evaluation every caller uses. ``workers``: images
+    evaluated at once (evaluator.evaluate_model)."""
     from compresslab.evaluation.evaluator import METRIC_KEYS, evaluate_model
 
     files = [Path(f) for f in images]
@@ -178,7 +179,8 @@ def evaluate(model, images: Iterable[str | os.PathLike], meta: RDMeta, *, name: 
         lof = dataclasses.replace(lof, metric=meta.loss_metric)
         encode_factory = lof_encoder_factory(model, lof, float(meta.lmbda), on_curve=curves.append)
         meta.lof, meta.lof_config = True, config_dict(lof)
-    res = evaluate_model(model, files, crop=meta.crop, progress=progress, encode_factory=encode_factory)
+    res = evaluate_model(model, files, crop=meta.crop, progress=progress, encode_factory=encode_factory,
+                         workers=workers)
     for row, rep in zip(res["per_image"], curves):
         row["lof_curve"] = rep["lof_curve"]
     meta.images = len(files)
@@ -195,7 +197,7 @@ def evaluate(model, images: Iterable[str | os.PathLike], meta: RDMeta, *, name: 
 def evaluate_checkpoint(ckpt: str, images: Iterable[str | os.PathLike], *, crop: int | None = None,
                         lof: LOFConfig | None = None, lmbda: float | None = None, dataset: str | None = None,
                         image_source: str | None = None, model_override: Mapping[str, Any] | None = None,
-                        progress: bool = False, **extra: Any) -> RDResult:
+                        progress: bool = False, workers: int = 1, **extra: Any) -> RDResult:
     """``evaluate`` for a checkpoint path or ``zoo:`` spec: the model and its metadata from the file, lambda and
     metric by the rules above."""
     from compresslab.models.from_checkpoint import build_model_from_checkpoint
@@ -213,7 +215,8 @@ def evaluate_checkpoint(ckpt: str, images: Iterable[str | os.PathLike], *, crop:
     label = get_model_class(ck["model"]["name"]).curve_label(ck["model"])
     if label != ck["model"]["name"]:
         meta.label = label
-    return evaluate(model, images, meta, progress=progress, lof=lof, description=f"{ckpt} on {image_source or dataset}")
+    return evaluate(model, images, meta, progress=progress, lof=lof, workers=workers,
+                    description=f"{ckpt} on {image_source or dataset}")
 
 
 __all__ = ["RDMeta", "RDResult", "ResultFileError", "checkpoint_lambda", "checkpoint_metric", "current_label",
