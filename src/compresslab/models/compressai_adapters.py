@@ -18,11 +18,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from compresslab.entropy.deterministic import float64_cpu_copy, to_grid
 from compresslab.entropy.ste import coded_gaussian_likelihood, eb_likelihood, ste_round
 from compresslab.models.base import CompressLabModel
 
 
 class _Adapter(CompressLabModel):
+    supports_deterministic_coding = False
     coded_stride = 64  # compress returns z's shape (stride 64), as CompressAI's hyperprior models do
 
     def forward(self, x):
@@ -38,7 +40,13 @@ class _Adapter(CompressLabModel):
 
 
 class MeanScaleAdapter(_Adapter):
-    """mbt2018-mean (``MeanScaleHyperprior``): CompressAI's ``compress``/``decompress`` bodies from the latents on."""
+    """mbt2018-mean (``MeanScaleHyperprior``): CompressAI's ``compress``/``decompress`` bodies from the latents on.
+    ``deterministic_coding`` (the default, as for our hyperprior): means and scales from a float64 CPU copy of h_s,
+    rounded to a 2^-8 grid, so a file encoded on one device decodes on any other (a float32 h_s on a GPU and on a
+    CPU pick other tables and means for some elements); false: CompressAI's own strings (same device only)."""
+
+    supports_deterministic_coding = True
+    deterministic_coding = False
 
     def encode_latents(self, x):
         y = self.g_a(x)
@@ -46,6 +54,13 @@ class MeanScaleAdapter(_Adapter):
 
     def _params(self, z_hat):
         return self.h_s(z_hat).chunk(2, 1)  # scales, means
+
+    def _coding_params(self, z_hat):
+        if not self.deterministic_coding:
+            return self._params(z_hat)
+        params = to_grid(float64_cpu_copy(self.h_s)(z_hat.detach().to("cpu", torch.float64)))
+        # grid values are exact in float32: the same tables and means on every device
+        return params.to(z_hat.device, torch.float32).chunk(2, 1)
 
     def latent_forward(self, latents):
         eb = self.entropy_bottleneck
@@ -61,7 +76,7 @@ class MeanScaleAdapter(_Adapter):
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         z_strings = eb.compress(z)
         z_hat = eb.decompress(z_strings, z.size()[-2:])
-        scales, means = self._params(z_hat)
+        scales, means = self._coding_params(z_hat)
         y_strings = gc.compress(y, gc.build_indexes(scales), means=means)
         return {"strings": [y_strings, z_strings], "shape": z.size()[-2:],
                 "latents": {"y": gc.quantize(y, "dequantize", means), "z": z_hat}}
@@ -69,7 +84,7 @@ class MeanScaleAdapter(_Adapter):
     def decompress(self, strings, shape):
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         z_hat = eb.decompress(strings[1], shape)
-        scales, means = self._params(z_hat)
+        scales, means = self._coding_params(z_hat)
         y_hat = gc.decompress(strings[0], gc.build_indexes(scales), means=means)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "latents": {"y": y_hat, "z": z_hat}}
 
@@ -86,6 +101,7 @@ class AutoregressiveAdapter(MeanScaleAdapter):
     the padded tensor they are given, which is where the latents for the equality check come from."""
 
     _KERNEL, _S = 5, 4  # CompressAI's context kernel and y/z scale
+    supports_deterministic_coding = False  # the serial context network runs per position in float32 (not yet)
 
     def latent_forward(self, latents):
         # CompressAI's parallel form (its forward): the masked context of round(y); the serial coder's context is

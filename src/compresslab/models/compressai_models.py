@@ -111,13 +111,22 @@ def adapter_class(arch: str) -> type:
 def _make_init(base: type):
     takes_m = _takes(base, "M")
 
-    def __init__(self, N: int | None = None, M: int | None = None, **extra: Any):
+    def __init__(self, N: int | None = None, M: int | None = None, deterministic_coding: bool | None = None,
+                 **extra: Any):
         kw = {k: v for k, v in {"N": N, **({"M": M} if takes_m else {}), **extra}.items() if v is not None}
         base.__init__(self, **kw)
+        if deterministic_coding and not self.supports_deterministic_coding:
+            raise ValueError("deterministic_coding=true is implemented for the mean-scale hyperprior family only; "
+                             "set model.deterministic_coding=false (CompressAI's own float32 coding, same device)")
+        # default: device-independent files where the family has them (as our hyperprior), else CompressAI's coding
+        self.deterministic_coding = bool(self.supports_deterministic_coding if deterministic_coding is None
+                                         else deterministic_coding)
         # the latent's channels: M where the class has it (its default when not given), else N (cheng2020: M = N)
         n = int(N) if N is not None else int(inspect.signature(base.__init__).parameters["N"].default)
         m = int(getattr(self, "M", None) or (M if takes_m and M is not None else n))
-        self.hparams_dict = {"N": n, "M": m, **{k: v for k, v in extra.items() if v is not None}}
+        self.hparams_dict = {"N": n, "M": m, **{k: v for k, v in extra.items() if v is not None},
+                             **({"deterministic_coding": self.deterministic_coding}
+                                if self.supports_deterministic_coding else {})}
 
     return __init__
 
@@ -130,6 +139,10 @@ def _check_sizes(cls, cfg: Mapping[str, Any], max_steps: int) -> None:
     arch = cls.source_arch
     base = cls.__bases__[1]  # (mixin, CompressAI's class)
     kw = {k: v for k, v in cfg.items() if k not in ("name", "arch")}
+    if kw.get("deterministic_coding") and not cls.supports_deterministic_coding:
+        raise ConfigError(f"model={arch}: deterministic_coding=true is implemented for the mean-scale hyperprior "
+                          f"family only (this architecture's context model codes in CompressAI's float32); set "
+                          f"model.deterministic_coding=false")
     n, m = kw.get("N"), kw.get("M")
     if not _takes(base, "M") and m is not None and n is not None and int(m) != int(n):
         raise ConfigError(f"model={arch}: this architecture has one width N (its latent has N channels), but "
@@ -212,7 +225,8 @@ def _register_all() -> None:
                 cls.compressai_arch = arch  # zoo weights load into it (io.zoo), CompressAI's class loads ours
             register_model(arch)(cls)
         elif not (".pointcloud" in base.__module__ or ".video" in base.__module__):
-            register_model(arch)(type(base.__name__ + "Refused", (CompressAIModel,), {"fixed_arch": arch}))
+            register_model(arch)(type(base.__name__ + "Refused", (CompressAIModel,), {"fixed_arch": arch,
+                                                                              "__module__": __name__}))
 
 
 _register_all()
