@@ -482,7 +482,7 @@ def test_a_users_model_dataset_and_experiment_from_outside_the_repository(data_r
                 f"plugins=[{tmp_path / 'my_models.py'}]", *SMOKE, "model.M=56", "logger=csv",
                 f"hydra.run.dir={tmp_path / 'run'}"], timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    cfg = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")
+    cfg = OmegaConf.load(next((tmp_path / "run" / ".hydra").glob("*/config.yaml")))  # one folder per start
     assert cfg.model.name == "wide_factorized" and cfg.data.name == "my_photos" and cfg["lambda"] == 0.02
     rd = json.loads((tmp_path / "run" / "rd.json").read_text())
     assert rd["meta"]["model"]["name"] == "wide_factorized" and rd["results"]["bpp"][0] > 0

@@ -150,16 +150,17 @@ DDP = ["train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"
 def test_under_ddp_a_signal_to_one_rank_stops_both_at_one_step_and_the_continued_run_is_exact(tmp_path):
     """Rank 1 alone gets SIGTERM mid-step: the ranks agree at the step boundary (one all-reduce), both stop there and
     save one checkpoint, nobody hangs; the same command continues with the uninterrupted run's loss at every step."""
-    r = run_py(DDP + [f"hydra.run.dir={tmp_path}/full"], timeout=400)
+    tests = {"PYTHONPATH": str(REPO / "tests")}  # the ranks import the test callback
+    r = run_py(DDP + [f"hydra.run.dir={tmp_path}/full"], timeout=400, env=tests)
     assert r.returncode == 0, r.stderr[-3000:]
     ref = losses(tmp_path / "full")
     cut = DDP + [f"hydra.run.dir={tmp_path}/cut", "+callbacks.extra.kill.name=SIGTERM"]
-    r = run_py(cut, timeout=400, env={"SIGNAL_AT_STEP": "3", "SIGNAL_RANK": "1"})
+    r = run_py(cut, timeout=400, env={**tests, "SIGNAL_AT_STEP": "3", "SIGNAL_RANK": "1"})
     assert r.returncode == 130, r.stderr[-3000:]
     state = json.loads((tmp_path / "cut" / "run.json").read_text())
     assert state["state"] == "interrupted" and 3 <= state["global_step"] <= 4, state
     assert "continue with:" in r.stderr
-    r = run_py(cut, timeout=400)
+    r = run_py(cut, timeout=400, env=tests)
     assert r.returncode == 0, r.stderr[-3000:]
     assert losses(tmp_path / "cut") == ref
 

@@ -54,6 +54,7 @@ def _main(cfg: DictConfig):
         if _in_multirun():  # sys.exit would end the whole sweep; a failed job is recorded and the others go on
             print(line, file=sys.stderr, flush=True)
             raise RuntimeError(line) from None
+        _remove_unstarted_folder()
         sys.exit(line)
     if result.get("interrupted"):
         if _in_multirun():  # a failed job of the sweep (recorded, the others go on); the same command continues it
@@ -103,6 +104,20 @@ def overrides_value(overrides: list[str], key: str) -> str:
         if o.lstrip("+").split("=", 1)[0] == key:
             return o.split("=", 1)[1]
     return "..."
+
+
+def _remove_unstarted_folder() -> None:
+    """A start refused before the run began (a bad key, a missing dataset) leaves no folder: Hydra made it and wrote
+    only its own record (.hydra/, train.log) into it. A folder holding a run's files is never touched here."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _in_multirun() -> bool:
