@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from compressai.models import CompressionModel
 
 
@@ -21,19 +20,34 @@ class CheckpointError(ValueError):
     pass
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file in the same folder, fsync, then ``os.replace``.
+def _atomic_checkpoint_io() -> type:
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-    A kill during a save leaves the previous checkpoint intact (Lightning's default writes in place).
-    """
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Write to a temporary file in the same folder, fsync, then ``os.replace``.
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        atomic_torch_save(checkpoint, path)
+        A kill during a save leaves the previous checkpoint intact (Lightning's default writes in place).
+        """
 
-    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        # Always weights_only: a resumed file never runs code, whatever Lightning's default (Lightning < 2.6 and
-        # torch < 2.6 would unpickle anything). Our checkpoints hold tensors and plain values only.
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+            atomic_torch_save(checkpoint, path)
+
+        def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+            # Always weights_only: a resumed file never runs code, whatever Lightning's default (Lightning < 2.6 and
+            # torch < 2.6 would unpickle anything). Our checkpoints hold tensors and plain values only.
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+    AtomicCheckpointIO.__module__, AtomicCheckpointIO.__qualname__ = __name__, "AtomicCheckpointIO"
+    return AtomicCheckpointIO
+
+
+def __getattr__(name: str) -> Any:
+    # AtomicCheckpointIO is a Lightning plugin: defined on first use, so that evaluate, export, compress and
+    # decompress (which read checkpoints through this module) do not import Lightning at start-up
+    if name == "AtomicCheckpointIO":
+        globals()[name] = cls = _atomic_checkpoint_io()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class CheckpointWriteError(CheckpointError):
