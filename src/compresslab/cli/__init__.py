@@ -1,5 +1,5 @@
-"""``compresslab`` console entry point: train, evaluate, export, anchors, bd-rate, rd, compress, decompress,
-make-shards, fetch, download-kodak.
+"""``compresslab`` console entry point: train, evaluate, export, compress, decompress, anchors, bd-rate, rd, report,
+runs, results, reproduce, pipeline, sweep-report, make-shards, fetch, download-kodak.
 
 Errors the user can fix (missing files, corrupt checkpoints, bad containers) exit with status 2 and one line that
 names the problem, instead of a traceback.
@@ -8,9 +8,7 @@ names the problem, instead of a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 COMMAND_MODULES = ("evaluate", "curves", "results", "data", "report", "runs")  # compresslab.cli.<module>.add_commands(sub)
 

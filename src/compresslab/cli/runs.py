@@ -3,7 +3,6 @@ atomically at start, checkpoint and end), so it is right on a cluster's shared f
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

@@ -119,7 +119,6 @@ def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False,
         return None
     out = sweep_dir / "rd_summary"
     rd_files = sorted(sweep_dir.glob("*/rd.json"))
-    failed_path = sweep_dir / FAILED_FILE
     failed = present_failures(sweep_dir)
     if not failed:
         (out / "failed_jobs.md").unlink(missing_ok=True)
