@@ -50,8 +50,8 @@ def test_missing_zoo_file_names_the_file_the_url_and_the_folder(tmp_path, monkey
     msg = str(e.value)
     assert os.path.basename(url) in msg and str(tmp_path / "empty" / "hub" / "checkpoints") in msg
     assert "127.0.0.1:9" in msg and "download failed" in msg and "\n" not in msg  # one line: file, URL, folder, why
-    with pytest.raises(CheckpointError, match="no CompressLab model"):
-        build_model_from_checkpoint("zoo:cheng2020-anchor/mse/3")
+    with pytest.raises(CheckpointError, match="'elic2022-official' has no zoo weights that a CompressLab model loads"):
+        build_model_from_checkpoint("zoo:elic2022-official/mse/3")
     with pytest.raises(CheckpointError, match="quality"):
         build_model_from_checkpoint("zoo:bmshj2018-factorized/mse/99")
 

@@ -65,7 +65,8 @@ def parse(spec: str) -> tuple[str, str, int]:
                        f"zoo:<architecture>:q<quality>[:metric], e.g. zoo:bmshj2018-factorized/mse/3 or zoo:mbt2018-mean:q3")
     arch, metric, quality = parts[0], parts[1], int(parts[2])
     if arch not in ARCHITECTURES:
-        raise ZooError(f"{spec!r}: architecture {arch!r} has no CompressLab model; available: {sorted(ARCHITECTURES)}")
+        raise ZooError(f"{spec!r}: architecture {arch!r} has no zoo weights that a CompressLab model loads; "
+                       f"available: {sorted(ARCHITECTURES)}")
     return arch, metric, quality
 
 
