@@ -45,7 +45,7 @@ def _bad_files(d: Path) -> dict[str, Path]:
 
 
 EXPECTED = {"image": "is a PNG image", "pickle": "is a Python pickle", "notes": "is a text file (first line 'epoch: 1')",
-            "empty": "is empty (0 bytes)", "numpy_inside": "stores a numpy", "truncated": "truncated or corrupt"}
+            "empty": "is empty (0 bytes)", "numpy_inside": "stores a numpy", "truncated": "truncated, corrupt"}
 
 
 @pytest.mark.slow

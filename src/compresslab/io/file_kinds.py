@@ -50,19 +50,18 @@ def unreadable_message(path, head: bytes, error: BaseException) -> str:
     stores = f"stores a {found.group(1)} object" if found else ""
     if head.startswith(b"PK\x03\x04"):  # torch.save's zip container
         if found:
-            return (f"checkpoint {path} is a PyTorch file that {stores}, which a weights-only load does not create "
+            return (f"cannot read checkpoint {path}: it is a PyTorch file that {stores}, which a weights-only load does not create "
                     f"(CompressLab never runs code from a checkpoint); save its tensors instead: "
                     f"torch.save(model.state_dict(), path)")
-        if "central directory" in text or "zip archive" in text:
-            return (f"checkpoint {path} is a truncated or corrupt PyTorch file (its zip index is missing: an "
-                    f"interrupted copy or save); copy it again or use another checkpoint")
-        return f"checkpoint {path} is a PyTorch zip file that cannot be read ({type(error).__name__}); {_FIX}"
+        index = " (its zip index is missing)" if "central directory" in text else ""
+        return (f"cannot read checkpoint {path}: it is a truncated, corrupt PyTorch file{index}, as an interrupted "
+                f"copy or save leaves ({type(error).__name__}); copy it again or use another checkpoint")
     kind = kind_of(head)
     if kind == "a Python pickle":
-        return (f"checkpoint {path} is a Python pickle, not a weights-only PyTorch checkpoint; "
+        return (f"cannot read checkpoint {path}: it is a Python pickle, not a weights-only PyTorch checkpoint; "
                 f"it {stores or 'holds objects, not only tensors'}, and CompressLab never unpickles code from a file: "
                 f"{_FIX}")
     if kind is not None:
-        return f"checkpoint {path} is {kind}, not a PyTorch checkpoint; {_FIX}"
-    return (f"checkpoint {path} is not a PyTorch checkpoint (unrecognised content starting {head[:8].hex(' ')}, or a "
+        return f"cannot read checkpoint {path}: it is {kind}, not a PyTorch checkpoint; {_FIX}"
+    return (f"cannot read checkpoint {path}: it is not a PyTorch checkpoint (unrecognised content starting {head[:8].hex(' ')}, or a "
             f"truncated file); {_FIX}")
