@@ -141,7 +141,9 @@ def test_a_cancelled_job_resubmitted_resumes_from_its_last_checkpoint(slurm_clus
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
     failed = (sweep / "rd_summary" / "failed_jobs.md").read_text()
-    assert f"SLURM job {job} ended CANCELLED" in failed, failed
+    # scancel's SIGTERM: the run saves at the step reached and says so (or, killed first, SLURM's state is recorded)
+    assert "| 0_factorized" in failed and ("interrupted at step" in failed or f"SLURM job {job} ended CANCELLED"
+                                            in failed), failed
     run = next(sweep.glob("0_*"))
     cancelled_at = _step(run / "checkpoints" / "last.ckpt")
     assert 20 <= cancelled_at < 160
@@ -154,6 +156,24 @@ def test_a_cancelled_job_resubmitted_resumes_from_its_last_checkpoint(slurm_clus
     assert steps == list(range(160))  # continued, not restarted: one metrics file, no step twice
     assert not (sweep / "rd_summary" / "failed_jobs.md").exists()  # the failure record says what holds now
     print(f"cancelled at step {cancelled_at}, resubmitted, ended at 160: {wall:.0f} s")
+
+
+def test_a_warning_as_the_job_starts_requeues_it(slurm_cluster, tmp_path):
+    """USR1 the moment squeue says RUNNING (the job's Python is still starting): recorded from the interpreter's first
+    moment (compresslab.training.slurm_entry), honoured before the first step: requeued, never FAILED."""
+    sweep = tmp_path / "early"
+    proc = _submit(["train.py", "-m", "hydra/launcher=slurm", *SLURM, *LONG, "logger=csv", f"hydra.sweep.dir={sweep}"])
+    job = _wait_for(lambda: _running_job(slurm_cluster, sweep), 120, "the job to run", proc)
+    time.sleep(0.3)  # the interpreter has started, nothing else has loaded
+    assert slurm_cluster.run("scancel", "--signal=USR1", job).returncode == 0
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out[-3000:] + job_logs(sweep)[-3000:]
+    run = next(sweep.glob("0_*"))
+    segs = json.loads((run / "run.json").read_text())["segments"]
+    assert segs[-1]["end"] == "finished" and segs[-1]["to_step"] == 120, segs
+    assert len(segs) >= 2 and segs[0]["to_step"] <= 1 and segs[0]["end"] == "interrupted", segs
+    steps = [int(row["step"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train/loss")]
+    assert steps == list(range(120))
 
 
 def test_a_resubmitted_sweep_relaunches_only_unfinished_points_and_leaves_finished_ones_alone(slurm_cluster, tmp_path):

@@ -54,6 +54,12 @@ class SlurmLauncher(SubmititSlurmLauncher):
         real_map_array = submitit.AutoExecutor.map_array
 
         def map_array(executor, fn, *iterable):  # keep the jobs: their results are read here, one by one
+            inner = getattr(executor, "_executor", None)
+            if inner is not None and hasattr(inner, "python"):  # signals recorded from the job's first moment
+                import shlex
+                import sys
+
+                inner.python = f"{shlex.quote(sys.executable)} -m compresslab.training.slurm_entry"
             jobs = real_map_array(executor, fn, *iterable)
             submitted.extend(jobs)
             return [_Deferred() for _ in jobs]
