@@ -207,6 +207,8 @@ def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, 
         log.info("base model (%s): %s: %s", base["how"], base["base_ckpt"], base["detail"])
     pl.seed_everything(int(cfg.seed), workers=True)
     model_cfg = prepare_model_config(plain(cfg.model), float(cfg["lambda"]))
+    # config.yaml records the sizes that ran: adaptive's come from its base (models.base_weights.base_info)
+    cfg.model.update({k: model_cfg[k] for k in ("N", "M") if k in model_cfg and k in cfg.model})
     record = runstore.RunRecord(run_dir, runstore.id_for(run_dir), {
         "model": model_cfg.get("name"), "N": model_cfg.get("N"), "M": model_cfg.get("M"), "lambda": float(cfg["lambda"]),
         "seed": int(cfg.seed), "loss_metric": str(cfg.loss.metric), "config_hash": config_hash(cfg),
