@@ -56,14 +56,16 @@ class StopAtStepBoundary(Callback):
             # every rank calls it (Lightning writes on rank 0 and synchronises); Lightning supports a save in
             # on_train_batch_end for an exact restart (its RESTARTED_ON_TRAIN_BATCH_END stage)
             trainer.save_checkpoint(str(self.run_dir / "checkpoints" / "last.ckpt"))
-            # this is the run's state at the boundary: no later save (ModelCheckpoint at the end of the cut-short
-            # epoch, after more RNG draws and a counted epoch) may replace it
-            from lightning.pytorch.callbacks import ModelCheckpoint
+        # the folder's newest checkpoint is the state at the boundary (or, stopped before any step, the one it
+        # started from): no later save (ModelCheckpoint at the end of the cut-short epoch, after more RNG draws and a
+        # counted epoch) may replace it
+        from lightning.pytorch.callbacks import ModelCheckpoint
 
-            for cb in trainer.callbacks:
-                if isinstance(cb, ModelCheckpoint):
-                    for hook in ("on_train_epoch_end", "on_validation_end", "on_train_end", "on_train_batch_end"):
-                        setattr(cb, hook, lambda *a, **k: None)
+        for cb in trainer.callbacks:
+            if isinstance(cb, ModelCheckpoint):
+                for hook in ("on_train_epoch_end", "on_validation_end", "on_train_end", "on_train_batch_end"):
+                    setattr(cb, hook, lambda *a, **k: None)
+        if save:
             if self.on_save is not None and trainer.is_global_zero:
                 self.on_save(trainer.global_step)
         trainer.should_stop = True
