@@ -141,10 +141,9 @@ def test_a_cancelled_job_resubmitted_resumes_from_its_last_checkpoint(slurm_clus
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
     failed = (sweep / "rd_summary" / "failed_jobs.md").read_text()
-    # scancel's SIGTERM: the run saves at the step reached and says so (or, killed first, SLURM's state is recorded)
-    assert "| 0_factorized" in failed and ("interrupted at step" in failed or f"SLURM job {job} ended CANCELLED"
-                                            in failed), failed
+    assert f"SLURM job {job} ended CANCELLED" in failed and "| 0_factorized" in failed, failed  # names the run folder
     run = next(sweep.glob("0_*"))
+    assert json.loads((run / "run.json").read_text())["state"] == "interrupted"  # scancel's SIGTERM: saved, recorded
     cancelled_at = _step(run / "checkpoints" / "last.ckpt")
     assert 20 <= cancelled_at < 160
     r = run_py(cmd, timeout=400)  # the same command again
@@ -156,6 +155,26 @@ def test_a_cancelled_job_resubmitted_resumes_from_its_last_checkpoint(slurm_clus
     assert steps == list(range(160))  # continued, not restarted: one metrics file, no step twice
     assert not (sweep / "rd_summary" / "failed_jobs.md").exists()  # the failure record says what holds now
     print(f"cancelled at step {cancelled_at}, resubmitted, ended at 160: {wall:.0f} s")
+
+
+def test_a_requeue_without_warning_repeats_no_step(slurm_cluster, tmp_path):
+    """scontrol requeue (what PreemptMode=REQUEUE and an admin do): SLURM sends SIGTERM, waits KillWait (2 s here),
+    kills, requeues. The SIGTERM is honoured at the next step boundary (checkpoint at the step reached), so the
+    requeued job repeats no step; the process ends without a result, and the requeued one finishes the sweep."""
+    sweep = tmp_path / "requeue"
+    proc = _submit(["train.py", "-m", "hydra/launcher=slurm", *SLURM, *LONG, "logger=csv", f"hydra.sweep.dir={sweep}"])
+    job = _wait_for(lambda: _running_job(slurm_cluster, sweep), 120, "the job to run", proc)
+    log = lambda: "\n".join(p.read_text() for p in sweep.glob("0_*/train.log"))  # noqa: E731
+    _wait_for(lambda: "step 20/" in log() or "step 30/" in log(), 180, "training to pass step 20", proc)
+    assert slurm_cluster.run("scontrol", "requeue", job).returncode == 0
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out[-3000:] + job_logs(sweep)[-3000:]
+    run = next(sweep.glob("0_*"))
+    segs = json.loads((run / "run.json").read_text())["segments"]
+    assert len(segs) == 2 and segs[0]["end"] == "interrupted" and segs[1]["from_step"] == segs[0]["to_step"], segs
+    assert segs[-1]["to_step"] == 120
+    steps = [int(row["step"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train/loss")]
+    assert steps == list(range(120))  # none trained twice
 
 
 def test_a_warning_as_the_job_starts_requeues_it(slurm_cluster, tmp_path):

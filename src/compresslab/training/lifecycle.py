@@ -88,19 +88,20 @@ def runstore_callback(record):
 
 def stopped_result(cfg, run_dir: Path, trainer, stopper, record) -> dict[str, Any]:
     """A signal (Ctrl-C, SIGTERM, the SLURM warning) stopped training at a step boundary: the checkpoint is saved, the
-    record says interrupted, the command that continues is printed, and a SLURM warning requeues the job."""
+    record says interrupted, the command that continues is printed, and a SLURM warning requeues the job. Inside a
+    SLURM job a scheduler's signal also ends the process without a result (``end_process``): SLURM decides what comes
+    next (a cancelled job stays CANCELLED, a requeued or pre-empted one runs again and writes the result)."""
     step = trainer.global_step
+    got = list(dict.fromkeys(stopper.signals))
     signals.reset()  # honoured
-    requeued = bool(stopper.requeue and "SLURM_JOB_ID" in os.environ and record is None)  # other ranks: rank 0 requeues
+    end_process = "SLURM_JOB_ID" in os.environ and any(s != "SIGINT" for s in got)
     if record is not None:
-        record.end("interrupted", step, reason=f"stopped on {', '.join(dict.fromkeys(stopper.signals)) or 'interrupt'}")
+        record.end("interrupted", step, reason=f"stopped on {', '.join(got) or 'interrupt'}")
         finish_wandb(trainer.loggers)
         if stopper.requeue and stopping.requeue_slurm_job():
             record.end("interrupted", step, reason="requeued after the SLURM warning")
-            requeued = True
-        else:
-            print(f"\nstopped at step {step} (checkpoint {run_dir / 'checkpoints' / 'last.ckpt'}); continue with:\n  "
-                  f"{record.doc['resume_command']}", file=sys.stderr, flush=True)
+        print(f"\nstopped at step {step} (checkpoint {run_dir / 'checkpoints' / 'last.ckpt'}); continue with:\n  "
+              f"{record.doc['resume_command']}", file=sys.stderr, flush=True)
     return {"run_dir": str(run_dir), "global_step": step, "last_ckpt": str(run_dir / "checkpoints" / "last.ckpt"),
-            "best_ckpt": None, "metrics": {}, "objective": None, "interrupted": True, "requeued": requeued,
-            "signals": list(dict.fromkeys(stopper.signals))}
+            "best_ckpt": None, "metrics": {}, "objective": None, "interrupted": True, "end_process": end_process,
+            "signals": got}

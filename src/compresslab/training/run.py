@@ -147,7 +147,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict[str, 
         result = _run(cfg, run_dir)
     finally:
         signals.restore(previous)
-    if result.get("requeued"):
+    if result.get("end_process"):  # stopped by the scheduler inside a SLURM job: no result from this process
         end_process_after_requeue()
     return result
 
