@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -149,7 +150,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if st.st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted copy or save; use another one")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a plain pickle's protocol before failing: one line, not two
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files (a text file: KeyError, IndexError)
         from compresslab.io.file_kinds import unreadable_message
 
