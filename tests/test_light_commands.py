@@ -36,9 +36,6 @@ def rd_jsons() -> list[str]:
 
 LIGHT = {
     "help": ["--help"],
-    "evaluate-help": ["evaluate", "--help"],
-    "bd-rate-help": ["bd-rate", "--help"],
-    "train-help": ["train", "--help"],
     "bd-rate-names": ["bd-rate", "kodak/vtm", "kodak/compressai-bmshj2018-factorized_mse_cpu"],
     "bd-rate-files": ["bd-rate", str(ANCHORS / "compressai-bmshj2018-factorized_mse_cpu.json"),
                       str(ANCHORS / "compressai-bmshj2018-hyperprior_mse_cpu.json")],
@@ -65,6 +62,20 @@ def test_rd_and_results_check_import_no_torch(tmp_path):
     r, mods = imported(["results", "check", str(page), "--root", str(REPO)], REPO)
     assert r.returncode == 0, r.stdout[-1000:] + r.stderr[-2000:]
     assert not mods & set(HEAVY), f"results check imported {sorted(mods & set(HEAVY))}"
+
+
+def subcommands() -> list[str]:
+    from compresslab.cli import build_parser  # builds every command's parser: no torch (the test above checks it)
+
+    action = next(a for a in build_parser()._actions if a.dest == "cmd")
+    return sorted(action.choices)
+
+
+@pytest.mark.parametrize("cmd", subcommands())
+def test_every_help_page_imports_no_torch(cmd, tmp_path):
+    r, mods = imported([cmd, "--help"], REPO)
+    assert r.returncode == 0 and r.stdout.strip(), r.stdout[-1000:] + r.stderr[-2000:]  # train: Hydra's own help
+    assert not mods & set(HEAVY), f"`compresslab {cmd} --help` imported {sorted(mods & set(HEAVY))}"
 
 
 MISSING = {

@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
 
         train_main(argv[1:])
         return 0
-    args = build_parser().parse_args(argv)
+    if argv[:1] == ["pipeline"]:  # the driver parses its own flags: argparse's REMAINDER refuses a leading --help
+        from compresslab.cli.results import cmd_pipeline
+
+        args = argparse.Namespace(cmd="pipeline", rest=argv[1:], func=cmd_pipeline)
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except BrokenPipeError:  # `compresslab anchors | head`: the reader left; not an error of ours
