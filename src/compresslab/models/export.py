@@ -98,8 +98,14 @@ def export_weights(ckpt_path: str, out_path: str, fmt: str | None = None, force:
     resolved = {k: list(v) if isinstance(v, tuple) else v for k, v in model.hparams_dict.items()}
     given = {k: v for k, v in meta["model"].items() if v is not None or k not in resolved}
     cfg = meta["model"] = {"name": given["name"], **resolved, **given}
-    arch = get_model_class(cfg["name"]).compressai_arch
+    model_cls = get_model_class(cfg["name"])
+    arch = model_cls.compressai_arch
     fmt = fmt or ("compressai" if arch else "compresslab")
+    if fmt == "compressai" and not arch and getattr(model_cls, "source_arch", None):
+        # ELIC, checkerboard, factorized-relu: CompressAI has the class, but eval_model only takes its zoo table's names
+        raise CheckpointError(f"model {cfg['name']} is CompressAI's {_registered_class(model_cls.source_arch)} but not in the "
+                              f"architecture table CompressAI's eval_model loads from, so eval_model cannot load it; "
+                              f"export with --format compresslab (the default for this model)")
     if fmt == "compressai" and not arch:
         raise CheckpointError(f"model {cfg['name']} has no CompressAI class, so CompressAI's eval_model cannot load "
                               f"it; export it with --format compresslab (the default for this model)")
@@ -127,3 +133,9 @@ def _compressai_class(arch: str) -> str:
     from compressai.zoo.image import model_architectures
 
     return model_architectures[arch].__name__
+
+
+def _registered_class(arch: str) -> str:
+    from compressai.registry import MODELS
+
+    return MODELS[arch].__name__
