@@ -337,6 +337,20 @@ def test_export_runs_in_compressais_eval_model_as_compresslab_evaluates_it(tmp_p
     assert ours["bpp"] == pytest.approx(theirs["bpp"], rel=BPP_REL.get(arch, 0), abs=0)
     assert ours["psnr-rgb"] == pytest.approx(theirs["psnr-rgb"], abs=PSNR_ABS)
     assert ours["ms-ssim-rgb"] == pytest.approx(theirs["ms-ssim-rgb"], abs=MS_SSIM_ABS)
+    if arch in ("mbt2018-mean", "cheng2020-anchor"):  # and back: CompressAI's file wrapped into ours, no flags after
+        wrapped = tmp_path / "wrapped.pth"
+        assert main(["export", str(out), str(wrapped), "--model", arch, "--format", "compresslab"]) == 0
+        assert main(["evaluate", str(wrapped), "--images", str(tiny_crops), "--out", str(tmp_path / "wrapped.json"),
+                     "--workers", "1"]) == 0
+        again = {k: v[0] for k, v in json.loads((tmp_path / "wrapped.json").read_text())["results"].items()}
+        assert [again[k] for k in ("bpp", "psnr-rgb")] == [ours[k] for k in ("bpp", "psnr-rgb")]
+
+
+def test_the_docs_state_the_tolerance_the_eval_model_test_uses():
+    text = " ".join((REPO / "docs" / "evaluation.md").read_text().split())
+    assert BPP_REL == {"mbt2018-mean": 0.01} and "`mbt2018-mean` within **1 % relative**" in text
+    assert (PSNR_ABS, MS_SSIM_ABS) == (1e-4, 1e-5) and "PSNR within **1e-4 dB** and MS-SSIM within **1e-5**" in text
+    assert "bpp **equal** (same payload bytes)" in text
 
 
 # CompressAI classes outside the table eval_model loads from (compressai.zoo.image.model_architectures)

@@ -103,8 +103,9 @@ def export_weights(ckpt_path: str, out_path: str, fmt: str | None = None, force:
     fmt = fmt or ("compressai" if arch else "compresslab")
     if fmt == "compressai" and not arch and getattr(model_cls, "source_arch", None):
         # ELIC, checkerboard, factorized-relu: CompressAI has the class, but eval_model only takes its zoo table's names
-        raise CheckpointError(f"model {cfg['name']} is CompressAI's {_registered_class(model_cls.source_arch)} but not in the "
-                              f"architecture table CompressAI's eval_model loads from, so eval_model cannot load it; "
+        theirs = _registered_class(model_cls.source_arch)
+        raise CheckpointError(f"model {cfg['name']} is CompressAI's {theirs} but not in the architecture table "
+                              f"CompressAI's eval_model loads from, so eval_model cannot load it; "
                               f"export with --format compresslab (the default for this model)")
     if fmt == "compressai" and not arch:
         raise CheckpointError(f"model {cfg['name']} has no CompressAI class, so CompressAI's eval_model cannot load "
