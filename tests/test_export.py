@@ -180,12 +180,12 @@ def test_factorized_export_is_compressais_own_model_byte_for_byte(tmp_path, fact
     assert torch.load(wrapped, weights_only=True)["compresslab"]["model"] == {"name": "factorized", "N": 32, "M": 48}
 
 
-def _msp_ckpt(tmp_path_factory, profile: str, sizes: list[str]) -> Path:
+def _msp_ckpt(tmp_path_factory, profile: str, sizes: list[str], extra: tuple[str, ...] = ()) -> Path:
     """A 2-step MSP run of ``profile`` on the profile's own minimum crops (debug=smoke: fast/normal 128, extra 256)."""
     d = tmp_path_factory.mktemp(f"msp_{profile}")
     res = train(d, [f"model=msp/{profile}", *sizes, "model.resblocks=1", "data.batch_size=2", "data.val_batch_size=2",
                     "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
-                    "data.max_train_images=8", "callbacks.rd_eval.enabled=false"])
+                    "data.max_train_images=8", "callbacks.rd_eval.enabled=false", *extra])
     return Path(res["last_ckpt"])
 
 
@@ -194,15 +194,19 @@ def msp_fast_ckpt(tmp_path_factory) -> Path:
     return _msp_ckpt(tmp_path_factory, "fast", ["model.N=32", "model.M=48", "model.filters=16"])
 
 
-# normal and extra: their own scales, block and seeds (extra: S=4, 2x4 blocks, K=4, 120 steps) at tiny channel counts
+# normal and extra: their own scales, block and seeds (extra: S=4, 2x4 blocks, K=4, 120 steps) at tiny channel counts,
+# one step of one crop without validation (extra's 256 px crops and 120 steps dominate this file's time otherwise)
+ONE_STEP = ("data.batch_size=1", "trainer.max_steps=1", "trainer.val_check_interval=1", "trainer.limit_val_batches=0")
+
+
 @pytest.fixture(scope="module")
 def msp_normal_ckpt(tmp_path_factory) -> Path:
-    return _msp_ckpt(tmp_path_factory, "normal", ["model.N=16", "model.M=16", "model.filters=8"])
+    return _msp_ckpt(tmp_path_factory, "normal", ["model.N=16", "model.M=16", "model.filters=8"], ONE_STEP)
 
 
 @pytest.fixture(scope="module")
 def msp_extra_ckpt(tmp_path_factory) -> Path:
-    return _msp_ckpt(tmp_path_factory, "extra", ["model.N=16", "model.M=16", "model.filters=8"])
+    return _msp_ckpt(tmp_path_factory, "extra", ["model.N=16", "model.M=16", "model.filters=8"], ONE_STEP)
 
 
 @pytest.fixture(scope="module")
