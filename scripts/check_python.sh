@@ -17,7 +17,10 @@ PY=${PYTHON:-$(ls -d "$(pyenv root 2>/dev/null || echo ~/.pyenv)"/versions/"$V".
 # outside the checkout: a venv inside it would be walked by tests that snapshot the tree (gigabytes of torch)
 VENV=${VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/compresslab/venv-py$V}
 OUT=$REPO/benchmarks/results/check_python_$V.md
-export COMPRESSLAB_DATA=${COMPRESSLAB_DATA:-/work/shared/data} WANDB_MODE=offline PYTHONWARNINGS=ignore
+if [ -z "${COMPRESSLAB_DATA:-}" ]; then  # the shared data beside some ancestor of the checkout, as .ci/run finds it
+  d=$REPO; while [ "$d" != / ]; do d=$(dirname "$d"); [ -d "$d/shared/data" ] && export COMPRESSLAB_DATA="$d/shared/data" && break; done || :
+fi
+export WANDB_MODE=offline PYTHONWARNINGS=ignore
 now() { date +%s; }
 
 stamp=$(sha256sum constraints.txt | cut -c1-16)
