@@ -287,3 +287,49 @@ def test_two_slurm_jobs_share_one_optuna_study_each_trial_run_once(slurm_cluster
     report = (sweep / "sweep_report" / "sweep_report.md").read_text()
     assert f"({n} trials, {n} complete" in report
     print(f"2 SLURM jobs, one PostgreSQL study of {n} trials: {wall:.0f} s")
+
+
+DDP_SLURM = ["train.py", "-m", "hydra/launcher=slurm_ddp", *SLURM, "trainer=ddp", "trainer.accelerator=cpu",
+             "trainer.devices=2", *LONG, "logger=csv"]
+
+
+def _losses(run: Path) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for row in csv.DictReader((run / "metrics.csv").open()):
+        if row.get("train/loss"):
+            assert int(row["step"]) not in out, f"step {row['step']} logged twice"
+            out[int(row["step"])] = float(row["train/loss"])
+    return out
+
+
+def test_ddp_warned_six_times_at_random_moments_ends_at_max_steps_with_the_uninterrupted_losses(slurm_cluster,
+                                                                                                    tmp_path):
+    """2 ranks through srun, the warning three times in each of two runs at random moments (start-up, restore or mid-training: whatever
+    the delay hits): every time the ranks agree at a step boundary, save together and the job is requeued; no hang,
+    the run ends at max_steps and rank 0's loss equals the uninterrupted 2-rank run's at every step."""
+    import random
+
+    r = run_py(DDP_SLURM + [f"hydra.sweep.dir={tmp_path / 'ref'}"], timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + job_logs(tmp_path / "ref")[-3000:]
+    ref = _losses(next((tmp_path / "ref").glob("0_*")))
+    stops = []
+    for seed in (7, 8):  # two runs of three warnings: six, at other moments each run
+        sweep = tmp_path / f"warned{seed}"
+        proc = _submit(DDP_SLURM + [f"hydra.sweep.dir={sweep}"])
+        job = _wait_for(lambda: _running_job(slurm_cluster, sweep), 120, "the job to run", proc)
+        segments = lambda: json.loads(next(sweep.glob("0_*/run.json")).read_text())["segments"]  # noqa: E731
+        rng = random.Random(seed)
+        for k in range(3):
+            _wait_for(lambda: next(sweep.glob("0_*/run.json"), None) and len(segments()) == k + 1, 240,
+                      f"start {k + 1}", proc)
+            time.sleep(rng.uniform(0.5, 4.0))
+            assert slurm_cluster.run("scancel", "--signal=USR1", job).returncode == 0
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-3000:] + job_logs(sweep)[-3000:]
+        run = next(sweep.glob("0_*"))
+        segs = segments()
+        assert len(segs) == 4 and segs[-1]["end"] == "finished" and segs[-1]["to_step"] == 120, segs
+        assert all(a["to_step"] == b["from_step"] for a, b in zip(segs, segs[1:])), segs
+        assert _losses(run) == ref
+        stops.append([s["to_step"] for s in segs[:-1]])
+    print(f"2-rank DDP warned 3 times in each of two runs (stops at {stops}), both ended at 120")
