@@ -304,8 +304,8 @@ def _losses(run: Path) -> dict[int, float]:
 
 def test_ddp_warned_six_times_at_random_moments_ends_at_max_steps_with_the_uninterrupted_losses(slurm_cluster,
                                                                                                     tmp_path):
-    """2 ranks through srun, the warning three times in each of two runs at random moments (start-up, restore or mid-training: whatever
-    the delay hits): every time the ranks agree at a step boundary, save together and the job is requeued; no hang,
+    """2 ranks through srun, the warning three times in each of two runs at random moments (start-up, restore or
+    mid-training: whatever the delay hits): every time the ranks agree at a step boundary, save together and the job is requeued; no hang,
     the run ends at max_steps and rank 0's loss equals the uninterrupted 2-rank run's at every step."""
     import random
 
