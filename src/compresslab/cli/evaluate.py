@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 # Evaluation sets LIC papers report on, as folders under the data root (anchors: <name>/vtm, ... where shipped).
@@ -79,14 +76,10 @@ def cmd_evaluate(args) -> int:
 
 
 def check_output_file(path: str, flag: str) -> None:
-    import os
+    from compresslab.io.atomic import probe_writable
 
-    out = Path(path)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.parent / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"x")
-        probe.unlink()
+        probe_writable(Path(path).parent)
     except OSError as e:
         raise ValueError(f"{flag} {path}: its folder cannot be written ({e.strerror or e}); choose another path") from None
 

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from compressai.ops import compute_padding
 from PIL import Image
 
-from compresslab.io.checkpoints import CheckpointError, atomic_write_bytes, weights_hash
+from compresslab.io.atomic import atomic_write_bytes
+from compresslab.io.checkpoints import CheckpointError, weights_hash
 from compresslab.io.inputs import InputFileError, check_regular_file, read_regular_file
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.data.images import ImageDecodeError, load_image_tensor

@@ -115,7 +115,7 @@ class RDResult:
                    meta=RDMeta.from_json(doc.get("meta") or {}), description=str(doc.get("description") or ""))
 
     def write(self, path: str | os.PathLike) -> Path:
-        from compresslab.io.checkpoints import atomic_write_bytes
+        from compresslab.io.atomic import atomic_write_bytes
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from compressai.models import CompressionModel
+
+from compresslab.io.atomic import atomic_write_bytes
 
 
 class CheckpointError(ValueError):
@@ -56,27 +57,6 @@ class CheckpointWriteError(CheckpointError):
 
 
 TMP_GLOB = ".*.ckpt.*.tmp"  # what atomic_torch_save's mkstemp names look like, for remove_stale_temporaries
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
-    """Write through a temporary file in the same folder, fsync, then ``os.replace``: a full disk or a kill leaves the
-    previous file intact and no temporary one. The file gets the mode any other file of this user gets (umask;
-    mkstemp alone makes it 0600). Errors are the OSError of the failed step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -61,11 +61,10 @@ def writable_or_exit(folder: Path, what: str) -> None:
     work: a read-only or full file system is one line and exit status 2. (SystemExit passes Hydra's error report.)"""
     import sys
 
+    from compresslab.io.atomic import probe_writable
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"x")
-        probe.unlink()
+        probe_writable(folder)
     except OSError as e:
         print(f"config error: the {what} {folder} cannot be written ({e.strerror or e}): choose a writable folder "
               f"(paths.output_dir=..., hydra.run.dir=... or hydra.sweep.dir=...)", file=sys.stderr, flush=True)

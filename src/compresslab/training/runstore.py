@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compresslab.errors import ConfigError
+from compresslab.io.atomic import atomic_write_bytes, probe_writable
 
 STATE_FILE = "run.json"
 LOCK_FILE = "run.lock"
@@ -41,10 +42,8 @@ def utc_now() -> str:
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """temp file + rename: a reader (another node, `compresslab runs`) sees the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    """A reader (another node, `compresslab runs`) sees the old file or the new one, never half."""
+    atomic_write_bytes(path, (json.dumps(doc, indent=2, default=str) + "\n").encode())
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -300,13 +299,9 @@ def mark_failed(run_dir: Path, reason: str) -> None:
 
 
 def check_writable(folder: Path, what: str) -> None:
-    """Create ``folder`` and write a byte into it before any work, so a read-only or full file system is one line
-    at the start, not a lost evaluation at the end."""
+    """Before any work, so a read-only or full file system is one line at the start, not a lost run at the end."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"x")
-        probe.unlink()
+        probe_writable(folder)
     except OSError as e:
         raise ConfigError(f"{what} {folder} is not writable ({e.strerror or e}): choose a writable folder "
                           f"(paths.output_dir=... or hydra.run.dir=...)") from None
