@@ -62,10 +62,14 @@ class MeanScaleAdapter(_Adapter):
         # grid values are exact in float32: the same tables and means on every device
         return params.to(z_hat.device, torch.float32).chunk(2, 1)
 
+    def _training_params(self, z_hat, y):
+        """(scales, means) of y in training; the autoregressive family adds its context."""
+        return self._params(z_hat)
+
     def latent_forward(self, latents):
         eb = self.entropy_bottleneck
         z_hat = ste_round(latents["z"], eb._get_medians())
-        scales, means = self._params(z_hat)
+        scales, means = self._training_params(z_hat, latents["y"])
         y_hat = ste_round(latents["y"], means)
         return {"x_hat": self.g_s(y_hat), "likelihoods": {
             "y": coded_gaussian_likelihood(self.gaussian_conditional, y_hat, scales, means),
@@ -103,18 +107,11 @@ class AutoregressiveAdapter(MeanScaleAdapter):
     _KERNEL, _S = 5, 4  # CompressAI's context kernel and y/z scale
     supports_deterministic_coding = False  # the serial context network runs per position in float32 (not yet)
 
-    def latent_forward(self, latents):
+    def _training_params(self, z_hat, y):
         # CompressAI's parallel form (its forward): the masked context of round(y); the serial coder's context is
         # round(y - mu) + mu, so this is an estimate of the coded rate (bpp_ratio says by how much)
-        eb = self.entropy_bottleneck
-        z_hat = ste_round(latents["z"], eb._get_medians())
-        ctx = self.context_prediction(ste_round(latents["y"]))
-        params = self.entropy_parameters(torch.cat((self.h_s(z_hat), ctx), dim=1))
-        scales, means = params.chunk(2, 1)
-        y_hat = ste_round(latents["y"], means)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {
-            "y": coded_gaussian_likelihood(self.gaussian_conditional, y_hat, scales, means),
-            "z": eb_likelihood(eb, z_hat)}}
+        ctx = self.context_prediction(ste_round(y))
+        return self.entropy_parameters(torch.cat((self.h_s(z_hat), ctx), dim=1)).chunk(2, 1)  # scales, means
 
     def compress_latents(self, latents):
         y, z = latents["y"], latents["z"]
