@@ -33,9 +33,10 @@ class StopAtStepBoundary(Callback):
     def _agree(self, trainer) -> tuple[bool, bool]:
         """(stop, requeue), true if any rank received such a signal: one all-reduce of two numbers."""
         got = received()
+        if trainer.world_size == 1:  # every step: no tensor, no collective where there is nothing to agree on
+            return bool(got), any(n in self.requeue_signals for n in got)
         flags = torch.tensor([float(bool(got)), float(any(n in self.requeue_signals for n in got))])
-        if trainer.world_size > 1:
-            flags = trainer.strategy.reduce(flags.to(trainer.strategy.root_device), reduce_op="sum").cpu()
+        flags = trainer.strategy.reduce(flags.to(trainer.strategy.root_device), reduce_op="sum").cpu()
         return bool(flags[0] > 0), bool(flags[1] > 0)
 
     def on_train_start(self, trainer, pl_module) -> None:
