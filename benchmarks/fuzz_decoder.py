@@ -28,8 +28,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)  # before any op: forked children must not inherit a live thread pool
 
 from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
-from compresslab.evaluation import codec  # noqa: E402
-from compresslab.evaluation.fuzz import MUTATIONS, MUST_REFUSE, campaign, run_cases, special_files  # noqa: E402
+from compresslab.bitstream import codec  # noqa: E402
+from compresslab.bitstream.fuzz import MUTATIONS, MUST_REFUSE, campaign, run_cases, special_files  # noqa: E402
 
 MODELS = ("factorized", "hyperprior", "msp", "adaptive")
 

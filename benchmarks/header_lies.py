@@ -23,8 +23,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-from compresslab.evaluation import codec  # noqa: E402
-from compresslab.evaluation.container import Container, ContainerError  # noqa: E402
+from compresslab.bitstream import codec  # noqa: E402
+from compresslab.bitstream.container import Container, ContainerError  # noqa: E402
 from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
 from decode_estimate import _status  # noqa: E402
 from fuzz_decoder import MODELS, smoke_checkpoints  # noqa: E402

@@ -9,7 +9,7 @@ from compresslab import models
 from compresslab.io.checkpoints import CheckpointError
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.entropy.histogram import clip_range, histogram, range_bound
-from compresslab.evaluation.codec import compress_file, decompress_file
+from compresslab.bitstream.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
 from conftest import assert_decodes_identically_elsewhere, train
 
@@ -162,7 +162,7 @@ def test_static_refit_control_codes_real_bitstreams_with_one_static_pmf(data_roo
 
 @pytest.mark.slow
 def test_an_ideal_run_is_named_ideal_and_forms_its_own_curve(tmp_path, factorized_ckpt):
-    from compresslab.evaluation.curves import load_points
+    from compresslab.rd.curves import load_points
 
     train(tmp_path, ["model=adaptive", f"model.base_ckpt={factorized_ckpt}", "model.ideal=true",
                      "callbacks.rd_eval.max_images=1", "trainer.max_steps=0"])  # the bound has nothing to train
@@ -247,7 +247,7 @@ def test_leave_one_out_control_never_codes_an_image_with_a_pmf_that_saw_it(facto
 def test_static_control_driver_writes_both_controls_named_for_what_they_are(factorized_ckpt, loo_images, tmp_path,
                                                                              monkeypatch, capsys):
     from compresslab.drivers import adaptive_static_control
-    from compresslab.evaluation.curves import summarize_runs
+    from compresslab.rd.curves import summarize_runs
     from compresslab.evaluation.results import RDResult, evaluate_checkpoint
 
     sweep = tmp_path / "sweep"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compresslab.evaluation.anchor_builder import BuildError, build_anchor
+from compresslab.rd.anchor_builder import BuildError, build_anchor
 
 STAND_IN = """import sys
 import numpy as np
@@ -64,7 +64,7 @@ def test_jpeg_matches_compressais_benchmark_and_loads_as_an_anchor(tmp_path, kod
     (tmp_path / "mine" / "kodak").mkdir(parents=True)
     (tmp_path / "mine" / "kodak" / "jpeg-test.json").write_text(json.dumps(doc))
     monkeypatch.setenv("COMPRESSLAB_ANCHORS", str(tmp_path / "mine"))
-    from compresslab.evaluation.anchors import load_anchor
+    from compresslab.rd.anchors import load_anchor
 
     a = load_anchor("kodak/jpeg-test")
     assert a.meta["codec"] == "jpeg" and "libjpeg" in a.meta["version"] and a.curve()[0] == doc["results"]["bpp"]

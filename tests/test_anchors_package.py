@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import compresslab
-from compresslab.evaluation.anchors import PACKAGE_ANCHORS, load_anchor
+from compresslab.rd.anchors import PACKAGE_ANCHORS, load_anchor
 
 MANIFEST = json.loads((PACKAGE_ANCHORS / "MANIFEST-CompressAI.json").read_text())
 

@@ -10,8 +10,8 @@ import bjontegaard as bd
 import pytest
 
 from compresslab.cli import build_parser, main
-from compresslab.evaluation import bdrate
-from compresslab.evaluation.bdrate import BDRules, bd_rate
+from compresslab.rd import bdrate
+from compresslab.rd.bdrate import BDRules, bd_rate
 
 ANCHOR = ([0.1, 0.2, 0.4, 0.8, 1.6], [28.0, 30.0, 32.0, 34.0, 36.0])
 

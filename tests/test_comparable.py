@@ -51,7 +51,7 @@ def raw_bd(anchor, test):
 
 
 def vtm():
-    from compresslab.evaluation.anchors import load_anchor
+    from compresslab.rd.anchors import load_anchor
 
     return load_anchor("kodak/vtm").curve("psnr-rgb")
 
@@ -146,7 +146,7 @@ def test_rd_on_files_of_different_metrics_is_one_line_and_leaves_no_folder(tmp_p
 
 def test_published_run_folders_are_each_one_curve_per_model():
     """The key splits nothing that was published: every committed results folder groups as before."""
-    from compresslab.evaluation.points import load_curves
+    from compresslab.rd.points import load_curves
 
     for runs in sorted(REPO.glob("experiments/**/runs")):
         curves, keys, notes = load_curves([str(runs)])

@@ -86,7 +86,7 @@ def _reference(arch: str, model) -> torch.nn.Module:
 def trained(tmp_path_factory, data_root):
     """Each architecture trained with debug=smoke (tiny sizes, 2 steps) through the training entry point, with its
     real-bitstream Kodak evaluation (rd.json); a 64x64 Kodak crop compressed by the CLI's compress_file."""
-    from compresslab.evaluation.codec import compress_file, decompress_file
+    from compresslab.bitstream.codec import compress_file, decompress_file
 
     out = {}
     crop = tmp_path_factory.mktemp("crop") / "kodim23-64.png"
@@ -138,7 +138,7 @@ def test_every_architecture_decodes_bit_exactly_in_another_process(trained, tmp_
     _, runs = trained
     jobs = [[str(r["clab"]), str(r["ckpt"]), str(tmp_path / f"{a}.png")] for a, r in runs.items()]
     code = ("import json, sys, torch\ntorch.set_num_threads(1)\n"
-            "from compresslab.evaluation.codec import decompress_file\n"
+            "from compresslab.bitstream.codec import decompress_file\n"
             "for clab, ckpt, out in json.loads(sys.argv[1]):\n    decompress_file(clab, ckpt, out)\n")
     r = run_py(["-c", code, json.dumps(jobs)], timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -220,7 +220,7 @@ class LabMeanScale(MeanScaleHyperprior):
 
 
 def test_a_users_compressai_class_trains_and_decodes_elsewhere_with_no_code_here(tmp_path, monkeypatch):
-    from compresslab.evaluation.codec import compress_file, decompress_file
+    from compresslab.bitstream.codec import compress_file, decompress_file
 
     from conftest import assert_decodes_identically_elsewhere
 

@@ -9,10 +9,10 @@ from compresslab import models
 from compresslab.io.checkpoints import CheckpointError
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.data.images import DataLayoutError
-from compresslab.evaluation.anchors import AnchorError, list_anchors, load_anchor
-from compresslab.evaluation.bdrate import bd_rate, monotone_points, rate_change_at_equal_quality
-from compresslab.evaluation.codec import compress_file, decompress_file
-from compresslab.evaluation.container import ContainerError
+from compresslab.rd.anchors import AnchorError, list_anchors, load_anchor
+from compresslab.rd.bdrate import bd_rate, monotone_points, rate_change_at_equal_quality
+from compresslab.bitstream.codec import compress_file, decompress_file
+from compresslab.bitstream.container import ContainerError
 from compresslab.evaluation.evaluator import CodecMismatchError, evaluate_model, list_eval_images
 from conftest import assert_decodes_identically_elsewhere, run_py
 
@@ -373,7 +373,7 @@ def test_sweep_summaries_use_the_losss_metric():
 
 
 def test_figures_follow_the_anchors_dataset_and_pair_lof_curves(tmp_path):
-    from compresslab.evaluation.curves import context_anchors, dataset_title, plot_curves
+    from compresslab.rd.curves import context_anchors, dataset_title, plot_curves
 
     assert dataset_title("clic2020-mobile/vtm") == "CLIC 2020 mobile" and dataset_title("kodak/vtm") == "Kodak"
     assert context_anchors("clic2020-professional/vtm")[0] == "clic2020-professional/vtm"

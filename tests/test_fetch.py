@@ -100,14 +100,14 @@ def test_a_machine_without_data_has_the_anchors_and_fetch_updates_them(data_root
     r = run_py(["-m", "compresslab.cli", "fetch", "anchors"], env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "nothing" / "anchors" / "kodak" / "vtm.json").is_file()
-    r = run_py(["-c", "from compresslab.evaluation.anchors import load_anchor; "
+    r = run_py(["-c", "from compresslab.rd.anchors import load_anchor; "
                       "print(load_anchor('kodak/vtm').meta['served_from'])"], env=env)
     assert r.stdout.strip() == "data root", r.stderr
     r = run_py(["-m", "compresslab.cli", "bd-rate", "kodak/vtm", str(hm), "--method", "pchip"], env=env)
     assert r.returncode == 0 and "BD-rate +23.31 %" in r.stdout and "overrides" not in r.stderr, r.stdout + r.stderr
 
 def test_a_users_anchor_folder_overrides_with_a_note(data_root, tmp_path, monkeypatch):
-    from compresslab.evaluation import anchors as anc
+    from compresslab.rd import anchors as anc
 
     mine = tmp_path / "mine" / "kodak"
     mine.mkdir(parents=True)

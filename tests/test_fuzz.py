@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
-from compresslab.evaluation import codec
-from compresslab.evaluation.fuzz import MUST_REFUSE, MUTATIONS, campaign, mutate, run_cases, special_files
+from compresslab.bitstream import codec
+from compresslab.bitstream.fuzz import MUST_REFUSE, MUTATIONS, campaign, mutate, run_cases, special_files
 from conftest import train
 
 
@@ -93,7 +93,7 @@ def test_a_version_1_file_without_digest_still_decodes(factorized_ckpt, crop, tm
     import struct
     import zlib
 
-    from compresslab.evaluation.container import MAGIC
+    from compresslab.bitstream.container import MAGIC
 
     codec.compress_file(factorized_ckpt, crop, tmp_path / "ok.clab")
     data = (tmp_path / "ok.clab").read_bytes()
@@ -117,7 +117,7 @@ def test_header_lies_are_refused_before_decoding_in_process(factorized_ckpt, cro
     """Issue 31's segfault and amplification cases: the payload untouched, the image size enlarged with a consistent
     latent shape. In-process (the API's path), each is refused from the header; the first by the strings' length
     bound, the others by the pixel limit, each naming what to raise."""
-    from compresslab.evaluation.container import Container, ContainerError
+    from compresslab.bitstream.container import Container, ContainerError
 
     model, meta = build_model_from_checkpoint(factorized_ckpt)
     codec.compress_file(factorized_ckpt, crop, tmp_path / "ok.clab")
@@ -136,7 +136,7 @@ def test_header_lies_are_refused_before_decoding_in_process(factorized_ckpt, cro
 
 @pytest.mark.slow
 def test_special_files_are_refused_by_every_decode_path(factorized_ckpt, tmp_path):
-    from compresslab.evaluation.container import ContainerError
+    from compresslab.bitstream.container import ContainerError
 
     for kind, path in special_files(tmp_path).items():
         for isolate in (False, True):

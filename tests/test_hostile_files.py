@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from compresslab.io.checkpoints import CheckpointError
-from compresslab.evaluation.codec import compress_file, decompress_file
-from compresslab.evaluation.container import MAGIC, Container, ContainerError
+from compresslab.bitstream.codec import compress_file, decompress_file
+from compresslab.bitstream.container import MAGIC, Container, ContainerError
 from conftest import run_py
 
 

@@ -18,7 +18,7 @@ import torch
 from compresslab.io.checkpoints import (CheckpointError, CheckpointWriteError, atomic_torch_save, load_checkpoint,
                                      remove_stale_temporaries)
 from compresslab.data.images import ImageDecodeError
-from compresslab.evaluation.codec import check_image_size, compress_file
+from compresslab.bitstream.codec import check_image_size, compress_file
 from compresslab.data.fetch import FetchError, _extract
 from compresslab.io.inputs import InputFileError, read_regular_file
 from conftest import REPO, compose
@@ -243,7 +243,7 @@ def test_a_missing_dataset_layout_is_one_line_before_any_logger_starts(tmp_path)
 
 def test_the_cli_limits_default_to_the_decoders():
     from compresslab.cli import build_parser
-    from compresslab.evaluation.codec import DEFAULT_MAX_PIXELS, DEFAULT_MEMORY_MB
+    from compresslab.bitstream.codec import DEFAULT_MAX_PIXELS, DEFAULT_MEMORY_MB
 
     d = build_parser().parse_args(["decompress", "f.clab", "--ckpt", "c.ckpt", "-o", "o.png"])
     c = build_parser().parse_args(["compress", "c.ckpt", "i.png", "-o", "o.clab"])

@@ -3,7 +3,7 @@ import torch
 from PIL import Image
 
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
-from compresslab.evaluation.codec import compress_file, decompress_file
+from compresslab.bitstream.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
 from compresslab.evaluation.lof import lof_encoder_factory, overfit_latents, rd_cost
 from compresslab.evaluation.lof_config import LOFConfig

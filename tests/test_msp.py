@@ -4,7 +4,7 @@ from PIL import Image
 
 from compresslab import models
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
-from compresslab.evaluation.codec import compress_file, decompress_file
+from compresslab.bitstream.codec import compress_file, decompress_file
 from compresslab.evaluation.evaluator import evaluate_model, list_eval_images
 from conftest import assert_decodes_identically_elsewhere, train
 

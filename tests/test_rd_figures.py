@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from compresslab.evaluation.curves import MODEL_COLOURS, model_colour, rd_figure, summarize_runs  # noqa: E402
+from compresslab.rd.curves import MODEL_COLOURS, model_colour, rd_figure, summarize_runs  # noqa: E402
 
 
 def _curve(bpps, psnrs, lambdas):
@@ -66,7 +66,7 @@ def test_lambda_labels_never_overlap_in_a_crowded_plot():
 
 
 def test_rd_figure_title_names_the_bd_method(tmp_path, monkeypatch):
-    import compresslab.evaluation.curves as curves_mod
+    import compresslab.rd.curves as curves_mod
 
     for i, (b, q, l) in enumerate(zip([0.2, 0.3, 0.5, 0.8], [27, 28, 30, 32], [0.0018, 0.0035, 0.0067, 0.013])):
         (tmp_path / "runs" / f"r{i}").mkdir(parents=True)

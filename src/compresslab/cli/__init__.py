@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
 # The errors a user can fix, by module. A light command (bd-rate, rd, runs) must not import torch just to name the
 # exceptions it could catch: an exception class whose module was never imported cannot have been raised.
-USER_ERRORS = {"compresslab.io.checkpoints": ("CheckpointError",), "compresslab.evaluation.container": ("ContainerError",),
+USER_ERRORS = {"compresslab.io.checkpoints": ("CheckpointError",), "compresslab.bitstream.container": ("ContainerError",),
                "compresslab.data.images": ("DataLayoutError", "ImageDecodeError"),
-               "compresslab.evaluation.anchors": ("AnchorError",), "compresslab.errors": ("ConfigError",)}
+               "compresslab.rd.anchors": ("AnchorError",), "compresslab.errors": ("ConfigError",)}
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

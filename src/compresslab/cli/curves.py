@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 def cmd_anchors(args) -> int:
-    from compresslab.evaluation.anchors import list_anchors, load_anchor
-    from compresslab.evaluation.comparable import CurveKey
+    from compresslab.rd.anchors import list_anchors, load_anchor
+    from compresslab.rd.comparable import CurveKey
 
     for name in list_anchors(args.root):
         if args.dataset and not name.startswith(args.dataset):
@@ -23,7 +23,7 @@ def cmd_anchors(args) -> int:
 
 def cmd_anchors_build(args) -> int:
     from compresslab.data.images import find_images
-    from compresslab.evaluation.anchor_builder import build_anchor
+    from compresslab.rd.anchor_builder import build_anchor
 
     images = find_images(Path(args.images))[: args.max_images or None]
     doc = build_anchor(args.codec, images, args.name, qualities=args.qualities, encoder=args.encoder,
@@ -39,9 +39,9 @@ def cmd_anchors_build(args) -> int:
 
 
 def add_bd_rule_args(p: argparse.ArgumentParser) -> None:
-    """The BD-rate rules as flags: one definition for `bd-rate` and `rd`, defaulting to evaluation.bdrate's
+    """The BD-rate rules as flags: one definition for `bd-rate` and `rd`, defaulting to rd.bdrate's
     constants (the module holds the rules; see its docstring)."""
-    from compresslab.evaluation import bdrate as b
+    from compresslab.rd import bdrate as b
 
     p.add_argument("--method", default=b.DEFAULT_METHOD, choices=b.METHODS)
     p.add_argument("--min-coverage", type=float, default=b.MIN_COVERAGE,
@@ -63,7 +63,7 @@ def add_bd_rule_args(p: argparse.ArgumentParser) -> None:
 
 
 def bd_rules_from_args(args):
-    from compresslab.evaluation.bdrate import BDRules
+    from compresslab.rd.bdrate import BDRules
 
     return BDRules(method=args.method, min_points_in_band=args.min_points_in_band, min_coverage=args.min_coverage,
                    min_band_db=args.min_band_db, band_tol_db=args.band_tol_db, monotone=args.monotone,
@@ -74,9 +74,9 @@ def _curve_points(spec: str, metric: str, root: str | None):
     """The points one `bd-rate` argument names, its label and its comparability key: a result file (one point, like
     a run's rd.json, or many, like CompressAI's), a folder (its runs' rd.json files: one curve, or refused naming
     the curves when its points differ in label or key) or an anchor name."""
-    from compresslab.evaluation.anchors import load_anchor
-    from compresslab.evaluation.comparable import CurveKey
-    from compresslab.evaluation.points import curve_label, file_points, load_curves
+    from compresslab.rd.anchors import load_anchor
+    from compresslab.rd.comparable import CurveKey
+    from compresslab.rd.points import curve_label, file_points, load_curves
     from compresslab.evaluation.results import RDMeta
 
     path = Path(spec)
@@ -99,7 +99,7 @@ def _curve_points(spec: str, metric: str, root: str | None):
                              f"`compresslab rd {spec}` for a table of all")
         (label, pts), = curves.items()
         return pts, label, keys[label]
-    from compresslab.evaluation.anchors import AnchorError
+    from compresslab.rd.anchors import AnchorError
 
     try:
         a = load_anchor(spec, root)
@@ -112,7 +112,7 @@ def _curve_points(spec: str, metric: str, root: str | None):
 def _curve(specs: list[str], metric: str, root: str | None):
     """(rates, qualities, point names, label, key) of the points several arguments name together (one curve: one
     label and one comparability key, else refused naming what differs)."""
-    from compresslab.evaluation.comparable import FIELD_NAMES, differing_fields
+    from compresslab.rd.comparable import FIELD_NAMES, differing_fields
 
     points, labels, keys = [], [], []
     for spec in specs:
@@ -144,7 +144,7 @@ def _curve(specs: list[str], metric: str, root: str | None):
 
 
 def cmd_bd_rate(args) -> int:
-    from compresslab.evaluation.comparable import checked_bd_rate
+    from compresslab.rd.comparable import checked_bd_rate
 
     # either side is a result file (one point or many), a folder of runs (merged into one curve) or a registry name;
     # curves measured differently (a partial evaluation vs a full anchor) are refused unless --allow-partial
@@ -169,7 +169,7 @@ def _default_rd_out(paths: list[str]) -> str:
 
 
 def cmd_rd(args) -> int:
-    from compresslab.evaluation.curves import summarize_runs
+    from compresslab.rd.curves import summarize_runs
 
     out = args.out or _default_rd_out(args.paths)
     summarize_runs(args.paths, out_dir=out, anchor=args.anchor, reference=args.reference,

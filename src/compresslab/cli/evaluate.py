@@ -109,7 +109,7 @@ def cmd_export(args) -> int:
 
 def cmd_compress(args) -> int:
     check_inputs((args.ckpt, "checkpoint"), (args.image, "image"))
-    from compresslab.evaluation.codec import compress_file
+    from compresslab.bitstream.codec import compress_file
 
     lof = None
     if args.lof:
@@ -123,7 +123,7 @@ def cmd_compress(args) -> int:
 
 def cmd_decompress(args) -> int:
     check_inputs((args.file, "compressed file"), (args.ckpt, "checkpoint"))
-    from compresslab.evaluation.codec import decompress_file
+    from compresslab.bitstream.codec import decompress_file
 
     decompress_file(args.file, args.ckpt, args.output, isolate=not args.in_process, timeout=args.timeout,
                     memory_mb=args.memory_mb, max_pixels=args.max_pixels)

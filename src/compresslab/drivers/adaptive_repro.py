@@ -36,7 +36,7 @@ ROOT = Path.cwd()  # work and results folders are relative to where the command 
 from compresslab import models
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.data.root import resolve_data_root
-from compresslab.evaluation.curves import summarize_runs
+from compresslab.rd.curves import summarize_runs
 from compresslab.evaluation.evaluator import list_eval_images
 from compresslab.evaluation.results import RDMeta, RDResult, evaluate, evaluate_checkpoint
 
@@ -271,7 +271,7 @@ def main() -> None:
                  *[""] * len(names), f"{sum(c[1] for c in changes) / len(changes):+.2f} %"]
         rows.append("| " + " | ".join(cells) + " |")
     # BD-rates over the whole curves (same PSNR at every lambda: the base is frozen), and the share of the ideal gain
-    from compresslab.evaluation.bdrate import bd_rate
+    from compresslab.rd.bdrate import bd_rate
 
     def curve(runs: dict[float, Path]) -> tuple[list[float], list[float]]:
         pts = sorted((json.loads((r / "rd.json").read_text())["results"]["bpp"][0],

@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path.cwd()  # work and results folders are relative to where the command runs (a clone or any folder)
 
 from compresslab.data.root import resolve_data_root
-from compresslab.evaluation.bdrate import bd_rate
-from compresslab.evaluation.curves import plot_curves
+from compresslab.rd.bdrate import bd_rate
+from compresslab.rd.curves import plot_curves
 from compresslab.evaluation.evaluator import list_eval_images
 from compresslab.evaluation.lof_config import LOFConfig
 from compresslab.evaluation.metrics import mean_rd_cost

@@ -138,7 +138,7 @@ def publish(recipe: Recipe, models: list[str], dry: bool = False) -> list[str]:
     every = sorted({*runs, *(p.parent for p in (recipe.out / "runs").glob("*/rd.json"))}) if not dry else []
     labels = set()
     if not dry:
-        from compresslab.evaluation.curves import load_points
+        from compresslab.rd.curves import load_points
 
         labels = set(load_points([str(r) for r in every]))
     # a reference is an anchor (dataset/name) or one of the published curves (a run limited to some queues has

@@ -79,7 +79,7 @@ class CompressLabModel(abc.ABC):
         """For a file whose header says ``shape``: one list per string group (CompressAI's ``strings``), with the
         number of symbols the entropy decoder will read for each string of one image (an upper bound where the model
         decodes a data-dependent subset). A file with any other layout is refused before decoding, and the symbol
-        counts size the decoder's read slack and its memory estimate (evaluation.codec)."""
+        counts size the decoder's read slack and its memory estimate (bitstream.codec)."""
 
     # -- declared with defaults --------------------------------------------------------------------------------
     @classmethod
@@ -111,7 +111,7 @@ class CompressLabModel(abc.ABC):
     def string_tables(self) -> list:
         """Per string group, the entropy model whose CDF tables code it with a symbol count that string_layout
         gives exactly, or None (tables chosen per image, or counts that are upper bounds): the decoder derives from
-        it the fewest bytes such a string can hold (evaluation.codec.min_string_bytes). Default: none."""
+        it the fewest bytes such a string can hold (bitstream.codec.min_string_bytes). Default: none."""
         return [None] * len(self.string_layout((1, 1)))
 
     def check_strings(self, strings, shape) -> None:

@@ -1,5 +1,5 @@
 """Decoded crops side by side for one image: the original, each run with a checkpoint (its real bitstream: written by
-``evaluation.codec.compress_file`` and decoded by ``decompress_file``, as `compresslab compress` / `decompress` do),
+``bitstream.codec.compress_file`` and decoded by ``decompress_file``, as `compresslab compress` / `decompress` do),
 and JPEG / WebP (CompressAI's bench classes, as the anchor builder uses them) at the quality whose rate is nearest
 each of ours. The crops are PNGs inlined as data URIs; hovering one magnifies it (CSS only)."""
 
@@ -57,8 +57,8 @@ def _psnr(a, b) -> float:
 def make_crops(rd_files: Sequence[Path], image: Path, size: int = 160, at: tuple[int, int] | None = None) -> list[Crop]:
     from PIL import Image
 
-    from compresslab.evaluation.anchor_builder import DEFAULT_QUALITIES
-    from compresslab.evaluation.codec import check_image_size, compress_file, decompress_file
+    from compresslab.rd.anchor_builder import DEFAULT_QUALITIES
+    from compresslab.bitstream.codec import check_image_size, compress_file, decompress_file
     from compresslab.evaluation.results import RDResult
 
     check_image_size(image)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from compresslab.evaluation.bdrate import BDRules
+from compresslab.rd.bdrate import BDRules
 from compresslab.reporting.output import atomic_write_text, check_output
 from compresslab.reporting.sources import Sources
 
@@ -54,7 +54,7 @@ class Page:
 
 def build(src: Sources, title: str, anchor: str = "kodak/vtm", rules: BDRules | None = None,
           allow_partial: bool = False, crops: CropSpec | None = None) -> Page:
-    from compresslab.evaluation.curves import context_anchors, dataset_title, load_points
+    from compresslab.rd.curves import context_anchors, dataset_title, load_points
 
     from compresslab.reporting import per_image, rd_section, training_section
 

@@ -1,5 +1,5 @@
 """The RD section: our curves beside the anchors they are compared with (bpp vs PSNR, switchable to MS-SSIM dB), and
-the BD-rate matrix. Every BD number comes from ``evaluation.curves.summarize_runs``, the code behind `compresslab rd`,
+the BD-rate matrix. Every BD number comes from ``rd.curves.summarize_runs``, the code behind `compresslab rd`,
 so the page and the command cannot disagree; this module only draws and tabulates what it returns."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
-    from compresslab.evaluation.bdrate import BDRules
+    from compresslab.rd.bdrate import BDRules
 
 METRICS = {"psnr-rgb": "PSNR-RGB (dB)", "ms-ssim-db-rgb": "MS-SSIM-RGB (dB, -10 log10(1 - MS-SSIM))"}
 BUTTONS = {"psnr-rgb": "PSNR", "ms-ssim-db-rgb": "MS-SSIM (dB)"}
@@ -71,8 +71,8 @@ def rd_figure(curves: dict[str, list[dict[str, Any]]], anchors: Sequence[str], t
     a band are drawn larger (the points the BD-rate rests on)."""
     import plotly.graph_objects as go
 
-    from compresslab.evaluation.anchors import AnchorError, load_anchor
-    from compresslab.evaluation.curves import anchor_colour, model_colour
+    from compresslab.rd.anchors import AnchorError, load_anchor
+    from compresslab.rd.curves import anchor_colour, model_colour
 
     fig = go.Figure()
     ys: dict[str, list[list[float | None]]] = {m: [] for m in METRICS}
@@ -145,8 +145,8 @@ def bd_matrices(rd_files: Sequence[Path], anchor: str, rules: "BDRules", referen
     vs each reference; written to a scratch folder that is thrown away (the page is the product here). The first
     metric must succeed (its refusal is the user's one-line error); a later one the files cannot give (no MS-SSIM)
     becomes a note in place of its matrix."""
-    from compresslab.evaluation.anchors import AnchorError, load_anchor
-    from compresslab.evaluation.curves import summarize_runs
+    from compresslab.rd.anchors import AnchorError, load_anchor
+    from compresslab.rd.curves import summarize_runs
 
     out: dict[str, dict[str, Any]] = {}
     for metric in metrics:

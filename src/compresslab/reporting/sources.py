@@ -45,7 +45,7 @@ def _check_json(f: Path) -> None:
 
 def gather(inputs: Iterable[str]) -> Sources:
     """The result files under ``inputs``; FileNotFoundError / ValueError naming the input that holds nothing usable."""
-    from compresslab.evaluation.curves import find_rd_files
+    from compresslab.rd.curves import find_rd_files
     from compresslab.reporting.reproduction import is_reproduction
 
     src = Sources()

@@ -113,7 +113,7 @@ def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False,
                   metric: str = "psnr-rgb") -> Path | None:
     """RD table/plot of every finished job under ``sweep_dir`` in <sweep>/rd_summary, plus failed_jobs.md."""
     try:
-        from compresslab.evaluation.curves import summarize_runs
+        from compresslab.rd.curves import summarize_runs
     except ImportError:  # evaluation stack not installed
         return None
     out = sweep_dir / "rd_summary"

@@ -178,7 +178,7 @@ def write_sweep_report(sweep_dir: str | Path, study=None) -> Path:
             f"trial {t['number']} ({_fmt(t['values'])})" for t in sorted(front, key=lambda t: t["values"][0])), ""]
         fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
         try:
-            from compresslab.evaluation.anchors import load_anchor
+            from compresslab.rd.anchors import load_anchor
 
             r, q = load_anchor("kodak/vtm").curve("psnr-rgb")
             hi = max(t["values"][0] for t in done)

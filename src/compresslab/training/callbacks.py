@@ -12,8 +12,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from compresslab.evaluation.anchors import AnchorError, load_anchor
-from compresslab.evaluation.bdrate import rate_change_at_equal_quality
+from compresslab.rd.anchors import AnchorError, load_anchor
+from compresslab.rd.bdrate import rate_change_at_equal_quality
 from compresslab.evaluation.evaluator import METRIC_KEYS, evaluate_model, list_eval_images
 from compresslab.evaluation.lof_config import LOFConfig
 from compresslab.evaluation.metrics import mean_rd_cost
@@ -158,7 +158,7 @@ class RDEvaluationCallback(Callback):
               f"{mean['psnr-rgb']:.2f} dB, real/estimated bpp {mean['bpp_ratio']:.4f}; {change_txt} -> "
               f"{out_dir / 'rd.json'}")
         if self.plot and trainer.is_global_zero:
-            from compresslab.evaluation.curves import summarize_runs
+            from compresslab.rd.curves import summarize_runs
 
             try:
                 summarize_runs([str(out_dir / "rd.json")], out_dir=out_dir / "rd_plot", anchor=self.anchor)

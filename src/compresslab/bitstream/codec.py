@@ -21,7 +21,7 @@ from compresslab.io.inputs import InputFileError, check_regular_file, read_regul
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.data.images import ImageDecodeError, load_image_tensor
 from compresslab.entropy.bounds import rans_slack
-from compresslab.evaluation.container import MAX_FILE_BYTES, Container, ContainerError
+from compresslab.bitstream.container import MAX_FILE_BYTES, Container, ContainerError
 from compresslab.models.base import pad_multiple_of
 
 # Decode limits (CLI: --max-pixels, --memory-mb). 64 MP (8192x8192, a 9248x6936 phone sensor) covers real photographs;
@@ -129,7 +129,7 @@ def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str |
             resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard),
                                                     hard))
 
-        cmd = [sys.executable, "-m", "compresslab.evaluation.codec", "-", str(ckpt), str(png), str(path),
+        cmd = [sys.executable, "-m", "compresslab.bitstream.codec", "-", str(ckpt), str(png), str(path),
                str(memory_mb), str(max_pixels)]
         try:
             r = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout, preexec_fn=limits)
@@ -277,7 +277,7 @@ def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: 
     return Image.fromarray(arr, mode="RGB")
 
 
-if __name__ == "__main__":  # the isolated decoder: python -m compresslab.evaluation.codec - CKPT OUT.png SOURCE MB PX
+if __name__ == "__main__":  # the isolated decoder: python -m compresslab.bitstream.codec - CKPT OUT.png SOURCE MB PX
     _src = sys.argv[4] if len(sys.argv) > 4 else sys.argv[1]
     try:
         _data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1) if sys.argv[1] == "-" else \

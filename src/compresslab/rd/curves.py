@@ -11,10 +11,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from compresslab.evaluation.anchors import AnchorError, load_anchor
-from compresslab.evaluation.bdrate import DEFAULT_METHOD, BDRules
-from compresslab.evaluation.comparable import CurveKey, checked_bd_rate, require_metric
-from compresslab.evaluation.points import (curve_label, file_points, find_rd_files, is_summary,  # noqa: F401
+from compresslab.rd.anchors import AnchorError, load_anchor
+from compresslab.rd.bdrate import DEFAULT_METHOD, BDRules
+from compresslab.rd.comparable import CurveKey, checked_bd_rate, require_metric
+from compresslab.rd.points import (curve_label, file_points, find_rd_files, is_summary,  # noqa: F401
                                            load_curves, load_points)
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ def summarize_runs(paths: Sequence[str], out_dir: str | os.PathLike, anchor: str
                    allow_partial: bool = False) -> dict[str, Any]:
     """RD table, plot and summary.json for the curves under ``paths``: each curve's BD-rate vs ``anchor`` and vs each
     ``reference`` (a curve label or an anchor name; several give one pairwise column each), under ``rules`` (the
-    defaults of evaluation.bdrate with ``method``, when not given). Curves are split by comparability key
-    (evaluation.comparable); a comparison of curves measured differently is refused unless ``allow_partial``.
+    defaults of rd.bdrate with ``method``, when not given). Curves are split by comparability key
+    (rd.comparable); a comparison of curves measured differently is refused unless ``allow_partial``.
     Everything is checked before the output folder is made: a refused call leaves no folder behind."""
     rules = rules or BDRules(method=method)
     method = rules.method

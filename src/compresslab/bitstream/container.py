@@ -16,7 +16,7 @@ raises ``ContainerError`` with the reason, and a checkpoint whose weights hash d
 What the two checks protect against: the CRC-32 catches accidental damage anywhere in the file; the payload digest
 catches a payload changed by accident or by a naive edit that left the header alone (it is not a signature: anyone
 can rewrite both). Memory safety does not depend on either: the decoder is hardened for any payload
-(evaluation.codec). Version 1 files (no digest) still decode.
+(bitstream.codec). Version 1 files (no digest) still decode.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every rd.json's ``meta`` records how its point was measured. Points join one cur
 ``CurveKey``: the evaluation (set, image count, centre crop), the metric the weights were trained for (loss metric),
 the architecture and its sizes (model name, N, M) and the entropy coder. ``compresslab rd``, ``bd-rate``, the sweep
 summary and the pipeline's rd step (a ``compresslab rd`` subprocess) all read points through
-``evaluation.points.load_curves``, which groups by curve label and this key: points of one label that differ in it
+``rd.points.load_curves``, which groups by curve label and this key: points of one label that differ in it
 become separately named curves ("factorized [images=2, crop=256]"), never one.
 
 A BD-rate compares two curves measured the same way: a test evaluated on fewer images than its anchor, or on
@@ -184,7 +184,7 @@ def checked_bd_rate(ar, aq, tr, tq, *, test: CurveKey, other: CurveKey, other_na
     """``bdrate.bd_rate`` after the comparability rule: refused (unavailable, the clash as the reason) when the
     curves were measured differently, unless ``allow_partial``; an allowed clash and an anchor on a subset are noted
     in the result (its line and reason say them)."""
-    from compresslab.evaluation.bdrate import BDResult, BDRules, bd_rate
+    from compresslab.rd.bdrate import BDResult, BDRules, bd_rate
 
     clash = evaluation_clash(test, other, other_name)
     if clash and not allow_partial:

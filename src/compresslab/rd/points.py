@@ -1,5 +1,5 @@
 """The points of RD curves, read from result files: rd.json (one point), CompressAI's multi-point result files and
-committed summary.json files, grouped into curves by label and comparability key (evaluation.comparable)."""
+committed summary.json files, grouped into curves by label and comparability key (rd.comparable)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from compresslab.evaluation.comparable import CurveKey, name_curves
+from compresslab.rd.comparable import CurveKey, name_curves
 from compresslab.evaluation.quality import with_derived_metrics
 from compresslab.evaluation.results import RDMeta, RDResult, current_label
 

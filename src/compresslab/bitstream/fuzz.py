@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
-from compresslab.evaluation.container import MAGIC, Container
+from compresslab.bitstream.container import MAGIC, Container
 
 MUTATIONS = ("bitflip", "byte_edit", "truncate_string", "extend_string", "insert", "delete", "random_payload",
              "empty_string", "swap_strings", "header_shape", "header_size", "header_model", "header_hash",
@@ -136,7 +136,7 @@ def mutate(good: bytes, rng: random.Random, mutation: str | None = None) -> Case
     elif m in HEADER_LIES:
         # Both sides scaled: the input is a multiple of every model's padding, so the coded shape scales exactly
         # and the file passes every header check that compares the size with the shape (clamped to MAX_SIDE).
-        from compresslab.evaluation.container import MAX_SIDE
+        from compresslab.bitstream.container import MAX_SIDE
 
         kh, kw = HEADER_LIES[m]
         kh, kw = min(kh, MAX_SIDE // c.height), min(kw, MAX_SIDE // c.width)
@@ -171,7 +171,7 @@ def _child(decode: Callable[[bytes], object], datas: list[bytes], wfd: int, memo
     """Runs in the forked child: decode each case in turn, one JSON line per case written before the next starts
     (so the parent knows which case a crash or hang belongs to), then exit without cleanup (os._exit)."""
     from compresslab.io.checkpoints import CheckpointError
-    from compresslab.evaluation.container import ContainerError
+    from compresslab.bitstream.container import ContainerError
 
     import torch
 
