@@ -49,14 +49,14 @@ def cmd_evaluate(args) -> int:
         raise FileNotFoundError(f"--images {images} does not exist: pass a folder of images or one image file")
     import torch
 
-    from compresslab.evaluation.evaluator import list_eval_images, usable_cores
+    from compresslab.evaluation.evaluator import default_workers, list_eval_images
     from compresslab.evaluation.lof_config import LOFConfig
     from compresslab.evaluation.results import evaluate_checkpoint
 
     torch.set_num_threads(args.threads) if args.threads else None
-    # images at once, one core each (evaluator.evaluate_model); --threads alone keeps one image over N threads. At
-    # most 8 by default: each worker holds a model copy and an image's activations (a 768x512 decode peaks near 1 GB)
-    workers = args.workers or (1 if args.threads else min(usable_cores(), 8))
+    # images at once, in worker processes with one core each (evaluator.evaluate_model); --threads alone keeps one
+    # image over N threads
+    workers = args.workers or (1 if args.threads else default_workers())
     files = list_eval_images(images, args.max_images)
     lof = LOFConfig(steps=args.lof_steps, patience=args.lof_patience, lr=args.lof_lr, lr_end=args.lof_lr_end,
                     optimize_z=not args.lof_fixed_z) if args.lof else None
@@ -142,8 +142,9 @@ def add_commands(sub) -> None:
     evaluate_p.add_argument("--max-images", type=int)
     evaluate_p.add_argument("--crop", type=int, help="centre-crop each image (quick runs)")
     evaluate_p.add_argument("--threads", type=int, help="torch threads per image (with --workers 1)")
-    evaluate_p.add_argument("--workers", type=int, help="images evaluated at once, one core each (default: the cores "
-                                                        "this process may use, at most 8; 1 with --threads or --lof)")
+    evaluate_p.add_argument("--workers", type=int, help="images evaluated at once, in worker processes with one core "
+                                                        "each (default: the cores this process may use, at most 8; 1 "
+                                                        "with --threads or --lof); progress and ETA on stderr")
     evaluate_p.add_argument("--lof", action="store_true", help="latent overfitting at encode time (decoder unchanged)")
     from compresslab.evaluation.lof_config import LOFConfig  # torch-free: building the parser imports no torch
 

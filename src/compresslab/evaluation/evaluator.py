@@ -8,13 +8,10 @@ equal the encoder's quantised latents; otherwise the codec is broken and ``Codec
 
 from __future__ import annotations
 
-import copy
 import math
 import os
-import queue
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -148,57 +145,53 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def default_workers() -> int:
+    """Images evaluated at once when not told: one per usable core, at most 8 (each worker holds a model and an
+    image's activations; a 768x512 decode peaks near 1 GB)."""
+    return min(usable_cores(), 8)
+
+
 @torch.no_grad()
 def evaluate_model(model, images: Iterable[str | os.PathLike], crop: int | None = None, check: bool = True,
                    encode_factory: Callable[[Tensor], Callable] | None = None, progress: bool = False,
                    workers: int = 1) -> dict[str, Any]:
     """Evaluate on image files; returns {"per_image": rows, "mean": metrics}. Calls update(force=True) once.
 
-    ``workers`` > 1 evaluates that many images at once, in threads of this process, with torch's intra-op threads
-    set to 1 meanwhile (as CompressAI's eval_model runs): torch's kernels release the GIL, so each image gets a core
-    and no CPU time goes to synchronising a thread pool inside every small convolution. Rows keep the images'
-    order. LOF (``encode_factory``) optimises per image and always runs one image at a time."""
+    ``workers`` > 1 evaluates that many images at once in forked processes with one torch thread each
+    (evaluation.parallel: the context models' serial decoders hold the GIL, so threads would not help them); rows
+    keep the images' order and equal one-at-a-time rows. A model on a GPU, and LOF (``encode_factory``, which
+    optimises per image), run one image at a time here. ``progress``: a line per finished image on stderr with the
+    ETA (evaluation.progress). A decode whose latents differ from the encoder's raises CodecMismatchError naming
+    the image, in a worker too."""
+    from compresslab.evaluation.parallel import can_fork, map_images
+    from compresslab.evaluation.progress import Progress
+
     model.eval()
     model.update(force=True)
-    paths = list(images)
-    workers = min(int(workers), len(paths)) if encode_factory is None else 1
-    # one copy of the model per worker: a model may keep per-call state (MSP counts its network evaluations)
-    free: queue.SimpleQueue = queue.SimpleQueue()
-    for m in [model] + [copy.deepcopy(model) for _ in range(workers - 1)]:
-        free.put(m)
-
-    def one(path) -> dict[str, Any]:
-        m = free.get()
-        try:
-            with torch.no_grad():  # grad mode is per thread: a pool thread starts with gradients on
-                x = center_crop(load_image_tensor(path), crop)
-                encode = encode_factory(x) if encode_factory else None
-                return evaluate_image(m, x, name=Path(path).name, check=check, encode=encode)
-        finally:
-            free.put(m)
-
-    rows = []
-
-    def done(r: dict[str, Any]) -> None:
-        rows.append(r)
-        if progress:
-            print(f"  {r['name']}: {r['bpp']:.4f} bpp  {r['psnr-rgb']:.2f} dB  "
-                  f"(est {r['bpp_est']:.4f}, enc {r['encoding_time']:.2f}s dec {r['decoding_time']:.2f}s)")
-
-    if workers > 1:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="evaluate") as pool:
-                for r in pool.map(one, paths):
-                    done(r)
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        for path in paths:
-            done(one(path))
-    if not rows:
+    paths = [Path(p) for p in images]
+    if not paths:
         raise DataLayoutError("no images to evaluate")
+    workers = min(int(workers), len(paths)) if encode_factory is None and can_fork(model) else 1
+
+    def one(m, path: Path) -> dict[str, Any]:
+        with torch.no_grad():
+            x = center_crop(load_image_tensor(path), crop)
+            encode = encode_factory(x) if encode_factory else None
+            return evaluate_image(m, x, name=path.name, check=check, encode=encode)
+
+    bar = Progress(len(paths)) if progress else None
+    done = bar.update if bar else (lambda row: None)
+    try:
+        if workers > 1:
+            rows = map_images(model, paths, one, workers, done)
+        else:
+            rows = []
+            for path in paths:
+                rows.append(one(model, path))
+                done(rows[-1])
+    finally:
+        if bar:
+            bar.close()
     return {"per_image": rows, "mean": mean_rows(rows)}
 
 

@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from compresslab.rd.anchors import AnchorError, load_anchor
 from compresslab.rd.bdrate import rate_change_at_equal_quality
-from compresslab.evaluation.evaluator import METRIC_KEYS, evaluate_model, list_eval_images
+from compresslab.evaluation.evaluator import METRIC_KEYS, default_workers, evaluate_model, list_eval_images
 from compresslab.evaluation.lof_config import LOFConfig
 from compresslab.evaluation.metrics import mean_rd_cost
 from compresslab.evaluation.results import RDMeta, evaluate
@@ -36,7 +36,7 @@ class RDEvaluationCallback(Callback):
                  anchor: str | None = "kodak/vtm", enabled: bool = True, lof: dict | None = None,
                  loss_metric: str = "mse", also_compare: list[str] | None = None, plot: bool = False,
                  live_every_n_steps: int = 0, live_images: int = 3, live_crop: int | None = 256,
-                 recipe: str | None = None):
+                 recipe: str | None = None, workers: int | None = None):
         self.run_dir = Path(run_dir)
         self.kodak_dir = Path(kodak_dir)
         self.lmbda = lmbda
@@ -55,6 +55,7 @@ class RDEvaluationCallback(Callback):
         self.live_crop = live_crop
         self.live_points: list[dict[str, Any]] = []
         self.recipe = recipe                         # the experiment file the run was composed with (provenance)
+        self.workers = workers                       # images coded at once in worker processes (None: default_workers)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         list_eval_images(self.kodak_dir, self.max_images)  # fail before training, not after hours of it
@@ -127,7 +128,8 @@ class RDEvaluationCallback(Callback):
         if label != self.model_cfg["name"]:  # a variant's points (the oracle bound) form their own curve
             meta.label = label
         with coding_on_cpu(model):
-            rd = evaluate(model, files, meta, lof=LOFConfig.from_mapping(self.lof) if lof else None)
+            rd = evaluate(model, files, meta, lof=LOFConfig.from_mapping(self.lof) if lof else None, progress=True,
+                          workers=self.workers or default_workers())
         mean = rd.mean
         changes: dict[str, float | None] = {}
         for name in [a for a in [self.anchor, *self.also_compare] if a]:
