@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, require_data, run_py
+from report_browser import assert_drawn, browser, open_offline  # noqa: F401 (browser: a fixture)
 
-CHROMIUM = Path("/usr/bin/chromium")
 RUNS = REPO / "experiments" / "rd_cpu_ctx" / "runs"
 SWEEP = REPO / "experiments" / "search" / "quickstart_lr_warmup_pruned_other_draws"
 REPRO = REPO / "experiments" / "reproduce" / "zhang2022_cpu_proxy"
@@ -34,42 +34,6 @@ def one_line_error(r, *words: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("compresslab report: error:"), r.stderr
     for w in words:
         assert w in lines[0], lines[0]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Chromium from Debian (never `playwright install`), or the test is skipped with the reason."""
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install -e '.[test]')")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: the report browser tests need Debian's chromium "
-                    "(apt-get install chromium, as .ci/run does as root)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        yield b
-        b.close()
-
-
-def open_offline(browser, page_file: Path):
-    """The page with the network cut off: (page, console errors, refused request URLs)."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    refused: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def route(r):
-        if r.request.url.startswith("file://"):
-            r.continue_()
-        else:
-            refused.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.goto(page_file.as_uri())
-    return page, errors, refused
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +63,7 @@ def ctx_report(tmp_path_factory) -> Path:
 def test_rd_page_renders_offline_with_every_point_and_switches_metric(browser, ctx_report):
     page, errors, refused = open_offline(browser, ctx_report)
     page.wait_for_selector("#rd-plot .plotly .main-svg")
+    assert len(assert_drawn(page, "rd-plot")) == 3 + len(ANCHORS)  # what Chromium drew is the page's data
     files = sorted(RUNS.glob("*/rd.json"))
     docs = [json.loads(f.read_text()) for f in files]
     models = {d["meta"]["model"]["name"] for d in docs}
@@ -182,6 +147,8 @@ def test_sweep_study_training_and_live_sections(browser, smoke_run, tmp_path):
     assert "Training curves, Live RD trajectory, Optuna study" in r.stdout, r.stdout
     page, errors, refused = open_offline(browser, out)
     page.wait_for_selector("#training-plot .main-svg")
+    assert_drawn(page, "training-plot")
+    assert_drawn(page, "live-plot")
     names = page.evaluate("Array.from(document.getElementById('training-plot').data, t => t.name)")
     assert set(names) == {f"{metrics.parent.parent.name}/{metrics.parent.name}"}  # one run: loss, bpp, PSNR
     # (train and validation) and lr

@@ -230,6 +230,11 @@ def write_report(paper: str, profile: str, out: Path, log: list[str] | None = No
               + "; the folders it reads give their own runs' provenance."]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
+    from compresslab.reporting.beside import PUBLISHED_JS, REPORT, write_beside
+
+    # the page beside it: this report and the results it reads (RD curves, BD matrix, per image); a published one
+    # loads the committed plotly.js. Written after report.md: a page that fails is a log line, the report stays.
+    write_beside([out, results], out / REPORT, shared_js=ROOT / PUBLISHED_JS if publish else None)
     if log_wandb:
         _log_to_wandb(paper, profile, compared, out, figures)
     return report
@@ -296,7 +301,8 @@ def dry_run_plan(paper: str, profile: str, out: str | None = None, rerun: bool =
         steps.append(f"step {n}: would stop: {_missing_results(paper, profile, True, False)}")
         return steps
     source = table if (ROOT / table).exists() and not rerun else f"{table}, which the steps above write"
-    steps.append(f"step {n}: would write the report {report} from {source} (and copy its figures beside it)")
+    steps.append(f"step {n}: would write the report {report} from {source} (and copy its figures beside it), and "
+                 f"its page {dest / 'report.html'} (compresslab report {dest} {cfg['results']})")
     steps.append(f"step {n + 1}: would log the report to W&B (project compresslab-reproduce, mode "
                  f"{os.environ.get('WANDB_MODE') or 'offline'})" if log_wandb else
                  f"step {n + 1}: no W&B run (--no-wandb)")

@@ -23,11 +23,13 @@ def cmd_report(args) -> int:
     t0 = time.perf_counter()
     path, size, page = report(args.paths, args.out, force=args.force, anchor=args.anchor, title=args.title,
                               rules=bd_rules_from_args(args), allow_partial=args.allow_partial,
-                              crops=crops, watch=args.watch, interval=args.interval, refresh_s=args.refresh)
+                              crops=crops, watch=args.watch, interval=args.interval, refresh_s=args.refresh,
+                              shared_js=args.shared_js)
     if args.watch:
         return 0
     sections = ", ".join(h for _, h, _ in page.sections)
-    print(f"wrote {path} ({size / 1e6:.1f} MB, self-contained) in {time.perf_counter() - t0:.1f} s: {sections}")
+    js = f"plotly.js from {page.plotly_js}" if page.plotly_js else "self-contained"
+    print(f"wrote {path} ({size / 1e6:.1f} MB, {js}) in {time.perf_counter() - t0:.1f} s: {sections}")
     return 0
 
 
@@ -53,4 +55,6 @@ def add_commands(sub) -> None:
                    "its checkpoint (real bitstream), JPEG and WebP at the nearest rates, the original")
     p.add_argument("--crop-size", type=int, default=160, help="crop side in pixels (default 160)")
     p.add_argument("--crop-at", metavar="X,Y", help="the crop's top-left corner (default: the image's centre)")
+    p.add_argument("--shared-js", metavar="DIR", help="load plotly.js from DIR/plotly-<version>.min.js (written "
+                   "there if absent) by relative path instead of inlining it: for pages committed side by side")
     p.set_defaults(func=cmd_report)

@@ -38,10 +38,11 @@ import sys
 import time
 from pathlib import Path
 
-from compresslab.drivers.pipeline_publish import publish
+from compresslab.drivers.pipeline_publish import publish, rel
 from compresslab.drivers.pipeline_recipe import TEMPLATE, Recipe, Stage, finished, load_recipe, run_dir, slug
 from compresslab.errors import ConfigError
 from compresslab.io.outdirs import add_output_args, new_dir, output_dir
+from compresslab.reporting.beside import PUBLISHED_JS, REPORT, write_beside
 
 __all__ = ["build_parser", "load_recipe", "main", "publish", "stage_commands"]
 
@@ -171,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                     cmds = stage_commands(recipe, model, stage, a.set, a.lambdas, dry=True)
                     for what, cmd, _ in cmds or [(f"{model} {stage.name}: finished, would skip", [], None)]:
                         print(f"{what}: {shlex.join(cmd)}" if cmd else what)
-        print(f"then: {shlex.join(publish(recipe, models, dry=True))}\n(dry run: nothing ran, nothing was written)")
+        runs = recipe.out / "runs"
+        page = ["compresslab", "report", str(runs), "-o", str(recipe.out / REPORT), "--force", "--anchor",
+                recipe.publish.get("anchor", "kodak/vtm"), *(["--shared-js", str(PUBLISHED_JS)] if a.publish else [])]
+        print(f"then: {shlex.join(publish(recipe, models, dry=True))}\nthen: {shlex.join(page)}\n"
+              "(dry run: nothing ran, nothing was written)")
         return 0
     if not a.publish_only:
         from concurrent.futures import ThreadPoolExecutor
@@ -201,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         if fresh and not any(recipe.out.iterdir()):  # nothing published: no empty folder left behind
             recipe.out.rmdir()
         raise
+    # the page beside rd_table.md, as `compresslab report <out>/runs -o <out>/report.html` writes it (a published
+    # folder's loads the one committed plotly.js: `... --shared-js experiments/report_assets`)
+    write_beside([rel(recipe.out / "runs")], recipe.out / REPORT, anchor=recipe.publish.get("anchor", "kodak/vtm"),
+                 shared_js=PUBLISHED_JS if a.publish else None)
     print(f"results: {recipe.out}")
     return 0
 

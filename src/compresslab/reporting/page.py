@@ -1,6 +1,6 @@
 """Assemble the report: one HTML file, plotly.js inlined once (the first figure carries it, the others reuse it), so
-the page opens from disk or an e-mail attachment with no network. Written atomically, never over an existing file
-unless asked."""
+the page opens from disk or an e-mail attachment with no network; or, for pages committed side by side, loaded from
+one shared copy by relative path (``shared_js``). Written atomically, never over an existing file unless asked."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from compresslab.rd.bdrate import BDRules
-from compresslab.reporting.output import atomic_write_text, check_output
+from compresslab.reporting.output import atomic_write_text, check_output, shared_plotly_js
 from compresslab.reporting.sources import Sources
 
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;color:#222}
@@ -32,13 +32,15 @@ class CropSpec:
 class Page:
     title: str
     sections: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (id, heading, html parts)
+    plotly_js: str | None = None  # a relative URL of plotly.min.js to load; None: inline it
     _js_inlined: bool = False
 
     def figure(self, fig: Any, div_id: str, post_script: str | None = None) -> str:
-        """The figure as a <div> + script; plotly.js itself goes into the first one only."""
+        """The figure as a <div> + script; plotly.js itself (or its <script src>) goes into the first one only."""
         import plotly.io as pio
 
-        out = pio.to_html(fig, full_html=False, include_plotlyjs=not self._js_inlined, div_id=div_id,
+        include: bool | str = False if self._js_inlined else (self.plotly_js or True)
+        out = pio.to_html(fig, full_html=False, include_plotlyjs=include, div_id=div_id,
                           config={"displaylogo": False, "responsive": True}, post_script=post_script)
         self._js_inlined = True
         return out
@@ -53,12 +55,12 @@ class Page:
 
 
 def build(src: Sources, title: str, anchor: str = "kodak/vtm", rules: BDRules | None = None,
-          allow_partial: bool = False, crops: CropSpec | None = None) -> Page:
+          allow_partial: bool = False, crops: CropSpec | None = None, plotly_js: str | None = None) -> Page:
     from compresslab.rd.curves import context_anchors, dataset_title, load_points
 
     from compresslab.reporting import per_image, rd_section, training_section
 
-    page = Page(title)
+    page = Page(title, plotly_js=plotly_js)
     if src.rd_files:
         labels = load_points([str(f) for f in src.rd_files])  # the curve names, to be the matrix's columns
         anchors = list(dict.fromkeys([anchor, *context_anchors(anchor)]))
@@ -119,19 +121,22 @@ def write(page: Page, out: Path, force: bool) -> tuple[Path, int]:
 def report(inputs: Sequence[str], out: str | os.PathLike, force: bool = False, anchor: str = "kodak/vtm",
            title: str | None = None, rules: BDRules | None = None, allow_partial: bool = False,
            crops: CropSpec | None = None, watch: bool = False, interval: float = 2.0,
-           refresh_s: int = 30) -> tuple[Path, int, Page | None]:
+           refresh_s: int = 30, shared_js: str | os.PathLike | None = None) -> tuple[Path, int, Page | None]:
     """Build and write the page once; with ``watch``, rebuild it at every change of the inputs' files until
-    Ctrl-C (then (path, 0, None))."""
+    Ctrl-C (then (path, 0, None)). ``shared_js``: a folder holding (or given) plotly-<version>.min.js, which the
+    page loads by relative path instead of inlining it."""
     from compresslab.reporting.sources import gather
 
     out = Path(out)
     check_output(out, force)
+    plotly_js = shared_plotly_js(Path(shared_js), out) if shared_js is not None else None
     if crops is not None and not crops.image.is_file():
         raise FileNotFoundError(f"--crops {crops.image}: no such image file (e.g. $COMPRESSLAB_DATA/kodak/kodim23.png)")
     title = title or f"CompressLab report: {', '.join(inputs)}"
 
     def make() -> Page:
-        return build(gather(inputs), title, anchor=anchor, rules=rules, allow_partial=allow_partial, crops=crops)
+        return build(gather(inputs), title, anchor=anchor, rules=rules, allow_partial=allow_partial, crops=crops,
+                     plotly_js=plotly_js)
 
     if watch:
         from compresslab.reporting import watch as w

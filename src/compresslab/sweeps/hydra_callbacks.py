@@ -9,7 +9,7 @@ import json
 import os
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -20,12 +20,19 @@ from compresslab.sweeps.report import FAILED_FILE
 
 log = logging.getLogger(__name__)
 
+HtmlReport = Callable[..., "Path | None"]  # (sweep_dir, summary_dir, log_wandb=bool) -> the page written, or None
 
 
 class SweepRDSummary(Callback):
     """Hydra's basic sweeper re-raises the first failed job's exception after the batch and never calls
     on_multirun_end, so a summary written only there is lost with one bad job. It is rewritten after each job
-    instead (from every rd.json present), with the failed jobs and their error lines beside it."""
+    instead (from every rd.json present), with the failed jobs and their error lines beside it.
+
+    ``html_report(sweep_dir, summary_dir, log_wandb=...)`` writes the sweep's HTML page beside the summary: injected
+    by conf/train.yaml (``reporting.beside.sweep_page``; reporting sits above sweeps), null for none."""
+
+    def __init__(self, html_report: HtmlReport | None = None) -> None:
+        self.html_report = html_report
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         writable_or_exit(Path(str(config.hydra.run.dir)), "run folder")
@@ -41,12 +48,13 @@ class SweepRDSummary(Callback):
         if job_return.status == JobStatus.FAILED:
             record_failure(sweep_dir, config.hydra.runtime.output_dir, list(job_return.overrides or []),
                            job_return._return_value)
-        write_summary(sweep_dir, log_wandb=False, quiet=True, so_far=True, metric=summary_metric(config))
+        write_summary(sweep_dir, log_wandb=False, quiet=True, so_far=True, metric=summary_metric(config),
+                      html_report=self.html_report)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         write_summary(sweep_dir, log_wandb=config.get("logger", {}).get("wandb") is not None,
-                      metric=summary_metric(config))
+                      metric=summary_metric(config), html_report=self.html_report)
         if (sweep_dir / "optuna_study.json").exists() or (sweep_dir / "optuna.db").exists():  # a study: its report
             try:
                 from compresslab.sweeps.report import write_sweep_report  # optuna, matplotlib: only when used
@@ -109,9 +117,19 @@ def summary_metric(config: DictConfig) -> str:
     return "ms-ssim-db-rgb" if str(config.get("loss", {}).get("metric", "mse")) == "msssim" else "psnr-rgb"
 
 
+def html_report_from(config: DictConfig) -> HtmlReport | None:
+    """The page writer the sweep callback is configured with (hydra.callbacks.rd_summary.html_report), for a caller
+    that writes the summary without the callback (the SLURM launcher)."""
+    from hydra.utils import instantiate
+
+    spec = config.hydra.get("callbacks", {}).get("rd_summary", {}).get("html_report")
+    return instantiate(spec) if spec is not None else None
+
+
 def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False, so_far: bool = False,
-                  metric: str = "psnr-rgb") -> Path | None:
-    """RD table/plot of every finished job under ``sweep_dir`` in <sweep>/rd_summary, plus failed_jobs.md."""
+                  metric: str = "psnr-rgb", html_report: HtmlReport | None = None) -> Path | None:
+    """RD table/plot of every finished job under ``sweep_dir`` in <sweep>/rd_summary, plus failed_jobs.md, and
+    the HTML page beside them where ``html_report`` is given (written after them: its failure loses nothing)."""
     try:
         from compresslab.rd.curves import summarize_runs
     except ImportError:  # evaluation stack not installed
@@ -141,6 +159,13 @@ def write_summary(sweep_dir: Path, log_wandb: bool = False, quiet: bool = False,
     for note in summary["split_notes"]:  # runs of one model measured or trained differently: separate curves
         log.warning("sweep RD summary: %s", note)
     extra = f"; {len(failed)} failed job(s): {out / 'failed_jobs.md'}" if failed else ""
-    print(f"sweep RD summary ({len(rd_files)} runs{' so far' if so_far else ''}): {out}/rd_table.md, rd.png{extra}",
-          flush=True)
+    page = None
+    if html_report is not None:
+        try:
+            page = html_report(sweep_dir, out, log_wandb=log_wandb)
+        except Exception as e:  # noqa: BLE001 - the page is a view of the summary, never a reason to lose it
+            log.warning("sweep report.html not written: %s: %s", type(e).__name__, e)
+    html = f", {page.name}" if page is not None else ""
+    print(f"sweep RD summary ({len(rd_files)} runs{' so far' if so_far else ''}): {out}/rd_table.md, rd.png{html}"
+          f"{extra}", flush=True)
     return out

@@ -45,7 +45,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         import submitit
         from hydra.core.utils import JobReturn, JobStatus
 
-        from compresslab.sweeps.hydra_callbacks import record_failure, summary_metric, write_summary
+        from compresslab.sweeps.hydra_callbacks import html_report_from, record_failure, summary_metric, write_summary
         from compresslab.training.slurm import install_state_watcher
 
         install_state_watcher(self.state_poll_s)
@@ -92,7 +92,8 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
                 ret._return_value = err
                 returns.append(ret)
-        write_summary(sweep_dir, metric=summary_metric(self.config))  # every job has ended
+        write_summary(sweep_dir, metric=summary_metric(self.config),  # every job has ended
+                      html_report=html_report_from(self.config))
         done = [JobReturn(overrides=list(o), status=JobStatus.COMPLETED) for o, f in zip(job_overrides, finished) if f]
         return done + returns
 
