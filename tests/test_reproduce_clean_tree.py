@@ -66,7 +66,9 @@ def test_publish_changes_only_the_published_report_folder(clone):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     changed = _status(clone)
     assert changed and all(p.startswith("experiments/reproduce/zhang2022_cpu_proxy/") for p in changed), changed
+    assert "experiments/reproduce/zhang2022_cpu_proxy/report.html" in changed  # its page, beside report.md
     subprocess.run(["git", "checkout", "--quiet", "--", "experiments"], cwd=clone, check=True)
+    subprocess.run(["git", "clean", "--quiet", "-fd", "--", "experiments"], cwd=clone, check=True)  # the new page
 
 
 def _finished_runs(work: Path) -> None:
