@@ -59,9 +59,16 @@ def test_every_registered_architecture_is_a_model_or_refused_in_one_line():
         generic.check_config({"name": "compressai", "arch": "nope"}, 8)
     with pytest.raises(ConfigError, match="model=cheng2020-anchor: .* model.M=48 differs from model.N=32"):
         models.get_model_class("cheng2020-anchor").check_config({"N": 32, "M": 48}, 8)
-    with pytest.raises(ConfigError, match="model=mbt2018: deterministic_coding=true is implemented for the mean-scale"):
-        models.get_model_class("mbt2018").check_config({"N": 32, "M": 48, "deterministic_coding": True}, 8)
+    with pytest.raises(ConfigError, match="model=elic2022-chandelier: deterministic_coding=true is implemented for "
+                                          "the mean-scale hyperprior and joint autoregressive families only"):
+        models.get_model_class("elic2022-chandelier").check_config({"N": 32, "M": 48, "deterministic_coding": True},
+                                                                   8)
     assert models.build({"name": "mbt2018-mean", "N": 8, "M": 8}).deterministic_coding  # as our hyperprior
+    # the context models: opt-in, recorded only when on (earlier checkpoints and files hold CompressAI's coding)
+    assert not models.build({"name": "mbt2018", "N": 8, "M": 8}).deterministic_coding
+    assert "deterministic_coding" not in models.build({"name": "mbt2018", "N": 8, "M": 8}).hparams_dict
+    assert models.build({"name": "mbt2018", "N": 8, "M": 8, "deterministic_coding": True}).hparams_dict[
+        "deterministic_coding"] is True
     with pytest.raises(ConfigError, match="model=elic2022-official: the default channel groups .* need M > 128"):
         models.get_model_class("elic2022-official").check_config({"N": 32, "M": 48, "groups": None}, 8)
 

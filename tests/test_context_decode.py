@@ -4,6 +4,7 @@ rows one at a time gives, a decoder whose context prediction drifts from the enc
 
 from __future__ import annotations
 
+import copy
 import io
 
 import numpy as np
@@ -47,11 +48,11 @@ def images(tmp_path_factory):
     return paths
 
 
-def tiny(arch: str):
+def tiny(arch: str, **extra):
     torch.manual_seed(0)
     cfg = {"name": "compressai", "arch": arch, "N": 16, "M": 16} if arch == "test-context-drift" else \
         {"name": arch, "N": 16, "M": 16}
-    return models.build(cfg)
+    return models.build({**cfg, **extra})
 
 
 def strip(rows):
@@ -90,6 +91,38 @@ def test_the_same_architecture_in_sync_evaluates(images):
     model._decompress_ar = JointAutoregressiveHierarchicalPriors._decompress_ar.__get__(model)
     rows = evaluate_model(model, images[:2], workers=2)["per_image"]
     assert [r["name"] for r in rows] == [p.name for p in images[:2]]
+
+
+@pytest.mark.parametrize("arch", ["mbt2018", "cheng2020-anchor"])
+def test_deterministic_context_coding_does_not_depend_on_float32_arithmetic(arch, images):
+    """A decoder whose float32 h_s and entropy_parameters compute 1e-4 (relative) off, as another device's float32
+    arithmetic can: CompressAI's coding decodes other latents; deterministic_coding (float64 CPU copies, gridded
+    means and scales) decodes the encoder's. Both code about the same number of bytes."""
+    from compresslab.data.images import load_image_tensor
+
+    x = load_image_tensor(images[0]).unsqueeze(0)
+    sizes = {}
+    for deterministic in (False, True):
+        enc_model = tiny(arch, deterministic_coding=deterministic).eval()
+        g = [m for m in enc_model.g_a.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        with torch.no_grad():  # random weights code nearly all zeros: a latent with many symbols and scales
+            g.weight.mul_(8)
+            g.bias.mul_(8)
+        enc_model.update(force=True)
+        dec_model = copy.deepcopy(enc_model)
+        for m in (dec_model.h_s, dec_model.entropy_parameters):  # float64 copies carry the hook but are not moved
+            m.register_forward_hook(lambda mod, i, out: out * (1 + 1e-4) if out.dtype == torch.float32 else None)
+        with torch.no_grad():
+            enc = enc_model.compress(x)
+            dec = dec_model.decompress(enc["strings"], enc["shape"])
+        assert torch.equal(enc["latents"]["y"], dec["latents"]["y"]) is deterministic
+        assert enc["latents"]["y"].dtype == dec["latents"]["y"].dtype == torch.float32
+        sizes[deterministic] = sum(len(s) for group in enc["strings"] for s in group)
+    assert abs(sizes[True] - sizes[False]) <= 0.02 * sizes[False] + 4, sizes
+    # evaluation in worker processes checks the deterministic latents too
+    model = tiny(arch, deterministic_coding=True)
+    assert strip(evaluate_model(model, images[:2], workers=2)["per_image"]) == \
+        strip(evaluate_model(model, images[:2], workers=1)["per_image"])
 
 
 class FakeTTY(io.StringIO):

@@ -15,6 +15,8 @@ Families (picked by ``compressai_models.family_of`` from the class hierarchy, so
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -102,10 +104,13 @@ class MeanScaleAdapter(_Adapter):
 class AutoregressiveAdapter(MeanScaleAdapter):
     """mbt2018 and cheng2020-anchor/attn (``JointAutoregressiveHierarchicalPriors``): CompressAI's serial
     ``_compress_ar``/``_decompress_ar`` (one rANS string per image, raster order). Both write the quantised y into
-    the padded tensor they are given, which is where the latents for the equality check come from."""
+    the padded tensor they are given, which is where the latents for the equality check come from.
+    ``deterministic_coding`` (opt-in: the default stays CompressAI's strings, which earlier files and checkpoints
+    hold): the same serial loop with float64 CPU copies of h_s, the context network and entropy_parameters, whose
+    means and scales are rounded to the 2^-8 grid, so every position picks the same table and mean on any device."""
 
     _KERNEL, _S = 5, 4  # CompressAI's context kernel and y/z scale
-    supports_deterministic_coding = False  # the serial context network runs per position in float32 (not yet)
+    deterministic_coding_default = False
 
     def _training_params(self, z_hat, y):
         # CompressAI's parallel form (its forward): the masked context of round(y); the serial coder's context is
@@ -113,31 +118,54 @@ class AutoregressiveAdapter(MeanScaleAdapter):
         ctx = self.context_prediction(ste_round(y))
         return self.entropy_parameters(torch.cat((self.h_s(z_hat), ctx), dim=1)).chunk(2, 1)  # scales, means
 
+    @contextlib.contextmanager
+    def _serial_coding(self, z_hat):
+        """h_s's output for the serial loop; with deterministic coding, float64 on the CPU, and the loop's context
+        and parameter networks swapped for float64 CPU copies with gridded outputs while it runs (CompressAI's loop
+        reads them as attributes)."""
+        if not self.deterministic_coding:
+            yield self.h_s(z_hat)
+            return
+        saved = self._modules["context_prediction"], self._modules["entropy_parameters"]
+        self._modules["context_prediction"] = float64_cpu_copy(saved[0])
+        self._modules["entropy_parameters"] = torch.nn.Sequential(float64_cpu_copy(saved[1]), _Grid())
+        try:
+            yield float64_cpu_copy(self.h_s)(z_hat.detach().to("cpu", torch.float64))
+        finally:
+            self._modules["context_prediction"], self._modules["entropy_parameters"] = saved
+
     def compress_latents(self, latents):
         y, z = latents["y"], latents["z"]
         eb = self.entropy_bottleneck
         z_strings = eb.compress(z)
         z_hat = eb.decompress(z_strings, z.size()[-2:])
-        params = self.h_s(z_hat)
         k, s = self._KERNEL, self._S
         p = (k - 1) // 2
         h, w = z_hat.size(2) * s, z_hat.size(3) * s
-        y_hat = F.pad(y, (p, p, p, p))
-        y_strings = [self._compress_ar(y_hat[i:i + 1], params[i:i + 1], h, w, k, p) for i in range(y.size(0))]
+        with self._serial_coding(z_hat) as params:
+            y_hat = F.pad(y.to(params), (p, p, p, p))
+            y_strings = [self._compress_ar(y_hat[i:i + 1], params[i:i + 1], h, w, k, p) for i in range(y.size(0))]
+        # symbols plus grid means: exact in float32
         return {"strings": [y_strings, z_strings], "shape": z.size()[-2:],
-                "latents": {"y": F.pad(y_hat, (-p, -p, -p, -p)), "z": z_hat}}
+                "latents": {"y": F.pad(y_hat, (-p, -p, -p, -p)).to(y), "z": z_hat}}
 
     def decompress(self, strings, shape):
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        params = self.h_s(z_hat)
         k, s = self._KERNEL, self._S
         p = (k - 1) // 2
         h, w = z_hat.size(2) * s, z_hat.size(3) * s
-        y_hat = torch.zeros((z_hat.size(0), self.M, h + 2 * p, w + 2 * p), device=z_hat.device)
-        for i, y_string in enumerate(strings[0]):
-            self._decompress_ar(y_string, y_hat[i:i + 1], params[i:i + 1], h, w, k, p)
-        y_hat = F.pad(y_hat, (-p, -p, -p, -p))
+        with self._serial_coding(z_hat) as params:
+            y_hat = torch.zeros((z_hat.size(0), self.M, h + 2 * p, w + 2 * p), dtype=params.dtype,
+                                device=params.device)
+            for i, y_string in enumerate(strings[0]):
+                self._decompress_ar(y_string, y_hat[i:i + 1], params[i:i + 1], h, w, k, p)
+        y_hat = F.pad(y_hat, (-p, -p, -p, -p)).to(z_hat)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1), "latents": {"y": y_hat, "z": z_hat}}
+
+
+class _Grid(torch.nn.Module):
+    def forward(self, t):
+        return to_grid(t)
 
 
 class LatentCodecAdapter(_Adapter):

@@ -116,17 +116,21 @@ def _make_init(base: type):
         kw = {k: v for k, v in {"N": N, **({"M": M} if takes_m else {}), **extra}.items() if v is not None}
         base.__init__(self, **kw)
         if deterministic_coding and not self.supports_deterministic_coding:
-            raise ValueError("deterministic_coding=true is implemented for the mean-scale hyperprior family only; "
-                             "set model.deterministic_coding=false (CompressAI's own float32 coding, same device)")
-        # default: device-independent files where the family has them (as our hyperprior), else CompressAI's coding
-        self.deterministic_coding = bool(self.supports_deterministic_coding if deterministic_coding is None
-                                         else deterministic_coding)
+            raise ValueError("deterministic_coding=true is implemented for the mean-scale hyperprior and joint "
+                             "autoregressive families only; set model.deterministic_coding=false (CompressAI's own "
+                             "float32 coding, same device)")
+        # default: device-independent files where the family has them by default (mean-scale, as our hyperprior),
+        # else CompressAI's coding (the autoregressive family: opt-in, and recorded only when on, so checkpoints and
+        # files from before the switch decode as they were coded)
+        default = getattr(self, "deterministic_coding_default", self.supports_deterministic_coding)
+        self.deterministic_coding = bool(default if deterministic_coding is None else deterministic_coding)
         # the latent's channels: M where the class has it (its default when not given), else N (cheng2020: M = N)
         n = int(N) if N is not None else int(inspect.signature(base.__init__).parameters["N"].default)
         m = int(getattr(self, "M", None) or (M if takes_m and M is not None else n))
         self.hparams_dict = {"N": n, "M": m, **{k: v for k, v in extra.items() if v is not None},
                              **({"deterministic_coding": self.deterministic_coding}
-                                if self.supports_deterministic_coding else {})}
+                                if self.supports_deterministic_coding and (default or self.deterministic_coding)
+                                else {})}
 
     return __init__
 
@@ -141,7 +145,8 @@ def _check_sizes(cls, cfg: Mapping[str, Any], max_steps: int) -> None:
     kw = {k: v for k, v in cfg.items() if k not in ("name", "arch")}
     if kw.get("deterministic_coding") and not cls.supports_deterministic_coding:
         raise ConfigError(f"model={arch}: deterministic_coding=true is implemented for the mean-scale hyperprior "
-                          f"family only (this architecture's context model codes in CompressAI's float32); set "
+                          f"and joint autoregressive families only (this architecture codes in "
+                          f"CompressAI's float32); set "
                           f"model.deterministic_coding=false")
     n, m = kw.get("N"), kw.get("M")
     if not _takes(base, "M") and m is not None and n is not None and int(m) != int(n):
