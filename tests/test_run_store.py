@@ -198,3 +198,25 @@ def test_ctrl_c_then_the_printed_command_continues_in_the_same_wandb_run(tmp_pat
     assert len(parts) == 2 and all(p.name.endswith(state["id"]) for p in parts)  # one W&B run, two parts
     steps = [int(r["step"]) for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get("train/loss")]
     assert steps == list(range(400))
+
+
+@pytest.mark.parametrize("left, due_at_once", [("0:50", False), ("3:20", True), ("UNLIMITED", True), ("0:20", True)])
+def test_an_early_time_limit_warning_is_honoured_when_the_margin_remains(tmp_path, monkeypatch, left, due_at_once):
+    """SLURM may send the --signal warning up to 60 s early: a warning with the job's end (a fake squeue's %L) less
+    than margin + 60 s away waits until the margin remains; further away (a pre-emption or a user's scancel
+    --signal), unknown, or already within the margin, it is due at once; SIGTERM is always due at once."""
+    from compresslab.training import stopping
+
+    (tmp_path / "squeue").write_text(f"#!/bin/sh\n[ \"$*\" = \"-h -j 77 -o %L\" ] && echo {left}\n")
+    (tmp_path / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    stop = stopping.StopAtStepBoundary(str(tmp_path), ("SIGUSR1",), requeue_margin_s=30)
+    assert stop._due([]) == []
+    assert stop._due(["SIGUSR1"]) == ([] if not due_at_once else ["SIGUSR1"])
+    assert stop._due(["SIGUSR1", "SIGTERM"]) == ["SIGUSR1", "SIGTERM"]  # the kill's SIGTERM: at once
+    if not due_at_once:
+        now = stopping.time.monotonic()
+        monkeypatch.setattr(stopping.time, "monotonic", lambda: now + 21)  # 50 s left - 30 s margin, and a second
+        assert stop._due(["SIGUSR1"]) == ["SIGUSR1"]
+    assert stopping.StopAtStepBoundary(str(tmp_path), requeue_margin_s=None)._due(["SIGUSR1"]) == ["SIGUSR1"]

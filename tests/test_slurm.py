@@ -333,3 +333,53 @@ def test_ddp_warned_six_times_at_random_moments_ends_at_max_steps_with_the_unint
         assert _losses(run) == ref
         stops.append([s["to_step"] for s in segs[:-1]])
     print(f"2-rank DDP warned 3 times in each of two runs (stops at {stops}), both ended at 120")
+
+
+def _seconds_per_step(tmp_path: Path, args: list[str]) -> float:
+    """This machine's training speed for ``args``, from a short run outside SLURM (its train.log's last s/step)."""
+    import re
+
+    run = tmp_path / "rate"
+    r = run_py(["train.py", *args, "trainer.max_steps=150", f"hydra.run.dir={run}"], timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return float(re.findall(r"([0-9.]+) s/step", (run / "train.log").read_text())[-1])
+
+
+# the launcher's real time limit: one minute, the warning 30 s before it. slurmctld looks at time limits and warnings
+# every 30 s and may send the warning up to 60 s early (sbatch(1), --signal), so with a one-minute limit it lands at
+# the first such look after each start: 8-20 s into it here, start-up included
+TIME_LIMIT = [*SMOKE, "hydra.launcher.timeout_min=1", "hydra.launcher.additional_parameters.signal=USR1@30",
+              "callbacks.rd_eval.enabled=false", "logger=wandb"]
+
+
+def test_a_one_minute_time_limit_over_a_run_that_needs_five_segments_completes(slurm_cluster, tmp_path):
+    """Issue 44 item 4, as a user sets it: `hydra.launcher.timeout_min=1` and `signal=USR1@30`, and nothing else
+    sends a signal. The run is sized from this machine's speed to need 100 s of training, more than four segments can
+    hold (a segment trains at most the 30 s between two of slurmctld's looks, less its start-up): SLURM warns every
+    start, the run saves at a step boundary and requeues itself each time (same job), and it ends at max_steps with
+    every segment in run.json, no step logged twice or skipped, one W&B run."""
+    args = [a for a in TIME_LIMIT if not a.startswith("hydra.launcher") and a != "logger=wandb"]
+    spp = _seconds_per_step(tmp_path, [*args, "logger=csv", "callbacks.progress_log.every_n_steps=50"])
+    max_steps = max(200, int(100 / spp) // 10 * 10)
+    sweep = tmp_path / "limit"
+    t = time.time()
+    r = run_py(["train.py", "-m", "hydra/launcher=slurm", *SLURM, *TIME_LIMIT, f"trainer.max_steps={max_steps}",
+                f"trainer.val_check_interval={max_steps // 4}", "callbacks.progress_log.every_n_steps=50",
+                f"hydra.sweep.dir={sweep}"], timeout=1500)
+    wall = time.time() - t
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:] + job_logs(sweep)[-3000:]
+    run = next(sweep.glob("0_*"))
+    segs = json.loads((run / "run.json").read_text())["segments"]
+    assert len(segs) >= 5, segs
+    assert segs[-1]["end"] == "finished" and segs[-1]["to_step"] == max_steps, segs
+    assert all(s["end"] == "interrupted" for s in segs[:-1]), segs  # each ended by the warning, none by the kill
+    assert len({s["slurm_job_id"] for s in segs}) == 1  # requeued: one job throughout
+    assert all(a["to_step"] == b["from_step"] for a, b in zip(segs, segs[1:])), segs
+    done = json.loads((run / "done.json").read_text())
+    assert done["global_step"] == max_steps and len(done["segments"]) == len(segs)
+    steps = [int(row["step"]) for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train/loss")]
+    assert steps == list(range(max_steps))
+    wandb_id = (run / "wandb_id.txt").read_text().strip()
+    assert all(p.name.endswith(wandb_id) for p in (run / "wandb").glob("offline-run-*"))
+    trained = [s["to_step"] - s["from_step"] for s in segs]
+    print(f"1-minute limit, USR1@30: {max_steps} steps at {spp:.3f} s/step in {len(segs)} segments {trained}: {wall:.0f} s")

@@ -122,7 +122,8 @@ def prepare_model_config(model_cfg: dict[str, Any], lmbda: float | None = None) 
     if cls.requires_base_ckpt:
         base = model_cfg.get("base_ckpt")
         if not base or base == "???":
-            raise ConfigError(f"model={model_cfg['name']} needs model.base_ckpt=<trained {cls.base_model} checkpoint>")
+            raise ConfigError(f"model={model_cfg['name']} needs model.base_ckpt=<trained {cls.base_model_of(model_cfg)} "
+                              f"checkpoint>")
         from compresslab.models.base_weights import base_info
 
         info = base_info(base)
@@ -256,7 +257,8 @@ def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, 
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     loggers = build_loggers(cfg.get("logger"), run_dir)
     stopper = stopping.StopAtStepBoundary(str(run_dir), list(cfg.get("requeue_signals") or ("SIGUSR1",)),
-                                         on_save=record.step if rank0 else None)
+                                         on_save=record.step if rank0 else None,
+                                         requeue_margin_s=cfg.get("requeue_margin_s", 30))
     callbacks = [*build_callbacks(cfg.get("callbacks"), plain(cfg.get("optuna_trial"))), stopper,
                  runstore_callback(record if rank0 else None)]
     trainer = build_trainer(cfg.trainer, run_dir, loggers, callbacks)

@@ -24,7 +24,7 @@ STATE_FILE = "run.json"
 LOCK_FILE = "run.lock"
 STATES = ("running", "finished", "failed", "interrupted")
 # keys that say how to continue, not what is trained: they may differ between the segments of one run
-RESUME_KEYS = ("resume", "ckpt_path", "runtime", "paths", "hydra", "threads")
+RESUME_KEYS = ("resume", "ckpt_path", "runtime", "paths", "hydra", "threads", "requeue_margin_s")
 _ALPHABET = string.ascii_lowercase + string.digits
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +25,12 @@ class StopAtStepBoundary(Callback):
     Ctrl-C) only save and stop."""
 
     def __init__(self, run_dir: str, requeue_signals: list[str] | tuple[str, ...] = ("SIGUSR1",),
-                 on_save: Any = None):
+                 on_save: Any = None, requeue_margin_s: float | None = 30.0):
         self.run_dir = Path(run_dir)
         self.requeue_signals = tuple(requeue_signals)
+        self.margin = requeue_margin_s
+        self.deadline: float | None = None  # monotonic time at which an early warning is honoured
+        self._asked = False
         self.on_save = on_save  # called with the global step after the stop checkpoint is written
         self.stopped_at: int | None = None
         self.requeue = False
@@ -32,12 +38,29 @@ class StopAtStepBoundary(Callback):
 
     def _agree(self, trainer) -> tuple[bool, bool]:
         """(stop, requeue), true if any rank received such a signal: one all-reduce of two numbers."""
-        got = received()
+        got = self._due(received())
         if trainer.world_size == 1:  # every step: no tensor, no collective where there is nothing to agree on
             return bool(got), any(n in self.requeue_signals for n in got)
         flags = torch.tensor([float(bool(got)), float(any(n in self.requeue_signals for n in got))])
         flags = trainer.strategy.reduce(flags.to(trainer.strategy.root_device), reduce_op="sum").cpu()
         return bool(flags[0] > 0), bool(flags[1] > 0)
+
+    def _due(self, got: list[str]) -> list[str]:
+        """The recorded signals that are due now. A requeue warning is due at once, unless it came early: SLURM
+        looks at time limits every 30 s and may send the ``--signal`` warning up to 60 s before the time asked for
+        (sbatch(1)), so with a short lead it can land during start-up, and a run whose start-up outlasts that gap
+        would requeue forever without a step. When the job's end (squeue, asked once) is more than the margin but
+        less than the margin plus 60 s away, the warning is due when the margin remains."""
+        if not got or any(n not in self.requeue_signals for n in got) or self.margin is None:
+            return got
+        if not self._asked:
+            self._asked = True
+            left = slurm_time_left()
+            if left is not None and self.margin < left <= self.margin + 60:
+                self.deadline = time.monotonic() + left - self.margin
+                log.info("time-limit warning %.0f s before the job's end: training on until %.0f s remain",
+                         left, self.margin)
+        return got if self.deadline is None or time.monotonic() >= self.deadline else []
 
     def on_train_start(self, trainer, pl_module) -> None:
         stop, requeue = self._agree(trainer)
@@ -83,6 +106,22 @@ class StopAtStepBoundary(Callback):
 def stopped_on_signal(trainer) -> bool:
     """Whether this fit was stopped by a recorded signal (callbacks that produce results skip their end-of-fit work)."""
     return any(isinstance(c, StopAtStepBoundary) and c.stopped_at is not None for c in trainer.callbacks)
+
+
+def slurm_time_left() -> float | None:
+    """Seconds until this SLURM job's time limit (squeue's %L), None outside SLURM, without a limit or on error."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        r = subprocess.run(["squeue", "-h", "-j", job, "-o", "%L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)", r.stdout.strip())
+    if r.returncode != 0 or not m:  # UNLIMITED, NOT_SET, an error
+        return None
+    d, h, mi, sec = (int(x) if x else 0 for x in m.groups())
+    return float(((d * 24 + h) * 60 + mi) * 60 + sec)
 
 
 def requeue_slurm_job() -> bool:
