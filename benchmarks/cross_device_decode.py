@@ -22,7 +22,8 @@ from compressai.ops import compute_padding
 
 from compresslab import models
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
-from compresslab.data.images import load_image_tensor, resolve_data_root
+from compresslab.data.images import load_image_tensor
+from compresslab.data.root import resolve_data_root
 from compresslab.evaluation.evaluator import list_eval_images
 
 SIZES = {"factorized": {"N": 128, "M": 192}, "hyperprior": {"N": 128, "M": 192},
