@@ -72,7 +72,7 @@ def test_oversized_images_are_refused_from_the_header_with_the_limit_named(tmp_p
     assert "67108864 pixels" in str(e.value)
     # compress refuses before it even reads the checkpoint (which does not exist here) or writes anything
     with pytest.raises(ImageDecodeError):
-        compress_file(tmp_path / "no.ckpt", png, tmp_path / "out.clab")
+        compress_file(tmp_path / "no.ckpt", png, tmp_path / "out.clab", max_pixels=1 << 26)
     assert not (tmp_path / "out.clab").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,26 +23,40 @@ from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.data.images import ImageDecodeError, load_image_tensor
 from compresslab.entropy.bounds import rans_slack
 from compresslab.bitstream.container import MAX_FILE_BYTES, Container, ContainerError
+from compresslab.bitstream.limits import decode_defaults
 from compresslab.models.base import pad_multiple_of
+from compresslab.models.tiling import NotTileable, latent_only, synthesis_geometry, synthesize_rgb8
 
-# Decode limits (CLI: --max-pixels, --memory-mb). 64 MP (8192x8192, a 9248x6936 phone sensor) covers real photographs;
-# a header asking for more is refused before anything is allocated, whatever the file's size. The memory limit is
-# what a decode may need by the estimate below and, in the isolated decoder, the child's address-space limit.
-DEFAULT_MAX_PIXELS = 1 << 26
-DEFAULT_MEMORY_MB = 16384
+# Decode limits and tiling (conf/decode.yaml; CLI: --max-pixels, --memory-mb, --tile). Pillow's decompression-bomb
+# rule: a warning above 89 MP, a refusal above twice that, before anything is allocated, whatever the file's size.
+# The memory limit is what a decode may need by the estimate below and, in the isolated decoder, the child's
+# address-space limit; the synthesis transform runs tile by tile, so a decode's peak grows with a tile, not the image.
+DEFAULT_WARN_PIXELS = decode_defaults()["warn_pixels"]
+DEFAULT_MAX_PIXELS = decode_defaults()["max_pixels"]
+DEFAULT_MEMORY_MB = decode_defaults()["memory_mb"]
+DEFAULT_TILE = decode_defaults()["tile"]
+
+
+def warn_large(what: str, h: int, w: int) -> None:
+    """Pillow's DecompressionBombWarning above DEFAULT_WARN_PIXELS (the CLI prints it as one line)."""
+    if h * w > DEFAULT_WARN_PIXELS:
+        import warnings
+
+        warnings.warn(f"{what} is {w}x{h} ({w * h / 1e6:.1f} MP), above {DEFAULT_WARN_PIXELS / 1e6:.1f} MP (Pillow's "
+                      f"decompression-bomb warning); decoding it anyway", Image.DecompressionBombWarning, stacklevel=3)
 
 
 def check_image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """(width, height) from the image's header alone, or ImageDecodeError naming the pixel limit, before any pixel
     is decoded or any tensor allocated (a 420 KB PNG of zeros can declare 12000x12000). PIL refuses sizes over
-    twice its own Image.MAX_IMAGE_PIXELS (DecompressionBombError) before we can read them: named the same way."""
+    twice its own Image.MAX_IMAGE_PIXELS (DecompressionBombError) unless ``max_pixels`` allows more (pil_limit)."""
     import warnings
 
     from PIL import UnidentifiedImageError
 
     check_regular_file(path, "image")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), pil_limit(max_pixels):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides, once
             with Image.open(path) as img:
                 w, h = img.size
@@ -55,7 +70,20 @@ def check_image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXE
         raise ImageDecodeError(f"image {path} is {w}x{h} ({w * h / 1e6:.1f} MP), above the limit of {max_pixels} "
                                f"pixels ({max_pixels / 1e6:.1f} MP); raise it with --max-pixels if you mean it "
                                f"(compress_file(max_pixels=...))")
+    warn_large(f"image {path}", h, w)
     return w, h
+
+
+@contextlib.contextmanager
+def pil_limit(max_pixels: int):
+    """Pillow refuses images over 2x Image.MAX_IMAGE_PIXELS: a --max-pixels above that raises its limit too."""
+    old = Image.MAX_IMAGE_PIXELS
+    if old is not None and max_pixels > 2 * old:
+        Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -66,14 +94,40 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise OSError(e.errno, f"cannot write {path}: {e.strerror}; nothing was written") from None
 
 
+def pick_rate_point(model, meta: dict, rate_point: int | None, ckpt) -> int | None:
+    """Set and return the rate point a variable-rate model codes at (None for any other model); ValueError, one
+    line, for a rate point the model does not have."""
+    lambdas = list(model.rate_lambdas)
+    if not lambdas:
+        if rate_point is not None:
+            raise ValueError(f"--rate-point {rate_point}: {ckpt} holds a fixed-rate model "
+                             f"({meta['model'].get('name')}); drop --rate-point")
+        return None
+    if rate_point is None:  # the checkpoint's own lambda, else the highest rate
+        own = meta.get("lambda")
+        near = [k for k, v in enumerate(lambdas) if own is not None and abs(v - float(own)) <= 1e-6 * v]
+        rate_point = near[0] if near else len(lambdas) - 1
+    if not 0 <= int(rate_point) < len(lambdas):
+        raise ValueError(f"--rate-point {rate_point}: {ckpt} has rate points 0..{len(lambdas) - 1} (lambdas "
+                         f"{lambdas})")
+    model.set_rate_point(int(rate_point))
+    return int(rate_point)
+
+
 @torch.no_grad()
 def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,
-                  lof=None, lmbda: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
+                  lof=None, lmbda: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  rate_point: int | None = None) -> dict:
     """``lof``: a LOFConfig to overfit the latent first (the file and its decoder are the same). Images over
-    ``max_pixels`` are refused from their header, before the checkpoint is even read."""
+    ``max_pixels`` are refused from their header, before the checkpoint is even read. ``rate_point``: which rate
+    point of a variable-rate model codes it (default: the one of the checkpoint's lambda); the header records it."""
     check_image_size(image, max_pixels)
     model, meta = build_model_from_checkpoint(ckpt)
-    x = load_image_tensor(image).unsqueeze(0)
+    rate_point = pick_rate_point(model, meta, rate_point, ckpt)
+    if lof is not None and rate_point is not None:
+        raise ValueError("--lof of a variable-rate model is not implemented; compress it without --lof")
+    with pil_limit(max_pixels):
+        x = load_image_tensor(image).unsqueeze(0)
     h, w = x.shape[-2:]
     pad, _ = compute_padding(h, w, min_div=pad_multiple_of(model))
     if lof is not None:
@@ -93,30 +147,32 @@ def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | 
         enc = model.compress(F.pad(x, pad, mode="constant", value=0))
     strings = [list(s) for s in enc["strings"]]
     c = Container(model=meta["model"], weights_hash=weights_hash(model), height=h, width=w,
-                  shape=[int(v) for v in enc["shape"]], strings=strings)
+                  shape=[int(v) for v in enc["shape"]], strings=strings, rate_point=rate_point)
     data = c.to_bytes()
     write_atomic(out, data)
     return {"bytes": len(data), "payload_bytes": sum(len(s) for g in strings for s in g),
-            "bpp": len(data) * 8 / (h * w), **enc.get("lof", {})}
+            "bpp": len(data) * 8 / (h * w), "rate_point": rate_point, **enc.get("lof", {})}
 
 
 def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str | os.PathLike | None = None,
                     isolate: bool = False, timeout: float = 600.0, memory_mb: int = DEFAULT_MEMORY_MB,
-                    max_pixels: int = DEFAULT_MAX_PIXELS):
+                    max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE):
     """Decode a .clab file. ``isolate=True`` (the CLI's default for files from elsewhere) runs the entropy decoder in
     a child process with a memory limit and a timeout, so that whatever the C++ rANS decoder does with a payload
     cannot take this process down; its death becomes a ContainerError here. The file is read once, here (a regular
     file, at most MAX_FILE_BYTES), parsed strictly, and its bytes are handed to the child on stdin (the child never
     opens the path: it cannot be swapped for a FIFO in between). Both paths refuse, before decoding, a header that
-    asks for more than ``max_pixels`` or, by its estimate, more than ``memory_mb`` (see decode_bytes)."""
+    asks for more than ``max_pixels`` or, by its estimate, more than ``memory_mb`` (see decode_bytes). ``tile``: the
+    synthesis transform's tile side in latent units (0: whole image; the pixels are the same)."""
     try:
         data = read_regular_file(path, MAX_FILE_BYTES, "compressed file")
     except InputFileError as e:  # a directory, FIFO, device, a link to one, or unreadable: refused unread
         raise ContainerError(str(e)) from None
     if not isolate:
-        return _decompress_in_process(data, ckpt, out, source=str(path), memory_mb=memory_mb, max_pixels=max_pixels)
+        return _decompress_in_process(data, ckpt, out, source=str(path), memory_mb=memory_mb, max_pixels=max_pixels,
+                                      tile=tile)
     c = Container.from_bytes(data)  # strict, cannot crash: refuse what is refusable without a child
-    _check_pixels(c, max_pixels, str(path))
+    _check_pixels(c, max_pixels, str(path))  # warns here; the child's warning is not shown
     memory_mb = effective_memory_mb(memory_mb)
     with tempfile.TemporaryDirectory() as td:
         png = Path(td) / "decoded.png"
@@ -130,7 +186,7 @@ def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str |
                                                     hard))
 
         cmd = [sys.executable, "-m", "compresslab.bitstream.codec", "-", str(ckpt), str(png), str(path),
-               str(memory_mb), str(max_pixels)]
+               str(memory_mb), str(max_pixels), str(tile)]
         try:
             r = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout, preexec_fn=limits)
         except subprocess.TimeoutExpired:
@@ -182,43 +238,80 @@ def _save_png(img, out) -> None:
 
 # Calibration of the decode estimate (benchmarks/decode_estimate.py: estimate vs measured peak and time):
 _BYTES_PER_SYMBOL = 96    # index tensor (int64) and its Python list, the C++ vectors, the decoded list and tensors
-_SYNTH_FLOATS = 1.0       # float32 activations per padded pixel and per g_s channel (N at stride 2, ~4 alive)
-_BASE_BYTES = 64 << 20    # tables, output image, interpreter slack
+_SYNTH_FLOATS = 1.0       # float32 activations per tile pixel and per g_s channel (N at stride 2, ~4 alive)
+_OUT_BYTES = 8            # per output pixel: the uint8 image, PIL's copy, PNG encoding
+_BASE_BYTES = 64 << 20    # tables, interpreter slack
 _SYMBOLS_PER_S = 1e6      # rANS decode with its Python list round trips, one core (a loaded 2-core machine)
 _MACS_PER_S = 5e9         # g_s convolutions, one core
 
 
-def estimate_decode(model, c: Container, layout: list[list[int]]) -> dict[str, float]:
+def synthesis_tiles(model, c: Container, tile: int) -> tuple[int, int]:
+    """(pixels of the largest g_s call, pixels g_s computes in all, overlap included) for ``c`` at ``tile``."""
+    p = pad_multiple_of(model)
+    ph, pw = -(-c.height // p) * p, -(-c.width // p) * p
+    try:
+        scale, halo = synthesis_geometry(model.g_s) if tile > 0 else (0, 0)
+    except NotTileable:
+        scale = 0
+    if not scale:
+        return ph * pw, ph * pw
+    H, W = ph // scale, pw // scale
+
+    def spans(n):  # each tile's latent extent with its halo, clipped at the border
+        return [min(a + tile + halo, n) - max(a - halo, 0) for a in range(0, n, tile)]
+
+    rows, cols = spans(H), spans(W)
+    return max(rows) * max(cols) * scale**2, sum(rows) * sum(cols) * scale**2
+
+
+def estimate_decode(model, c: Container, layout: list[list[int]], tile: int = DEFAULT_TILE) -> dict[str, float]:
     """What decoding ``c`` will cost, from its header alone: peak bytes and seconds (rough, one CPU core), and
-    the symbol count. The synthesis transform's activations grow with the padded image, the entropy decoder's
-    lists with the symbols, the slack with both."""
+    the symbol count. The synthesis transform's activations grow with its largest tile (the padded image when
+    untiled), the output with the image, the entropy decoder's lists with the symbols, the slack with both."""
     raw = model.raw_string_groups
     symbols = sum(n for gi, g in enumerate(layout) if gi not in raw for n in g)
     strings = sum(2 * (len(st) + (0 if gi in raw else rans_slack(len(st), n)))  # the bytes and pybind's copy
                   for gi, (g, ns) in enumerate(zip(c.strings, layout)) for st, n in zip(g, ns))
-    p = pad_multiple_of(model)
-    pixels = -(-c.height // p) * p * (-(-c.width // p) * p)
+    peak_px, all_px = synthesis_tiles(model, c, tile)
     n = int(model.hparams_dict.get("N", 192))
-    synth = pixels * 4 * (_SYNTH_FLOATS * n + 12)
+    synth = peak_px * 4 * (_SYNTH_FLOATS * n + 12) + c.height * c.width * _OUT_BYTES
     return {"bytes": _BASE_BYTES + strings + symbols * _BYTES_PER_SYMBOL + synth, "symbols": symbols,
-            "seconds": symbols / _SYMBOLS_PER_S + pixels * n * n * 4 / _MACS_PER_S}
+            "seconds": symbols / _SYMBOLS_PER_S + all_px * n * n * 4 / _MACS_PER_S}
 
 
-def _check_pixels(c: Container, max_pixels: int | None, source: str) -> None:
+def _use_rate_point(model, c: Container, source: str, ckpt: str) -> None:
+    """A variable-rate model decodes at the rate point the header names; a header and a model that disagree on
+    having one are refused."""
+    n = len(model.rate_lambdas)
+    if c.rate_point is None and n:
+        raise ContainerError(f"{source}: {ckpt} holds a variable-rate model but the header names no rate point")
+    if c.rate_point is not None and not c.rate_point < n:
+        raise ContainerError(f"{source}: the header names rate point {c.rate_point} but {ckpt}'s model has "
+                             f"{n or 'one fixed'} rate point(s); the file is corrupt or crafted")
+    if n:
+        model.set_rate_point(c.rate_point)
+
+
+def _check_pixels(c: Container, max_pixels: int | None, source: str, warn: bool = True) -> None:
     if max_pixels is not None and c.height * c.width > max_pixels:
         raise ContainerError(f"{source}: the header declares a {c.height}x{c.width} image "
                              f"({c.height * c.width / 1e6:.1f} MP), above the decoder's limit of {max_pixels} pixels "
                              f"({max_pixels / 1e6:.1f} MP); if the file is yours, raise it with --max-pixels "
                              f"(decode_bytes(max_pixels=...))")
+    if warn:
+        warn_large(source, c.height, c.width)
 
 
 @torch.no_grad()
 def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: str = "the checkpoint",
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, memory_mb: int | None = DEFAULT_MEMORY_MB):
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, memory_mb: int | None = DEFAULT_MEMORY_MB,
+                 tile: int = DEFAULT_TILE):
     """A .clab file's bytes -> PIL image with an already built model. Everything about the file is checked before
     the entropy decoder runs: the container, the model and weights, the latent shape, the exact string layout the
     model writes, and what the header asks the decoder to spend (``max_pixels``; ``memory_mb`` against
-    estimate_decode; None: no limit). Whatever the decoder raises on a payload that passed is a ContainerError."""
+    estimate_decode; None: no limit). Whatever the decoder raises on a payload that passed is a ContainerError.
+    The synthesis transform runs ``tile`` latent units square at a time (models.tiling; 0, or a g_s that is not
+    known to be local: the whole image at once), with the same pixels either way."""
     c = Container.from_bytes(data)
     if meta["model"].get("name") != c.model.get("name"):
         raise CheckpointError(f"{source} was encoded with model {c.model.get('name')!r} but {ckpt} holds "
@@ -233,6 +326,7 @@ def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: 
         raise CheckpointError(f"{source} needs weights {c.weights_hash[:16]}... but {ckpt} has {digest[:16]}...; "
                               f"decode with the checkpoint that encoded it")
     _check_pixels(c, max_pixels, source)
+    _use_rate_point(model, c, source, ckpt)
     expected = list(model.coded_shape(c.height, c.width))
     if c.shape != expected:
         raise ContainerError(f"{source}: header shape {c.shape} does not fit a {c.height}x{c.width} image for "
@@ -249,7 +343,7 @@ def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: 
         raise ContainerError(f"{source}: {e}; the header's image size is not the one encoded") from None
     except Exception as e:  # noqa: BLE001 - adaptive decodes its side string here: a payload error
         raise ContainerError(f"{source}: the entropy decoder rejected the payload: {type(e).__name__}: {e}") from e
-    est = estimate_decode(model, c, layout)
+    est = estimate_decode(model, c, layout, tile)
     if memory_mb is not None:
         limit = effective_memory_mb(memory_mb)
         if est["bytes"] > limit * 2**20:
@@ -264,25 +358,33 @@ def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: 
                for gi, (g, ns) in enumerate(zip(c.strings, layout))]
     n_groups = len(c.strings)
     try:
-        dec = model.decompress(strings, torch.Size(c.shape))
+        with latent_only(model) as latents:  # the entropy decoder alone; g_s runs below, by tiles
+            model.decompress(strings, torch.Size(c.shape))
     except Exception as e:  # noqa: BLE001 - the file passed every header check: whatever fails now is its payload
         raise ContainerError(f"{source}: the entropy decoder rejected the payload ({n_groups} strings): "
                              f"{type(e).__name__}: {e}") from e
     _, unpad = compute_padding(c.height, c.width, min_div=pad_multiple_of(model))
-    x_hat = F.pad(dec["x_hat"], unpad)
-    if tuple(x_hat.shape[-2:]) != (c.height, c.width):
-        raise ContainerError(f"{source}: decoded size {tuple(x_hat.shape[-2:])} does not match the header "
-                             f"{c.height}x{c.width}")
-    arr = (x_hat[0].nan_to_num(0.0).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    box = (-unpad[2], -unpad[0], c.height, c.width)  # compute_padding's (left, right, top, bottom), negated
+    try:
+        synthesis_geometry(model.g_s)
+    except NotTileable:
+        tile = 0  # e.g. a user's block of unknown reach: the whole image at once, as before
+    try:
+        if len(latents) != 1:
+            raise ValueError(f"the model ran g_s {len(latents)} times")
+        arr = synthesize_rgb8(model.g_s, latents[0].cpu(), box, tile)
+    except (ValueError, IndexError) as e:
+        raise ContainerError(f"{source}: decoded size does not match the header {c.height}x{c.width} ({e})") from e
     return Image.fromarray(arr, mode="RGB")
 
 
-if __name__ == "__main__":  # the isolated decoder: python -m compresslab.bitstream.codec - CKPT OUT.png SOURCE MB PX
+if __name__ == "__main__":  # the isolated decoder: python -m compresslab.bitstream.codec - CKPT OUT.png SOURCE MB PX T
     _src = sys.argv[4] if len(sys.argv) > 4 else sys.argv[1]
     try:
         _data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1) if sys.argv[1] == "-" else \
             read_regular_file(sys.argv[1], MAX_FILE_BYTES, "compressed file")
-        _limits = {"memory_mb": int(sys.argv[5]), "max_pixels": int(sys.argv[6])} if len(sys.argv) > 6 else {}
+        _limits = {"memory_mb": int(sys.argv[5]), "max_pixels": int(sys.argv[6]), "tile": int(sys.argv[7])} \
+            if len(sys.argv) > 7 else {}
         _decompress_in_process(_data, sys.argv[2], sys.argv[3], source=_src, **_limits)
     except (ContainerError, CheckpointError) as e:
         sys.exit(f"{type(e).__name__}: {e}")

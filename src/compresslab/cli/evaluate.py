@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 # Evaluation sets LIC papers report on, as folders under the data root (anchors: <name>/vtm, ... where shipped).
@@ -65,10 +67,13 @@ def cmd_evaluate(args) -> int:
                              model_override=_model_override(args), progress=True, workers=workers)
     if args.lof and args.wandb:
         _log_lof_curves(rd.per_image, args)
-    m = rd.mean
-    print(f"mean over {len(files)} images: bpp {m['bpp']:.4f} | PSNR {m['psnr-rgb']:.3f} dB | MS-SSIM "
-          f"{m['ms-ssim-rgb']:.4f} | real/est bpp {m['bpp_ratio']:.4f} | enc {m['encoding_time']:.3f}s "
-          f"dec {m['decoding_time']:.3f}s")
+    lambdas = rd.meta.extra.get("lambdas") if len(rd.results["bpp"]) > 1 else None
+    for k in range(len(rd.results["bpp"])):  # a variable-rate model: one line per rate point
+        m = {key: v[k] for key, v in rd.results.items()}
+        at = f"rate point {k} (lambda {lambdas[k]:g}): " if lambdas else ""
+        print(f"{at}mean over {len(files)} images: bpp {m['bpp']:.4f} | PSNR {m['psnr-rgb']:.3f} dB | MS-SSIM "
+              f"{m['ms-ssim-rgb']:.4f} | real/est bpp {m['bpp_ratio']:.4f} | enc {m['encoding_time']:.3f}s "
+              f"dec {m['decoding_time']:.3f}s")
     if args.out:
         rd.write(args.out)
         print(f"wrote {args.out}")
@@ -116,8 +121,11 @@ def cmd_compress(args) -> int:
         from compresslab.evaluation.lof_config import LOFConfig
 
         lof = LOFConfig(steps=args.lof_steps)
-    info = compress_file(args.ckpt, args.image, args.output, lof=lof, lmbda=args.lmbda, max_pixels=args.max_pixels)
-    print(f"wrote {args.output}: {info['bytes']} bytes ({info['bpp']:.4f} bpp incl. header)")
+    with one_line_warnings():
+        info = compress_file(args.ckpt, args.image, args.output, lof=lof, lmbda=args.lmbda,
+                             max_pixels=args.max_pixels, rate_point=args.rate_point)
+    at = f", rate point {info['rate_point']}" if info.get("rate_point") is not None else ""
+    print(f"wrote {args.output}: {info['bytes']} bytes ({info['bpp']:.4f} bpp incl. header{at})")
     return 0
 
 
@@ -125,10 +133,21 @@ def cmd_decompress(args) -> int:
     check_inputs((args.file, "compressed file"), (args.ckpt, "checkpoint"))
     from compresslab.bitstream.codec import decompress_file
 
-    decompress_file(args.file, args.ckpt, args.output, isolate=not args.in_process, timeout=args.timeout,
-                    memory_mb=args.memory_mb, max_pixels=args.max_pixels)
+    with one_line_warnings():
+        decompress_file(args.file, args.ckpt, args.output, isolate=not args.in_process, timeout=args.timeout,
+                        memory_mb=args.memory_mb, max_pixels=args.max_pixels, tile=args.tile)
     print(f"wrote {args.output}")
     return 0
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """The codec's warnings (an image above Pillow's 89 MP) as one 'warning: ...' line each on stderr."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
+        yield
 
 
 def add_commands(sub) -> None:
@@ -182,6 +201,9 @@ def add_commands(sub) -> None:
     from compresslab.evaluation.lof_config import LOFConfig
 
     lof_defaults = LOFConfig()
+    from compresslab.bitstream.limits import decode_defaults  # torch-free
+
+    limits = decode_defaults()
     compress_p = sub.add_parser("compress", help="image -> .clab file")
     compress_p.add_argument("ckpt")
     compress_p.add_argument("image")
@@ -189,8 +211,11 @@ def add_commands(sub) -> None:
     compress_p.add_argument("--lof", action="store_true", help="overfit the latent first (same decoder)")
     compress_p.add_argument("--lof-steps", type=int, default=lof_defaults.steps)
     compress_p.add_argument("--lmbda", type=float)
-    compress_p.add_argument("--max-pixels", type=int, default=1 << 26,  # codec.DEFAULT_MAX_PIXELS (tested)
-                            help="refuse larger images from their header, before decoding them (default 64 MP)")
+    compress_p.add_argument("--rate-point", type=int, help="a variable-rate model's rate point k (the k-th of its "
+                            "model.lambdas; default: the checkpoint's lambda); the file records it")
+    compress_p.add_argument("--max-pixels", type=int, default=limits["max_pixels"],
+                            help="refuse larger images from their header, before decoding them (default "
+                                 f"{limits['max_pixels']}, Pillow's decompression-bomb limit; conf/decode.yaml)")
     compress_p.set_defaults(func=cmd_compress)
 
     decompress_p = sub.add_parser("decompress", help=".clab file -> PNG")
@@ -201,9 +226,15 @@ def add_commands(sub) -> None:
                    help="decode in this process (only for files you wrote yourself: a crafted payload can crash "
                         "CompressAI's C++ entropy decoder); default: an isolated child process")
     decompress_p.add_argument("--timeout", type=float, default=600.0, help="seconds before an isolated decode is abandoned")
-    decompress_p.add_argument("--memory-mb", type=int, default=16384,
+    decompress_p.add_argument("--memory-mb", type=int, default=limits["memory_mb"],
                               help="refuse files whose decode is estimated (from the header) to need more; also the "
-                                   "isolated decoder's address-space limit (a lower `ulimit -v` is kept)")
-    decompress_p.add_argument("--max-pixels", type=int, default=1 << 26,  # codec.DEFAULT_MAX_PIXELS (tested)
-                              help="refuse files whose header declares a larger image (default 64 MP)")
+                                   "isolated decoder's address-space limit (a lower `ulimit -v` is kept; default "
+                                   f"{limits['memory_mb']}, conf/decode.yaml)")
+    decompress_p.add_argument("--max-pixels", type=int, default=limits["max_pixels"],
+                              help=f"refuse files whose header declares a larger image (default {limits['max_pixels']}, "
+                                   f"Pillow's decompression-bomb limit; a warning above {limits['warn_pixels']})")
+    decompress_p.add_argument("--tile", type=int, default=limits["tile"],
+                              help="run the synthesis transform on tiles this many latent units square (the pixels "
+                                   "are the same; memory follows the tile); 0: the whole image at once (default "
+                                   f"{limits['tile']}, conf/decode.yaml)")
     decompress_p.set_defaults(func=cmd_decompress)
