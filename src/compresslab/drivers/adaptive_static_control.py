@@ -12,6 +12,9 @@ index). Each control is named for what its PMF was fitted on:
     python -m compresslab.drivers.adaptive_static_control --base-sweep <factorized sweep> --work <dir> \\
         [--fit train|loo] [--train-crops 200]
 
+A base sweep of a hyperprior-family model (its rd.json's meta.model.name: hyperprior, mbt2018-mean, ...) gets the
+same controls on its z (models/adaptive_base_static.py), the counterpart of ``model=adaptive model.base_model=<it>``.
+
 A base run is a trained run folder (checkpoints/last.ckpt) or a pretrained base that adaptive_repro.py evaluated
 (its rd.json's meta.checkpoint, e.g. zoo:bmshj2018-factorized/mse/3, and meta.bins for that quality).
 
@@ -71,17 +74,23 @@ def main(argv: list[str] | None = None) -> None:
             print(f"lambda {lmbda}: skipped, leave-one-out needs >= 2 evaluation images (the base has {len(images)})",
                   flush=True)
             continue
+        base_name = str((base.model or {}).get("name") or "factorized")
+        fit_on = crops if a.fit == "train" else [center_crop(load_image_tensor(f), base.crop) for f in images]
+        if base_name == "factorized":
+            model = (fit_static_refit if a.fit == "train" else fit_static_loo)(str(ckpt), fit_on, bins=bins, **size)
+        else:  # a hyperprior-family base: the controls code its z (models/adaptive_base_static)
+            from compresslab.models.adaptive_base_static import fit_static_on_base
+
+            model = fit_static_on_base(str(ckpt), base_name, fit_on, loo=a.fit == "loo", bins=bins, **size)
+        on_base = {} if base_name == "factorized" else {"base_model": base_name}
         if a.fit == "train":
-            model = fit_static_refit(str(ckpt), crops, bins=bins, **size)
             label = STATIC_TRAIN_LABEL.format(n=len(crops))
-            extra = {"base_ckpt": str(ckpt), "train_crops": len(crops), "fit": "train crops"}
+            extra = {"base_ckpt": str(ckpt), "train_crops": len(crops), "fit": "train crops", **on_base}
             desc = f"base {ckpt} with one static PMF re-fitted on {len(crops)} training crops; no side information"
         else:
-            model = fit_static_loo(str(ckpt), [center_crop(load_image_tensor(f), base.crop) for f in images],
-                                   bins=bins, **size)
             label = STATIC_LOO_LABEL
             extra = {"base_ckpt": str(ckpt), "fit": "leave-one-image-out on the evaluation images",
-                     "fit_images_per_table": len(images) - 1}
+                     "fit_images_per_table": len(images) - 1, **on_base}
             desc = (f"base {ckpt}; each image coded with a static PMF fitted on the other {len(images) - 1} "
                     f"evaluation images' latents (leave-one-out); side information: a 2-byte table index")
         model.update(force=False)

@@ -161,6 +161,16 @@ def provenance_fields() -> dict[str, Any]:
     return {"commit": g["commit"], "dirty": g["dirty"], "machine": machine()}
 
 
+def bit_shares(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The adaptive stage on a base's z (models/adaptive_base.py) reports its bits per image: over all images, the
+    share of the counted bits that are z's and that are its side information (what the stage can move at most)."""
+    if not rows or not all("z_bits" in r for r in rows):
+        return {}
+    total = sum(8 * r["bytes"] for r in rows)
+    return {"z_share": sum(r["z_bits"] for r in rows) / total if total else 0.0,
+            "side_share": sum(r["side_bits"] for r in rows) / total if total else 0.0}
+
+
 def evaluate(model, images: Iterable[str | os.PathLike], meta: RDMeta, *, name: str | None = None,
              description: str = "", lof: LOFConfig | None = None, progress: bool = False,
              encode_factory: Callable | None = None, workers: int = 1) -> RDResult:
@@ -184,6 +194,7 @@ def evaluate(model, images: Iterable[str | os.PathLike], meta: RDMeta, *, name: 
     for row, rep in zip(res["per_image"], curves):
         row["lof_curve"] = rep["lof_curve"]
     meta.images = len(files)
+    meta.extra.update(bit_shares(res["per_image"]))
     for k, v in provenance_fields().items():
         if getattr(meta, k) is None:
             setattr(meta, k, v)

@@ -14,8 +14,8 @@ Training interface: ``training_losses(batch, criterion)`` (default: images throu
 analysis transform and crops per image for training on cached latents).
 Naming: ``curve_label(cfg)`` (the RD curve a model config's points join: an oracle variant must not join the real
 model's curve), ``check_config(cfg)`` (one-line refusals of impossible settings, before any work).
-A model built on a trained base declares ``requires_base_ckpt`` and ``base_model``; one with a CompressAI twin
-declares ``compressai_arch`` (zoo weights load into it).
+A model built on a trained base declares ``requires_base_ckpt`` and ``base_model`` (``base_model_of(cfg)`` when the
+config picks it); one with a CompressAI twin declares ``compressai_arch`` (zoo weights load into it).
 """
 
 from __future__ import annotations
@@ -90,6 +90,12 @@ class CompressLabModel(abc.ABC):
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any], max_steps: int) -> None:
         """Raise ConfigError (one line) for a model config that cannot work; called before any work starts."""
+
+    @classmethod
+    def base_model_of(cls, cfg: Mapping[str, Any]) -> str | None:
+        """The registered model a base checkpoint must hold for this model config (default: ``base_model``; the
+        adaptive model takes it from ``model.base_model``)."""
+        return cls.base_model
 
     def latent_cache_spec(self) -> tuple[torch.nn.Module, int] | None:
         """(frozen analysis transform, crops per image) when this model trains on cached latents, else None."""

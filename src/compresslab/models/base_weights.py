@@ -44,7 +44,8 @@ def load_base_state(path: str, base_name: str, size: dict[str, Any]) -> dict[str
     saved = model_config_of(ckpt)
     if saved and saved.get("name") != base_name:
         raise CheckpointError(f"model.base_ckpt={path} holds a {saved.get('name')!r} model; this model needs a trained "
-                              f"{base_name} checkpoint (train one with model={base_name})")
+                              f"{base_name} checkpoint (train one with model={base_name}, or name the base it holds: "
+                              f"model.base_model={saved.get('name')})")
     base = get_model_class(base_name)(**size)
     load_weights(base, ckpt, source=f"model.base_ckpt={path}")
     return base.state_dict()

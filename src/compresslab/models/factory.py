@@ -23,5 +23,5 @@ def build(cfg: Mapping[str, Any]) -> CompressionModel:
         path = kwargs.pop("base_ckpt", None)
         if path:
             size = {k: kwargs[k] for k in ("N", "M") if k in kwargs}
-            kwargs["base_state"] = load_base_state(str(path), cls.base_model, size)
+            kwargs["base_state"] = load_base_state(str(path), cls.base_model_of(kwargs), size)
     return cls(**kwargs)

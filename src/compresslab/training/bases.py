@@ -101,7 +101,7 @@ def resolve_base(cfg: DictConfig, run_dir: Path, train: Callable[..., dict[str, 
     if given:
         return {"base_ckpt": given, "how": "given", "detail": "model.base_ckpt"}
     policy = _plain(cfg.get("base")) or {}
-    base, lmbda, metric = cls.base_model, float(cfg["lambda"]), str(cfg.loss.metric)
+    base, lmbda, metric = cls.base_model_of(_plain(cfg.model)), float(cfg["lambda"]), str(cfg.loss.metric)
     size = {k: int(cfg.model[k]) for k in ("N", "M") if cfg.model.get(k) is not None}
     tried = []
     if policy.get("search_runs", True):

@@ -159,6 +159,9 @@ class RDEvaluationCallback(Callback):
         print(f"Kodak{' with LOF' if lof else ''} ({len(files)} images, real bitstreams): {mean['bpp']:.4f} bpp, "
               f"{mean['psnr-rgb']:.2f} dB, real/estimated bpp {mean['bpp_ratio']:.4f}; {change_txt} -> "
               f"{out_dir / 'rd.json'}")
+        if "z_share" in meta.extra:  # the adaptive stage on a base's z: how much of the file it codes
+            print(f"z (coded by the adaptive stage) is {100 * meta.extra['z_share']:.2f} % of the bits, its side "
+                  f"information {100 * meta.extra['side_share']:.2f} %; y (the base's) the rest")
         if self.plot and trainer.is_global_zero:
             from compresslab.rd.curves import summarize_runs
 
