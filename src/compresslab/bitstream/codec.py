@@ -238,7 +238,7 @@ def _save_png(img, out) -> None:
 
 # Calibration of the decode estimate (benchmarks/decode_estimate.py: estimate vs measured peak and time):
 _BYTES_PER_SYMBOL = 96    # index tensor (int64) and its Python list, the C++ vectors, the decoded list and tensors
-_SYNTH_FLOATS = 1.0       # float32 activations per tile pixel and per g_s channel (N at stride 2, ~4 alive)
+_SYNTH_FLOATS = 1.75      # float32 per g_s pixel and channel: activations and native convolutions' im2col columns
 _OUT_BYTES = 8            # per output pixel: the uint8 image, PIL's copy, PNG encoding
 _BASE_BYTES = 64 << 20    # tables, interpreter slack
 _SYMBOLS_PER_S = 1e6      # rANS decode with its Python list round trips, one core (a loaded 2-core machine)
