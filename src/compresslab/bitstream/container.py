@@ -123,7 +123,11 @@ def _parse_header(raw: bytes, payload_len: int, version: int = VERSION) -> dict[
     digest = header.get("payload_sha256")
     if version >= 2 and (not isinstance(digest, str) or len(digest) != 64):
         raise ContainerError("corrupt header: 'payload_sha256' must be a 64-character hex string")
-    return {**header, "height": h, "width": w, "shape": shape, "lengths": lengths, "payload_sha256": digest}
+    rate_point = header.get("rate_point")  # a variable-rate model's rate point (absent for the others)
+    if rate_point is not None:
+        rate_point = _int(rate_point, "rate_point", 0, 255)
+    return {**header, "height": h, "width": w, "shape": shape, "lengths": lengths, "payload_sha256": digest,
+            "rate_point": rate_point}
 
 
 @dataclass
@@ -134,6 +138,7 @@ class Container:
     width: int
     shape: list[int]
     strings: list[list[bytes]]   # one list per latent (CompressAI's out_enc["strings"]), batch of one image
+    rate_point: int | None = None  # which of a variable-rate model's rate points coded it (None: a fixed-rate model)
 
     def to_bytes(self) -> bytes:
         lengths = [[len(s) for s in group] for group in self.strings]
@@ -141,6 +146,7 @@ class Container:
         header = json.dumps({
             "model": self.model, "weights_hash": self.weights_hash, "height": self.height, "width": self.width,
             "shape": list(self.shape), "lengths": lengths, "payload_sha256": hashlib.sha256(payload).hexdigest(),
+            **({"rate_point": self.rate_point} if self.rate_point is not None else {}),
         }, sort_keys=True).encode()
         body = MAGIC + struct.pack(">BI", VERSION, len(header)) + header + payload
         return body + struct.pack(">I", zlib.crc32(body))
@@ -177,4 +183,4 @@ class Container:
                 pos += n
             strings.append(out)
         return cls(model=dict(header["model"]), weights_hash=header["weights_hash"], height=header["height"],
-                   width=header["width"], shape=header["shape"], strings=strings)
+                   width=header["width"], shape=header["shape"], strings=strings, rate_point=header["rate_point"])

@@ -101,6 +101,16 @@ class RDResult:
     def mean(self) -> dict[str, float]:
         return {k: v[0] for k, v in self.results.items() if len(v) == 1}
 
+    def headline(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """(means, per-image rows) of the run's own point: the only one, or for a variable-rate result (one point
+        per lambda of ``meta.extra["lambdas"]``) the point at ``meta.lmbda``, the lambda the run validated at."""
+        lambdas = self.meta.extra.get("lambdas")
+        if len(self.results["bpp"]) == 1 or not lambdas or self.meta.lmbda is None:
+            return self.mean, self.per_image
+        k = min(range(len(lambdas)), key=lambda i: abs(math.log(float(lambdas[i]) / float(self.meta.lmbda))))
+        return ({key: v[k] for key, v in self.results.items() if len(v) == len(lambdas)},
+                [r for r in self.per_image if r.get("rate_point") == k])
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "results": self.results,
                 "per_image": self.per_image, "meta": self.meta.to_json()}
@@ -173,13 +183,16 @@ def bit_shares(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def evaluate(model, images: Iterable[str | os.PathLike], meta: RDMeta, *, name: str | None = None,
              description: str = "", lof: LOFConfig | None = None, progress: bool = False,
-             encode_factory: Callable | None = None, workers: int = 1) -> RDResult:
+             encode_factory: Callable | None = None, workers: int = 1, _one_point: bool = False) -> RDResult:
     """Real bitstreams of ``model`` on ``images`` (centre-cropped to ``meta.crop``), with LOF when ``lof`` is given
     (at ``meta.lmbda``, for ``meta.loss_metric``): the one evaluation every caller uses. ``workers``: images
     evaluated at once (evaluator.evaluate_model)."""
     from compresslab.evaluation.evaluator import METRIC_KEYS, evaluate_model
 
     files = [Path(f) for f in images]
+    if getattr(model, "rate_lambdas", ()) and not _one_point:  # (a plain CompressAI model has no such attribute)
+        return _evaluate_rate_points(model, files, meta, name=name, description=description, lof=lof,
+                                     progress=progress, workers=workers)
     curves: list[dict] = []
     if lof is not None:
         from compresslab.evaluation.lof import config_dict, lof_encoder_factory
@@ -203,6 +216,33 @@ def evaluate(model, images: Iterable[str | os.PathLike], meta: RDMeta, *, name: 
     return RDResult(name=label, description=description or f"{label} lambda={meta.lmbda}",
                     results={k: [res["mean"][k]] for k in METRIC_KEYS if k in res["mean"]},
                     per_image=res["per_image"], meta=meta)
+
+
+def _evaluate_rate_points(model, files: list[Path], meta: RDMeta, *, name, description, lof, progress,
+                          workers) -> RDResult:
+    """A variable-rate model: one point per rate point (its lambdas), in one result; per-image rows carry their
+    ``rate_point`` and ``lambda``."""
+    from compresslab.evaluation.evaluator import METRIC_KEYS
+
+    lambdas = list(model.rate_lambdas)
+    if lof is not None:
+        raise ValueError("LOF of a variable-rate model is not implemented (one LOF objective per rate point); "
+                         "evaluate it without --lof")
+    keep, points, rows = model.rate_point, [], []
+    try:
+        for k, lam in enumerate(lambdas):
+            model.set_rate_point(k)
+            one = evaluate(model, files, dataclasses.replace(meta, extra=dict(meta.extra)), name=name,
+                           progress=progress, workers=workers, description=description, _one_point=True)
+            points.append(one)
+            rows += [{**r, "rate_point": k, "lambda": lam} for r in one.per_image]
+    finally:
+        model.set_rate_point(keep)
+    first = points[0]
+    first.meta.extra["lambdas"] = lambdas
+    return RDResult(name=first.name, description=description or f"{first.name} lambdas={lambdas}",
+                    results={k: [p.results[k][0] for p in points] for k in METRIC_KEYS if k in first.results},
+                    per_image=rows, meta=first.meta)
 
 
 def evaluate_checkpoint(ckpt: str, images: Iterable[str | os.PathLike], *, crop: int | None = None,

@@ -54,6 +54,7 @@ class CompressLabModel(abc.ABC):
     raw_string_groups: frozenset[int] = frozenset()   # string groups that are not rANS streams (no decoder slack)
     training_objective: str = "rd"                 # "rate": D is a constant of the batch (frozen decoder), R alone
     hparams_dict: dict[str, Any] = {}              # constructor sizes a checkpoint records (instances set their own)
+    rate_lambdas: tuple[float, ...] = ()           # a variable-rate model's lambda per rate point (one curve)
 
     # -- the latent interface: every model implements these ----------------------------------------------------
     @abc.abstractmethod
@@ -96,6 +97,10 @@ class CompressLabModel(abc.ABC):
         """The registered model a base checkpoint must hold for this model config (default: ``base_model``; the
         adaptive model takes it from ``model.base_model``)."""
         return cls.base_model
+
+    def set_rate_point(self, k: int) -> None:
+        """Code at rate point k of ``rate_lambdas`` (variable-rate models only)."""
+        raise ValueError(f"{type(self).__name__} has one rate point; set_rate_point is for variable-rate models")
 
     def latent_cache_spec(self) -> tuple[torch.nn.Module, int] | None:
         """(frozen analysis transform, crops per image) when this model trains on cached latents, else None."""

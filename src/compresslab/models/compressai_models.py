@@ -4,9 +4,9 @@ in a plugin), ``model=compressai model.arch=<name>``.
 
 The adapter class of an architecture is CompressAI's own class with the family mixin of compressai_adapters in front
 (same state-dict keys, same strings). What the adapter cannot code is refused at config time, in one line naming the
-architecture and the reason (``refusal``): the variable-rate ``*-vbr`` models (their rate is a per-call argument
-and a gain vector; training them needs a per-batch lambda), point-cloud and video models, and classes of no known
-family. bmshj2018-factorized and bmshj2018-hyperprior are the ``factorized`` and ``hyperprior`` models.
+architecture and the reason (``refusal``): mbt2018-vbr (variable rate with a serial context), point-cloud and video
+models, and classes of no known family. The other ``*-vbr`` models are compressai_vbr's (one rate point per
+lambda). bmshj2018-factorized and bmshj2018-hyperprior are the ``factorized`` and ``hyperprior`` models.
 """
 
 from __future__ import annotations
@@ -40,11 +40,10 @@ def refusal(arch: str, base: type) -> str | None:
     if ".pointcloud" in where or ".video" in where:
         kind = "point-cloud" if ".pointcloud" in where else "video"
         return f"CompressAI architecture {arch!r} is a {kind} model ({where}.{base.__name__}); CompressLab codes images"
-    if issubclass(base, ScaleHyperpriorVbr):
-        return (f"CompressAI architecture {arch!r} is variable-rate: its rate is an argument of every forward/compress "
-                f"call (a quality index and gain vectors) and it trains with lambda drawn per batch, which "
-                f"CompressLab's training loop and .clab files do not carry yet (issue 38 item 4); train its "
-                f"fixed-rate twin model={arch[:-4]} per lambda")
+    if issubclass(base, ScaleHyperpriorVbr) and issubclass(base, JointAutoregressiveHierarchicalPriors):
+        return (f"CompressAI architecture {arch!r} is variable-rate with a serial context model, which the "
+                f"variable-rate adapter does not code (issue 38 item 4: bmshj2018-hyperprior-vbr and "
+                f"mbt2018-mean-vbr are); use model=mbt2018-mean-vbr, or model={arch[:-4]} per lambda")
     known = (JointAutoregressiveHierarchicalPriors, MeanScaleHyperprior, SimpleVAECompressionModel, ScaleHyperprior,
              FactorizedPrior)
     if not issubclass(base, known):
@@ -72,6 +71,12 @@ def _mixin(base: type) -> type:
     return LatentCodecAdapter
 
 
+def _is_vbr(base: type) -> bool:
+    from compressai.models.vbr import ScaleHyperpriorVbr
+
+    return issubclass(base, ScaleHyperpriorVbr)
+
+
 def _takes(base: type, name: str) -> bool:
     return name in inspect.signature(base.__init__).parameters
 
@@ -97,7 +102,11 @@ def adapter_class(arch: str) -> type:
     if why:
         raise ConfigError(why)
     mixin = _mixin(base)
-    if mixin not in (AutoregressiveAdapter, LatentCodecAdapter, MeanScaleAdapter):
+    if _is_vbr(base):  # one checkpoint, one rate point per lambda (compressai_vbr)
+        from compresslab.models.compressai_vbr import vbr_adapter
+
+        cls = vbr_adapter(base, arch)
+    elif mixin not in (AutoregressiveAdapter, LatentCodecAdapter, MeanScaleAdapter):
         # the factorized/hyperprior classes: their own constructors, on a subclass of CompressAI's class
         cls = type(base.__name__ + "Adapter", (mixin, base), {"compressai_arch": None, "__module__": __name__})
     else:

@@ -130,7 +130,7 @@ class RDEvaluationCallback(Callback):
         with coding_on_cpu(model):
             rd = evaluate(model, files, meta, lof=LOFConfig.from_mapping(self.lof) if lof else None, progress=True,
                           workers=self.workers or default_workers())
-        mean = rd.mean
+        mean, rows = rd.headline()  # a variable-rate run: the point at its lambda (rd.json holds one per lambda)
         changes: dict[str, float | None] = {}
         for name in [a for a in [self.anchor, *self.also_compare] if a]:
             try:
@@ -148,12 +148,15 @@ class RDEvaluationCallback(Callback):
         # measurements only (the mean image height/width is not a metric), and one rate change per compared anchor
         metrics = {f"{prefix}/{k}": v for k, v in mean.items() if k in METRIC_KEYS}
         if self.loss_metric == "mse":  # the objective an external sweeper (W&B) minimises: the sweep's RD cost
-            metrics[f"{prefix}/rd_cost"] = mean_rd_cost(rd.per_image, self.lmbda)
+            metrics[f"{prefix}/rd_cost"] = mean_rd_cost(rows, self.lmbda)
         for anchor_name, change in changes.items():
             if change is not None:
                 metrics[f"{prefix}/rate_change_pct_vs_{anchor_name.replace('/', '_')}"] = change
         for lg in trainer.loggers:
             lg.log_metrics(metrics, step=trainer.global_step)
+        if len(rd.results["bpp"]) > 1:
+            print(f"variable rate: {len(rd.results['bpp'])} rate points (lambdas {rd.meta.extra['lambdas']}): "
+                  + ", ".join(f"{b:.4f} bpp/{p:.2f} dB" for b, p in zip(rd.results["bpp"], rd.results["psnr-rgb"])))
         change_txt = "; ".join(f"{c:+.1f} % rate vs {n} at equal PSNR" if c is not None else
                                f"PSNR outside the range of {n}" for n, c in changes.items())
         print(f"Kodak{' with LOF' if lof else ''} ({len(files)} images, real bitstreams): {mean['bpp']:.4f} bpp, "

@@ -3,7 +3,6 @@ objective from a run's own results, and the library noise every run printed."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -34,12 +33,14 @@ def objective_value(cfg: DictConfig, run_dir: Path, metrics: dict[str, float]):
         return None
     if name == "val_loss":
         return float(metrics["val/loss"])
-    doc = json.loads((run_dir / "rd.json").read_text())
+    from compresslab.evaluation.results import RDResult
+
+    mean, rows = RDResult.read(run_dir / "rd.json").headline()  # a variable-rate run: the point at its lambda
     if name == "bpp_psnr":
-        return float(doc["results"]["bpp"][0]), float(doc["results"]["psnr-rgb"][0])
+        return float(mean["bpp"]), float(mean["psnr-rgb"])
     from compresslab.evaluation.metrics import mean_rd_cost
 
-    return float(mean_rd_cost(doc["per_image"], float(cfg["lambda"])))
+    return float(mean_rd_cost(rows, float(cfg["lambda"])))
 
 
 def validate_config(cfg: DictConfig) -> None:

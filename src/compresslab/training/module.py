@@ -25,6 +25,19 @@ from compresslab.training.optim import build_optimizers, build_scheduler, step_s
 from compresslab.training.speed import to_memory_format
 
 
+def rate_point_of(lambdas, lmbda: float, name: str) -> int:
+    """The rate point of ``lmbda`` in a variable-rate model's lambdas; ConfigError (one line) when it has none."""
+    import math
+
+    from compresslab.errors import ConfigError
+
+    for k, v in enumerate(lambdas):
+        if math.isclose(float(v), float(lmbda), rel_tol=1e-6):
+            return k
+    raise ConfigError(f"model={name}: lambda={lmbda:g} is not one of model.lambdas={list(lambdas)} (it picks the "
+                      f"rate point validated and reported as the run's point); set lambda to one of them")
+
+
 class NonFiniteLossError(FloatingPointError):
     """The RD loss became NaN/inf; the step was not applied and nothing was saved from it."""
 
@@ -57,6 +70,8 @@ class RateDistortionModule(pl.LightningModule):
         self.optim_cfg = dict(optim)
         # Plain containers only, so checkpoints stay loadable with torch.load(weights_only=True).
         self.model_cfg = dict(model_cfg or {"name": getattr(model, "registry_name", type(model).__name__)})
+        if model.rate_lambdas:  # variable rate: validation (and the run's headline point) at lambda's rate point
+            model.set_rate_point(rate_point_of(model.rate_lambdas, self.lmbda, self.model_cfg["name"]))
         self.num_logged_images = num_logged_images
         self.channels_last = channels_last  # speed.channels_last: batches to NHWC like the weights
         self._finite_pending: deque = deque()  # GPU: (event, pinned flag, record) of steps not yet checked
