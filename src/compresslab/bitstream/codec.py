@@ -240,7 +240,7 @@ def _save_png(img, out) -> None:
 _BYTES_PER_SYMBOL = 96    # index tensor (int64) and its Python list, the C++ vectors, the decoded list and tensors
 _SYNTH_FLOATS = 1.75      # float32 per g_s pixel and channel: activations and native convolutions' im2col columns
 _OUT_BYTES = 8            # per output pixel: the uint8 image, PIL's copy, PNG encoding
-_BASE_BYTES = 64 << 20    # tables, interpreter slack
+_BASE_BYTES = 96 << 20    # tables, interpreter slack, MSP's networks (with 64 MB its tiled 1024^2 decode peaked 3 MB above)
 _SYMBOLS_PER_S = 1e6      # rANS decode with its Python list round trips, one core (a loaded 2-core machine)
 _MACS_PER_S = 5e9         # g_s convolutions, one core
 

@@ -131,6 +131,8 @@ def cmd_compress(args) -> int:
 
 def cmd_decompress(args) -> int:
     check_inputs((args.file, "compressed file"), (args.ckpt, "checkpoint"))
+    if args.tile < 0:
+        raise ValueError(f"--tile {args.tile}: a tile side in latent units is >= 0 (0: the whole image at once)")
     from compresslab.bitstream.codec import decompress_file
 
     with one_line_warnings():
