@@ -61,6 +61,7 @@ class RateDistortionModule(pl.LightningModule):
         model_cfg: Mapping[str, Any] | None = None,
         num_logged_images: int = 4,
         channels_last: bool = False,
+        fused_step: str | None = None,
     ):
         super().__init__()
         self.model = model
@@ -74,6 +75,8 @@ class RateDistortionModule(pl.LightningModule):
             model.set_rate_point(rate_point_of(model.rate_lambdas, self.lmbda, self.model_cfg["name"]))
         self.num_logged_images = num_logged_images
         self.channels_last = channels_last  # speed.channels_last: batches to NHWC like the weights
+        self.fused_step = fused_step  # speed.compile=step: the torch.compile backend of the one-graph step (fused.py)
+        self._fused = None  # built at the first step, after a resumed checkpoint has restored the optimizers' state
         self._finite_pending: deque = deque()  # GPU: (event, pinned flag, record) of steps not yet checked
         self.automatic_optimization = False
         self.save_hyperparameters(
@@ -92,6 +95,10 @@ class RateDistortionModule(pl.LightningModule):
         return self.model(x)
 
     def training_step(self, batch: Tensor | dict, batch_idx: int) -> Tensor:
+        if self.fused_step:
+            from compresslab.training.fused import fused_training_step
+
+            return fused_training_step(self, batch, batch_idx)
         net_opt, aux_opt = self.optimizers()
         batch = to_memory_format(batch, self.channels_last)
         losses, batch_size = self.model.training_losses(batch, self.criterion)
@@ -111,7 +118,11 @@ class RateDistortionModule(pl.LightningModule):
             # The raw optimizer: Lightning counts every LightningOptimizer.step() as a global step, and one
             # training step must be one step of trainer.max_steps.
             aux_opt.optimizer.step()
+        return self._after_step(losses, aux_loss, net_opt, batch_size)
 
+    def _after_step(self, losses: Mapping[str, Tensor], aux_loss: Tensor, net_opt, batch_size: int) -> Tensor:
+        """The scheduler and the train metrics, after both optimizers stepped (eager or fused step)."""
+        loss = losses["loss"]
         sched = self.lr_schedulers()
         if sched is not None:
             step_scheduler(sched, self.optim_cfg.get("scheduler"), when="step")

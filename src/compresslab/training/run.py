@@ -240,7 +240,8 @@ def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, 
     ImageDataModule.setup(datamodule, "fit")
     speed = apply_speed_settings(model, plain(cfg.get("speed")))
     module = RateDistortionModule(model, lmbda=float(cfg["lambda"]), loss=plain(cfg.loss), optim=plain(cfg.optim),
-                                  model_cfg=model_cfg, channels_last=speed["channels_last"])
+                                  model_cfg=model_cfg, channels_last=speed["channels_last"],
+                                  fused_step=speed["step"])
     # resume reads through AtomicCheckpointIO.load_checkpoint (weights_only=True on every Lightning we support)
     ckpt_path = cfg.get("ckpt_path") or (str(decision["ckpt"]) if decision.get("ckpt") else None)
     from_step = checkpoint_step(ckpt_path)

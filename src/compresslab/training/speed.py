@@ -8,6 +8,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from compresslab.training.fused import step_backend
+
 # The convolutional parts: compiling the entropy models would trace their CDF bookkeeping for nothing.
 COMPILED_PARTS = ("g_a", "g_s", "h_a", "h_s")
 
@@ -15,7 +17,9 @@ COMPILED_PARTS = ("g_a", "g_s", "h_a", "h_s")
 def apply_speed_settings(model: nn.Module, speed: Mapping[str, Any] | None) -> dict[str, Any]:
     """channels_last: weights (and, through ``to_memory_format``, inputs) in NHWC, which cuDNN's convolutions
     prefer on tensor-core GPUs. compile: ``nn.Module.compile`` in place on g_a/g_s/h_a/h_s, so parameter names and
-    checkpoints are unchanged (a compiled wrapper module would rename every key to ``*._orig_mod.*``)."""
+    checkpoints are unchanged (a compiled wrapper module would rename every key to ``*._orig_mod.*``).
+    compile=step (or step:<backend>): nothing here; ``step`` names the backend RateDistortionModule compiles its
+    whole training step with (training/fused.py)."""
     speed = dict(speed or {})
     unknown = set(speed) - {"channels_last", "compile"}
     if unknown:
@@ -25,6 +29,9 @@ def apply_speed_settings(model: nn.Module, speed: Mapping[str, Any] | None) -> d
         model.to(memory_format=torch.channels_last)
     backend = speed.get("compile", False)
     compiled = []
+    step = step_backend(speed)
+    if step:  # the whole training step is compiled by the module (training/fused.py), not the parts
+        return {"channels_last": channels_last, "compiled": [], "step": step}
     if backend:
         backend = "inductor" if backend is True else str(backend)
         for name in COMPILED_PARTS:
@@ -32,7 +39,7 @@ def apply_speed_settings(model: nn.Module, speed: Mapping[str, Any] | None) -> d
             if isinstance(part, nn.Module):
                 part.compile(backend=backend, dynamic=None)
                 compiled.append(name)
-    return {"channels_last": channels_last, "compiled": compiled}
+    return {"channels_last": channels_last, "compiled": compiled, "step": None}
 
 
 def to_memory_format(batch: Any, channels_last: bool) -> Any:
