@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from compresslab import models
+from conftest import run_py
 from compresslab.evaluation.evaluator import evaluate_model
 from compresslab.evaluation.metrics import psnr_8bit
 
@@ -65,3 +66,12 @@ def test_psnr_is_the_exact_mse_of_8bit_values():
     finally:
         torch.set_num_threads(threads)
     assert len(got) == 1 and abs(got.pop() - expected) < 1e-12
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--threads"])
+def test_a_count_below_one_is_one_line_before_any_work(tmp_path, flag):
+    ckpt = tmp_path / "x.ckpt"
+    ckpt.write_bytes(b"not read")
+    r = run_py(["-m", "compresslab", "evaluate", str(ckpt), flag, "0"], timeout=60)
+    assert r.returncode == 2 and r.stderr.strip() == f"compresslab evaluate: error: {flag} 0: give 1 or more " \
+        "(leave it out for the default)", r.stderr

@@ -43,6 +43,9 @@ def cmd_evaluate(args) -> int:
     if args.out:  # first: results that cannot be written after 24 images are coded are lost results
         check_output_file(args.out, "--out")
     check_inputs((args.ckpt, "checkpoint"))
+    for flag in ("workers", "threads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ValueError(f"--{flag} {getattr(args, flag)}: give 1 or more (leave it out for the default)")
     images = args.images or str(resolve_data_root(args.data_root) / args.data)
     if not args.images and not Path(images).is_dir():
         raise FileNotFoundError(f"evaluation set {args.data!r} not found at {images}: expected its images in "
