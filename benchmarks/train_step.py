@@ -9,6 +9,7 @@ in alternating rounds in one process and the ratio of medians is reported. Usage
     python benchmarks/train_step.py --device cuda --precision bf16-mixed ...              # both loops in bf16 autocast
     python benchmarks/train_step.py --device cuda --channels-last --compile ...           # speed.* knobs, both loops
     python benchmarks/train_step.py --device cuda --sync-debug                            # where ours blocks the host
+    python benchmarks/train_step.py --fused --model msp ...    # + speed.compile=step (one graph) vs the plain loop
 
 Also reports images/s. On a GPU both loops see the batches already on the device and time with a synchronise at
 both ends, so the ratio is the framework's per-step overhead, not data loading.
@@ -111,6 +112,31 @@ def plain_loop(model, batches, lmbda, device="cpu", precision="32-true", channel
     return (time.perf_counter() - t0) / len(batches)
 
 
+def fused_loop(model, batches, lmbda, rounds):
+    """speed.compile=step's FusedStep (training/fused.py) on one model: the first step compiles (timed on its own),
+    then ``rounds`` passes over the batches, seconds per step for each. One model throughout, so the graph is
+    compiled once (a fresh model per round would be a recompilation per round)."""
+    from compresslab.entropy.precision import entropy_models_in_fp32
+    from compresslab.evaluation.losses import RateDistortionLoss
+    from compresslab.training.fused import FusedStep
+
+    entropy_models_in_fp32(model)  # what RateDistortionModule does to every model
+    model.train()
+    opt = torch.optim.Adam(net_parameters(model), lr=1e-4)
+    aux = torch.optim.Adam(aux_parameters(model), lr=1e-3)
+    step = FusedStep(model, RateDistortionLoss(lmbda), opt, aux, grad_clip=1.0)
+    t0 = time.perf_counter()
+    step(batches[0])
+    compile_s = time.perf_counter() - t0
+    per_round = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for x in batches:
+            step(x)
+        per_round.append((time.perf_counter() - t0) / len(batches))
+    return compile_s, per_round
+
+
 class _Timer(pl.Callback):
     def __init__(self, device: str):
         self.device = device
@@ -158,6 +184,9 @@ def main():
                    help="both loops: autocast bf16 for the plain one, Lightning's bf16-mixed for ours")
     p.add_argument("--channels-last", action="store_true", help="speed.channels_last for both loops")
     p.add_argument("--compile", action="store_true", help="speed.compile for both loops (g_a/g_s/h_a/h_s, inductor)")
+    p.add_argument("--fused", action="store_true",
+                   help="also time speed.compile=step (the whole step as one inductor graph) against the plain loop")
+    p.add_argument("--no-lightning", action="store_true", help="skip our Lightning module's loop (with --fused)")
     p.add_argument("--sync-debug", action="store_true", help="also list where our loop blocks the host (CUDA only)")
     p.add_argument("--plain-sync-free", action="store_true",
                    help="give the plain loop our synchronisation-free EntropyBottleneck forward too (framework cost "
@@ -180,21 +209,36 @@ def main():
     # warm-up (allocator, cuDNN autotuning, kernels; with --compile also the compilation, which is then cached)
     fresh_plain = (lambda: sync_free_plain(fresh())) if a.plain_sync_free else fresh
     plain_loop(fresh_plain(), batches[:3], 0.0067, a.device, a.precision, cl)
-    lightning_loop(fresh(), batches[:3], 0.0067, a.device, a.precision, cl)
+    ours_on = not a.no_lightning
+    if ours_on:
+        lightning_loop(fresh(), batches[:3], 0.0067, a.device, a.precision, cl)
     plain, ours = [], []
     for _ in range(a.rounds):
         plain.append(plain_loop(fresh_plain(), batches, 0.0067, a.device, a.precision, cl))
-        ours.append(lightning_loop(fresh(), batches, 0.0067, a.device, a.precision, cl))
-    mp, mo = statistics.median(plain), statistics.median(ours)
+        if ours_on:
+            ours.append(lightning_loop(fresh(), batches, 0.0067, a.device, a.precision, cl))
+    fused = fused_loop(fresh(), batches, 0.0067, a.rounds) if a.fused else None
+    mp = statistics.median(plain)
+    mo = statistics.median(ours) if ours_on else float("nan")
     dev = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu, {a.threads} threads"
     print(f"model={a.model}({a.N},{a.M}) batch={a.batch} patch={a.patch} device={dev} "
           f"steps={a.steps} rounds={a.rounds} precision={a.precision} channels_last={cl} compile={a.compile} "
           f"plain={'sync-free EntropyBottleneck' if a.plain_sync_free else 'stock CompressAI'}")
     print(f"plain PyTorch loop : {mp:.4f} s/step, {a.batch / mp:.1f} images/s  "
           f"(rounds: {', '.join(f'{v:.4f}' for v in plain)})")
-    print(f"CompressLab module : {mo:.4f} s/step, {a.batch / mo:.1f} images/s  "
-          f"(rounds: {', '.join(f'{v:.4f}' for v in ours)})")
-    print(f"ratio ours/plain   : {mo / mp:.3f}")
+    if ours_on:
+        print(f"CompressLab module : {mo:.4f} s/step, {a.batch / mo:.1f} images/s  "
+              f"(rounds: {', '.join(f'{v:.4f}' for v in ours)})")
+        print(f"ratio ours/plain   : {mo / mp:.3f}")
+    if fused is not None:
+        compile_s, rounds = fused
+        mf = statistics.median(rounds)
+        print(f"fused step (speed.compile=step): {mf:.4f} s/step, {a.batch / mf:.1f} images/s  "
+              f"(rounds: {', '.join(f'{v:.4f}' for v in rounds)}); first step (compilation) {compile_s:.1f} s")
+        print(f"ratio fused/plain  : {mf / mp:.3f}")
+        saved = mp - mf
+        print(f"compilation paid back after: "
+              f"{f'{compile_s / saved:.0f} steps' if saved > 0 else 'never (the fused step is not faster)'}")
     if a.sync_debug and a.device == "cuda":
         sites, n = sync_report(fresh(), batches[:12], 0.0067, a.precision, cl)
         print(f"host-blocking calls in our loop over {n} steps (after 2): {sum(sites.values())}")
