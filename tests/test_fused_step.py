@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from compresslab import models
 from compresslab.entropy.precision import entropy_models_in_fp32
 from compresslab.evaluation.losses import RateDistortionLoss
-from compresslab.training.fused import FusedStep, count_graph_breaks, step_backend
+from compresslab.training.fused import FusedStep, count_graph_breaks
+from compresslab.training.speed import step_backend
 from compresslab.training.module import RateDistortionModule, aux_parameters, net_parameters
 from compresslab.training.speed import apply_speed_settings
 

@@ -3,3 +3,7 @@
 
 class ConfigError(ValueError):
     """A config that cannot work; raised before any work starts and printed as one line by train.py."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The RD loss became NaN/inf; the step was not applied and nothing was saved from it."""

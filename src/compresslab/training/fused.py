@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim.adam import adam as adam_update
 
-MODE = "step"  # the value of speed.compile that selects this path
+from compresslab.errors import NonFiniteLossError
+from compresslab.training.speed import to_memory_format
 
 
 def _adam_state(opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
@@ -133,9 +134,6 @@ def count_graph_breaks(step: FusedStep, batch: Any) -> tuple[int, int, list[str]
 
 def fused_training_step(module, batch: Any, batch_idx: int) -> Tensor:
     """RateDistortionModule.training_step under speed.compile=step."""
-    from compresslab.training.module import NonFiniteLossError
-    from compresslab.training.speed import to_memory_format
-
     net_opt, aux_opt = module.optimizers()
     if module._fused is None:
         trainer = module._trainer
@@ -159,9 +157,3 @@ def fused_training_step(module, batch: Any, batch_idx: int) -> Tensor:
     return module._after_step(losses, aux_loss, net_opt, batch_size)
 
 
-def step_backend(speed: Mapping[str, Any] | None) -> str | None:
-    """The torch.compile backend of the fused step: speed.compile=step (inductor) or step:<backend>; else None."""
-    value = str((speed or {}).get("compile", False))
-    if value == MODE:
-        return "inductor"
-    return value.split(":", 1)[1] if value.startswith(MODE + ":") else None

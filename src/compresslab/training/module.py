@@ -22,6 +22,7 @@ from compresslab.entropy.precision import entropy_models_in_fp32
 from compresslab.evaluation.metrics import psnr_from_mse
 from compresslab.evaluation.losses import RateDistortionLoss
 from compresslab.training.optim import build_optimizers, build_scheduler, step_scheduler
+from compresslab.errors import NonFiniteLossError  # noqa: F401 - raised here, imported from here by callers
 from compresslab.training.speed import to_memory_format
 
 
@@ -36,10 +37,6 @@ def rate_point_of(lambdas, lmbda: float, name: str) -> int:
             return k
     raise ConfigError(f"model={name}: lambda={lmbda:g} is not one of model.lambdas={list(lambdas)} (it picks the "
                       f"rate point validated and reported as the run's point); set lambda to one of them")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The RD loss became NaN/inf; the step was not applied and nothing was saved from it."""
 
 
 def aux_parameters(model: nn.Module) -> list[nn.Parameter]:

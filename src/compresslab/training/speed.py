@@ -8,7 +8,6 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from compresslab.training.fused import step_backend
 
 # The convolutional parts: compiling the entropy models would trace their CDF bookkeeping for nothing.
 COMPILED_PARTS = ("g_a", "g_s", "h_a", "h_s")
@@ -47,3 +46,15 @@ def to_memory_format(batch: Any, channels_last: bool) -> Any:
     if channels_last and isinstance(batch, Tensor) and batch.dim() == 4:
         return batch.contiguous(memory_format=torch.channels_last)
     return batch
+
+
+FUSED_MODE = "step"  # the value of speed.compile that selects the fused step (training.fused)
+
+
+def step_backend(speed: Mapping[str, Any] | None) -> str | None:
+    """The torch.compile backend of the fused step: speed.compile=step (inductor) or step:<backend>; else None."""
+    value = str((speed or {}).get("compile", False))
+    if value == FUSED_MODE:
+        return "inductor"
+    return value.split(":", 1)[1] if value.startswith(FUSED_MODE + ":") else None
+
