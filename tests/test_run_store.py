@@ -220,3 +220,15 @@ def test_an_early_time_limit_warning_is_honoured_when_the_margin_remains(tmp_pat
         monkeypatch.setattr(stopping.time, "monotonic", lambda: now + 21)  # 50 s left - 30 s margin, and a second
         assert stop._due(["SIGUSR1"]) == ["SIGUSR1"]
     assert stopping.StopAtStepBoundary(str(tmp_path), requeue_margin_s=None)._due(["SIGUSR1"]) == ["SIGUSR1"]
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_a_process_that_trains_nothing_ends_on_sigterm(before):
+    """A sweep's submitting process (SLURM launcher) records signals from its first line like every train.py, but
+    trains nothing: act_as_default makes SIGTERM end it again, also one recorded before (it had waited on forever)."""
+    code = ("import os, signal, time\nfrom compresslab.training import signals\nsignals.install()\n"
+            + ("os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)\nsignals.act_as_default()\n" if before else
+               "signals.act_as_default()\nos.kill(os.getpid(), signal.SIGTERM)\n")
+            + "time.sleep(5)\nprint('still here')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == -15 and "still here" not in r.stdout, (r.returncode, r.stdout, r.stderr)

@@ -68,3 +68,22 @@ def received() -> list[str]:
 def reset() -> None:
     """Forget the signals a stopped run has honoured (the next run in this process starts clean)."""
     _received.clear()
+
+
+def act_as_default(names: tuple[str, ...] = ("SIGTERM", "SIGINT")) -> None:
+    """For a process that trains nothing (a sweep's submitting process waiting on its SLURM jobs): a recorded signal
+    would never be honoured there (a `kill` of it went unheard), so these act as by default again, and one recorded
+    before now is acted on now. The jobs it submitted run on; the same command later resubmits only unfinished points."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    got = received()
+    for name in names:
+        sig = getattr(signal, name)
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    if "SIGINT" in names and "SIGINT" in got:
+        raise KeyboardInterrupt
+    for name in names:
+        if name in got:
+            os.kill(os.getpid(), getattr(signal, name))

@@ -46,8 +46,10 @@ class SlurmLauncher(SubmititSlurmLauncher):
         from hydra.core.utils import JobReturn, JobStatus
 
         from compresslab.sweeps.hydra_callbacks import html_report_from, record_failure, summary_metric, write_summary
+        from compresslab.training.signals import act_as_default
         from compresslab.training.slurm import install_state_watcher
 
+        act_as_default()  # this process only submits and waits: `kill` and Ctrl-C end it (the jobs run on)
         install_state_watcher(self.state_poll_s)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         submitted: list[Any] = []
