@@ -45,6 +45,8 @@ def test_every_registered_architecture_is_a_model_or_refused_in_one_line():
     """Parametrised by what CompressAI registers: a new image architecture without a decision fails here."""
     generic = models.get_model_class("compressai")
     for arch, cls in sorted(compressai.registry.MODELS.items()):
+        if cls.__module__.startswith(("test_", "tests.")):  # a test's own class (test_context_decode registers one)
+            continue
         if ".pointcloud" in cls.__module__ or ".video" in cls.__module__:
             with pytest.raises(ConfigError, match=f"'{arch}' is a (point-cloud|video) model"):
                 generic.check_config({"name": "compressai", "arch": arch}, 8)
