@@ -354,13 +354,13 @@ TIME_LIMIT = [*SMOKE, "hydra.launcher.timeout_min=1", "hydra.launcher.additional
 
 def test_a_one_minute_time_limit_over_a_run_that_needs_five_segments_completes(slurm_cluster, tmp_path):
     """Issue 44 item 4, as a user sets it: `hydra.launcher.timeout_min=1` and `signal=USR1@30`, and nothing else
-    sends a signal. The run is sized from this machine's speed to need 100 s of training, more than four segments can
-    hold (a segment trains at most the 30 s between two of slurmctld's looks, less its start-up): SLURM warns every
+    sends a signal. The run is sized from this machine's speed to need 160 s of training, more than five segments can
+    hold (a segment trains until requeue_margin_s = 30 s before its one-minute end, less its start-up): SLURM warns every
     start, the run saves at a step boundary and requeues itself each time (same job), and it ends at max_steps with
     every segment in run.json, no step logged twice or skipped, one W&B run."""
     args = [a for a in TIME_LIMIT if not a.startswith("hydra.launcher") and a != "logger=wandb"]
     spp = _seconds_per_step(tmp_path, [*args, "logger=csv", "callbacks.progress_log.every_n_steps=50"])
-    max_steps = max(200, int(100 / spp) // 10 * 10)
+    max_steps = max(200, int(160 / spp) // 10 * 10)
     sweep = tmp_path / "limit"
     t = time.time()
     r = run_py(["train.py", "-m", "hydra/launcher=slurm", *SLURM, *TIME_LIMIT, f"trainer.max_steps={max_steps}",
