@@ -252,10 +252,6 @@ def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, 
                "resume_step": from_step}
     cfg.runtime = runtime  # ${runtime.*} in the callbacks' and loggers' entries
     cfg.runtime.config = {k: v for k, v in plain(cfg).items() if k != "runtime"}  # the resolved config W&B shows
-    if rank0:  # config.yaml again, now with the run's facts in place of nulls
-        resolved = plain(cfg)
-        resolved["runtime"].pop("config", None)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     loggers = build_loggers(cfg.get("logger"), run_dir)
     stopper = stopping.StopAtStepBoundary(str(run_dir), list(cfg.get("requeue_signals") or ("SIGUSR1",)),
                                          on_save=record.step if rank0 else None,
@@ -269,6 +265,11 @@ def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, 
         log.info("%s holds this run but no checkpoint yet: it starts again from step 0", run_dir)
     if rank0:
         record.start(from_step or 0, ckpt_path, changed=decision.get("changed") or None)
+        # only now: another rank deciding whether to resume reads run.json's config once config.yaml holds these
+        # facts (read before run.json existed, they differed from its own unresolved config: the run was refused)
+        resolved = plain(cfg)
+        resolved["runtime"].pop("config", None)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     started, t0 = datetime.now(timezone.utc), time.monotonic()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
