@@ -112,7 +112,7 @@ def plain_loop(model, batches, lmbda, device="cpu", precision="32-true", channel
     return (time.perf_counter() - t0) / len(batches)
 
 
-def fused_loop(model, batches, lmbda, rounds):
+def fused_loop(model, batches, lmbda, rounds, device="cpu"):
     """speed.compile=step's FusedStep (training/fused.py) on one model: the first step compiles (timed on its own),
     then ``rounds`` passes over the batches, seconds per step for each. One model throughout, so the graph is
     compiled once (a fresh model per round would be a recompilation per round)."""
@@ -120,6 +120,8 @@ def fused_loop(model, batches, lmbda, rounds):
     from compresslab.evaluation.losses import RateDistortionLoss
     from compresslab.training.fused import FusedStep
 
+    model.to(device)
+    batches = [b.to(device) for b in batches]  # on the device already, as in the other loops
     entropy_models_in_fp32(model)  # what RateDistortionModule does to every model
     model.train()
     opt = torch.optim.Adam(net_parameters(model), lr=1e-4)
@@ -127,12 +129,15 @@ def fused_loop(model, batches, lmbda, rounds):
     step = FusedStep(model, RateDistortionLoss(lmbda), opt, aux, grad_clip=1.0)
     t0 = time.perf_counter()
     step(batches[0])
+    _sync(device)
     compile_s = time.perf_counter() - t0
     per_round = []
     for _ in range(rounds):
+        _sync(device)
         t0 = time.perf_counter()
         for x in batches:
             step(x)
+        _sync(device)
         per_round.append((time.perf_counter() - t0) / len(batches))
     return compile_s, per_round
 
@@ -217,7 +222,7 @@ def main():
         plain.append(plain_loop(fresh_plain(), batches, 0.0067, a.device, a.precision, cl))
         if ours_on:
             ours.append(lightning_loop(fresh(), batches, 0.0067, a.device, a.precision, cl))
-    fused = fused_loop(fresh(), batches, 0.0067, a.rounds) if a.fused else None
+    fused = fused_loop(fresh(), batches, 0.0067, a.rounds, a.device) if a.fused else None
     mp = statistics.median(plain)
     mo = statistics.median(ours) if ours_on else float("nan")
     dev = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu, {a.threads} threads"

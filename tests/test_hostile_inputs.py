@@ -257,3 +257,23 @@ def test_a_decompression_bomb_in_a_data_folder_is_an_image_error_not_a_traceback
     png.write_bytes(_png_header(30000, 30000))
     with pytest.raises(ImageDecodeError, match="bomb.png"):
         load_rgb(png)
+
+
+@pytest.mark.parametrize("device, says", [("gpu", "is not a device name"), ("cuda:7", "not on this machine"),
+                                          ("meta", "not on this machine")])
+def test_a_device_the_machine_lacks_is_one_line_naming_the_devices_it_has(tmp_path, capsys, device, says):
+    from PIL import Image
+
+    from compresslab.cli import main
+
+    png, ckpt, clab = tmp_path / "i.png", tmp_path / "c.ckpt", tmp_path / "f.clab"
+    Image.new("RGB", (16, 16)).save(png)
+    ckpt.write_bytes(b"not read: the device is checked first")
+    clab.write_bytes(b"not read either")
+    has = ", ".join(["cpu", *(f"cuda:{k}" for k in range(torch.cuda.device_count()))])
+    for argv in (["compress", str(ckpt), str(png), "-o", str(tmp_path / "o.clab"), "--device", device],
+                 ["decompress", str(clab), "--ckpt", str(ckpt), "-o", str(tmp_path / "o.png"), "--device", device]):
+        assert main(argv) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0] and err[0].endswith(f"has: {has}"), err
+    assert not (tmp_path / "o.clab").exists() and not (tmp_path / "o.png").exists()

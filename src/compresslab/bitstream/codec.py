@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -23,67 +22,12 @@ from compresslab.models.from_checkpoint import build_model_from_checkpoint
 from compresslab.data.images import ImageDecodeError, load_image_tensor
 from compresslab.entropy.bounds import rans_slack
 from compresslab.bitstream.container import MAX_FILE_BYTES, Container, ContainerError
-from compresslab.bitstream.limits import decode_defaults
 from compresslab.models.base import pad_multiple_of
 from compresslab.models.tiling import NotTileable, latent_only, synthesis_geometry, synthesize_rgb8
 
-# Decode limits and tiling (conf/decode.yaml; CLI: --max-pixels, --memory-mb, --tile). Pillow's decompression-bomb
-# rule: a warning above 89 MP, a refusal above twice that, before anything is allocated, whatever the file's size.
-# The memory limit is what a decode may need by the estimate below and, in the isolated decoder, the child's
-# address-space limit; the synthesis transform runs tile by tile, so a decode's peak grows with a tile, not the image.
-DEFAULT_WARN_PIXELS = decode_defaults()["warn_pixels"]
-DEFAULT_MAX_PIXELS = decode_defaults()["max_pixels"]
-DEFAULT_MEMORY_MB = decode_defaults()["memory_mb"]
-DEFAULT_TILE = decode_defaults()["tile"]
-
-
-def warn_large(what: str, h: int, w: int) -> None:
-    """Pillow's DecompressionBombWarning above DEFAULT_WARN_PIXELS (the CLI prints it as one line)."""
-    if h * w > DEFAULT_WARN_PIXELS:
-        import warnings
-
-        warnings.warn(f"{what} is {w}x{h} ({w * h / 1e6:.1f} MP), above {DEFAULT_WARN_PIXELS / 1e6:.1f} MP (Pillow's "
-                      f"decompression-bomb warning); decoding it anyway", Image.DecompressionBombWarning, stacklevel=3)
-
-
-def check_image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) from the image's header alone, or ImageDecodeError naming the pixel limit, before any pixel
-    is decoded or any tensor allocated (a 420 KB PNG of zeros can declare 12000x12000). PIL refuses sizes over
-    twice its own Image.MAX_IMAGE_PIXELS (DecompressionBombError) unless ``max_pixels`` allows more (pil_limit)."""
-    import warnings
-
-    from PIL import UnidentifiedImageError
-
-    check_regular_file(path, "image")
-    try:
-        with warnings.catch_warnings(), pil_limit(max_pixels):
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides, once
-            with Image.open(path) as img:
-                w, h = img.size
-    except Image.DecompressionBombError:
-        raise ImageDecodeError(f"image {path} declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels (PIL's "
-                               f"decompression-bomb limit), above the limit of {max_pixels} pixels "
-                               f"({max_pixels / 1e6:.1f} MP); refusing to decode it") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageDecodeError(f"cannot decode image {path}: {e}") from None
-    if w * h > max_pixels:
-        raise ImageDecodeError(f"image {path} is {w}x{h} ({w * h / 1e6:.1f} MP), above the limit of {max_pixels} "
-                               f"pixels ({max_pixels / 1e6:.1f} MP); raise it with --max-pixels if you mean it "
-                               f"(compress_file(max_pixels=...))")
-    warn_large(f"image {path}", h, w)
-    return w, h
-
-
-@contextlib.contextmanager
-def pil_limit(max_pixels: int):
-    """Pillow refuses images over 2x Image.MAX_IMAGE_PIXELS: a --max-pixels above that raises its limit too."""
-    old = Image.MAX_IMAGE_PIXELS
-    if old is not None and max_pixels > 2 * old:
-        Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+from compresslab.bitstream.preflight import (  # noqa: F401 - re-exported: callers import them from here
+    DEFAULT_MAX_PIXELS, DEFAULT_MEMORY_MB, DEFAULT_TILE, DEFAULT_WARN_PIXELS, check_device, check_image_size, pil_limit,
+    warn_large)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -117,12 +61,16 @@ def pick_rate_point(model, meta: dict, rate_point: int | None, ckpt) -> int | No
 @torch.no_grad()
 def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | os.PathLike,
                   lof=None, lmbda: float | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  rate_point: int | None = None) -> dict:
+                  rate_point: int | None = None, device: str = "cpu") -> dict:
     """``lof``: a LOFConfig to overfit the latent first (the file and its decoder are the same). Images over
     ``max_pixels`` are refused from their header, before the checkpoint is even read. ``rate_point``: which rate
-    point of a variable-rate model codes it (default: the one of the checkpoint's lambda); the header records it."""
+    point of a variable-rate model codes it (default: the one of the checkpoint's lambda); the header records it.
+    ``device``: where the analysis and entropy coding run (a file encoded on a GPU decodes on a CPU where the model
+    codes device-independently: benchmarks/cross_device_files.py measures which do)."""
     check_image_size(image, max_pixels)
+    device = check_device(device)
     model, meta = build_model_from_checkpoint(ckpt)
+    model.to(device)
     rate_point = pick_rate_point(model, meta, rate_point, ckpt)
     if lof is not None and rate_point is not None:
         raise ValueError("--lof of a variable-rate model is not implemented; compress it without --lof")
@@ -140,11 +88,11 @@ def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | 
         if lmbda is None:
             raise ValueError("LOF needs the model's lambda: the checkpoint has none, pass --lmbda")
         lof = dataclasses.replace(lof, metric=checkpoint_metric(meta))
-        latents, report = overfit_latents(model, x, lmbda, lof)
+        latents, report = overfit_latents(model, x.to(device), lmbda, lof)
         enc = model.compress_latents(latents)
         enc["lof"] = {k: v for k, v in report.items() if k != "lof_curve"}
     else:
-        enc = model.compress(F.pad(x, pad, mode="constant", value=0))
+        enc = model.compress(F.pad(x, pad, mode="constant", value=0).to(device))
     strings = [list(s) for s in enc["strings"]]
     c = Container(model=meta["model"], weights_hash=weights_hash(model), height=h, width=w,
                   shape=[int(v) for v in enc["shape"]], strings=strings, rate_point=rate_point)
@@ -156,21 +104,23 @@ def compress_file(ckpt: str | os.PathLike, image: str | os.PathLike, out: str | 
 
 def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str | os.PathLike | None = None,
                     isolate: bool = False, timeout: float = 600.0, memory_mb: int = DEFAULT_MEMORY_MB,
-                    max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE):
+                    max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = DEFAULT_TILE, device: str = "cpu"):
     """Decode a .clab file. ``isolate=True`` (the CLI's default for files from elsewhere) runs the entropy decoder in
     a child process with a memory limit and a timeout, so that whatever the C++ rANS decoder does with a payload
     cannot take this process down; its death becomes a ContainerError here. The file is read once, here (a regular
     file, at most MAX_FILE_BYTES), parsed strictly, and its bytes are handed to the child on stdin (the child never
     opens the path: it cannot be swapped for a FIFO in between). Both paths refuse, before decoding, a header that
     asks for more than ``max_pixels`` or, by its estimate, more than ``memory_mb`` (see decode_bytes). ``tile``: the
-    synthesis transform's tile side in latent units (0: whole image; the pixels are the same)."""
+    synthesis transform's tile side in latent units (0: whole image; the pixels are the same). ``device``: where the
+    entropy decoding runs (the synthesis transform always runs on the CPU: its pixels are the same everywhere)."""
+    device = check_device(device)
     try:
         data = read_regular_file(path, MAX_FILE_BYTES, "compressed file")
     except InputFileError as e:  # a directory, FIFO, device, a link to one, or unreadable: refused unread
         raise ContainerError(str(e)) from None
     if not isolate:
         return _decompress_in_process(data, ckpt, out, source=str(path), memory_mb=memory_mb, max_pixels=max_pixels,
-                                      tile=tile)
+                                      tile=tile, device=device)
     c = Container.from_bytes(data)  # strict, cannot crash: refuse what is refusable without a child
     _check_pixels(c, max_pixels, str(path))  # warns here; the child's warning is not shown
     memory_mb = effective_memory_mb(memory_mb)
@@ -186,7 +136,7 @@ def decompress_file(path: str | os.PathLike, ckpt: str | os.PathLike, out: str |
                                                     hard))
 
         cmd = [sys.executable, "-m", "compresslab.bitstream.codec", "-", str(ckpt), str(png), str(path),
-               str(memory_mb), str(max_pixels), str(tile)]
+               str(memory_mb), str(max_pixels), str(tile), device]
         try:
             r = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout, preexec_fn=limits)
         except subprocess.TimeoutExpired:
@@ -220,8 +170,9 @@ def effective_memory_mb(memory_mb: int) -> int:
 
 @torch.no_grad()
 def _decompress_in_process(data: bytes, ckpt: str | os.PathLike, out: str | os.PathLike | None = None,
-                           source: str = "<bytes>", **limits):
+                           source: str = "<bytes>", device: str = "cpu", **limits):
     model, meta = build_model_from_checkpoint(ckpt)
+    model.to(device)
     img = decode_bytes(data, model, meta, source=source, ckpt=str(ckpt), **limits)
     if out is not None:
         _save_png(img, out)
@@ -385,6 +336,8 @@ if __name__ == "__main__":  # the isolated decoder: python -m compresslab.bitstr
             read_regular_file(sys.argv[1], MAX_FILE_BYTES, "compressed file")
         _limits = {"memory_mb": int(sys.argv[5]), "max_pixels": int(sys.argv[6]), "tile": int(sys.argv[7])} \
             if len(sys.argv) > 7 else {}
+        if len(sys.argv) > 8:
+            _limits["device"] = sys.argv[8]
         _decompress_in_process(_data, sys.argv[2], sys.argv[3], source=_src, **_limits)
     except (ContainerError, CheckpointError) as e:
         sys.exit(f"{type(e).__name__}: {e}")

@@ -126,7 +126,7 @@ def cmd_compress(args) -> int:
         lof = LOFConfig(steps=args.lof_steps)
     with one_line_warnings():
         info = compress_file(args.ckpt, args.image, args.output, lof=lof, lmbda=args.lmbda,
-                             max_pixels=args.max_pixels, rate_point=args.rate_point)
+                             max_pixels=args.max_pixels, rate_point=args.rate_point, device=args.device)
     at = f", rate point {info['rate_point']}" if info.get("rate_point") is not None else ""
     print(f"wrote {args.output}: {info['bytes']} bytes ({info['bpp']:.4f} bpp incl. header{at})")
     return 0
@@ -140,7 +140,7 @@ def cmd_decompress(args) -> int:
 
     with one_line_warnings():
         decompress_file(args.file, args.ckpt, args.output, isolate=not args.in_process, timeout=args.timeout,
-                        memory_mb=args.memory_mb, max_pixels=args.max_pixels, tile=args.tile)
+                        memory_mb=args.memory_mb, max_pixels=args.max_pixels, tile=args.tile, device=args.device)
     print(f"wrote {args.output}")
     return 0
 
@@ -221,6 +221,7 @@ def add_commands(sub) -> None:
     compress_p.add_argument("--max-pixels", type=int, default=limits["max_pixels"],
                             help="refuse larger images from their header, before decoding them (default "
                                  f"{limits['max_pixels']}, Pillow's decompression-bomb limit; conf/decode.yaml)")
+    compress_p.add_argument("--device", default="cpu", help="where to encode: cpu (default), cuda, cuda:<k>")
     compress_p.set_defaults(func=cmd_compress)
 
     decompress_p = sub.add_parser("decompress", help=".clab file -> PNG")
@@ -242,4 +243,6 @@ def add_commands(sub) -> None:
                               help="run the synthesis transform on tiles this many latent units square (the pixels "
                                    "are the same; memory follows the tile); 0: the whole image at once (default "
                                    f"{limits['tile']}, conf/decode.yaml)")
+    decompress_p.add_argument("--device", default="cpu", help="where to entropy-decode: cpu (default), cuda, cuda:<k> "
+                              "(the synthesis transform runs on the CPU: the same pixels everywhere)")
     decompress_p.set_defaults(func=cmd_decompress)
