@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -323,7 +324,9 @@ def decode_bytes(data: bytes, model, meta: dict, source: str = "<bytes>", ckpt: 
     try:
         if len(latents) != 1:
             raise ValueError(f"the model ran g_s {len(latents)} times")
-        arr = synthesize_rgb8(model.g_s, latents[0].cpu(), box, tile)
+        g_s = model.g_s if all(p.device.type == "cpu" for p in model.g_s.parameters()) else \
+            copy.deepcopy(model.g_s).cpu()  # always on the CPU: the same pixels whichever device decoded the latent
+        arr = synthesize_rgb8(g_s, latents[0].cpu(), box, tile)
     except (ValueError, IndexError) as e:
         raise ContainerError(f"{source}: decoded size does not match the header {c.height}x{c.width} ({e})") from e
     return Image.fromarray(arr, mode="RGB")

@@ -16,7 +16,7 @@ def _bits_per_row(entropy_model) -> torch.Tensor | None:
         return None
     lengths = entropy_model._cdf_length.reshape(-1).long()
     freq = (cdf[:, 1:] - cdf[:, :-1]).long()
-    valid = torch.arange(freq.shape[1])[None, :] < (lengths[:, None] - 1)
+    valid = torch.arange(freq.shape[1], device=cdf.device)[None, :] < (lengths[:, None] - 1)
     top = torch.where(valid, freq, torch.zeros((), dtype=torch.long)).amax(1).clamp_min(1)
     return torch.log2((1 << 16) / top.double())
 

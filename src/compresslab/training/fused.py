@@ -117,7 +117,10 @@ class FusedStep:
     @staticmethod
     def _lrs(opt: torch.optim.Optimizer | None) -> Tensor:
         # float64: Adam's update divides the lr in double precision when it is a Python float
-        return torch.tensor([float(g["lr"]) for g in opt.param_groups] if opt else [0.0], dtype=torch.float64)
+        # on the parameters' device: a CPU tensor among a CUDA graph's inputs failed inductor's kernel launch
+        device = opt.param_groups[0]["params"][0].device if opt and opt.param_groups[0]["params"] else None
+        return torch.tensor([float(g["lr"]) for g in opt.param_groups] if opt else [0.0], dtype=torch.float64,
+                            device=device)
 
     def __call__(self, batch: Any) -> tuple[dict[str, Tensor], Tensor, int]:
         with torch._dynamo.config.patch(trace_autograd_ops=True):
