@@ -16,6 +16,7 @@ Families (picked by ``compressai_models.family_of`` from the class hierarchy, so
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -126,13 +127,18 @@ class AutoregressiveAdapter(MeanScaleAdapter):
         if not self.deterministic_coding:
             yield self.h_s(z_hat)
             return
-        saved = self._modules["context_prediction"], self._modules["entropy_parameters"]
+        names = ("context_prediction", "entropy_parameters", "gaussian_conditional")
+        saved = tuple(self._modules[n] for n in names)
         self._modules["context_prediction"] = float64_cpu_copy(saved[0])
         self._modules["entropy_parameters"] = torch.nn.Sequential(float64_cpu_copy(saved[1]), _Grid())
+        # its scale table on the CPU too (a model on a GPU: the loop's indexes were built across devices)
+        self._modules["gaussian_conditional"] = saved[2] if saved[2].scale_table.device.type == "cpu" else \
+            copy.deepcopy(saved[2]).cpu()
         try:
             yield float64_cpu_copy(self.h_s)(z_hat.detach().to("cpu", torch.float64))
         finally:
-            self._modules["context_prediction"], self._modules["entropy_parameters"] = saved
+            for n, m in zip(names, saved):
+                self._modules[n] = m
 
     def compress_latents(self, latents):
         y, z = latents["y"], latents["z"]
