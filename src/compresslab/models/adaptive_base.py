@@ -19,7 +19,6 @@ import torch
 from compressai.models import CompressionModel
 from torch import Tensor
 
-from compresslab.entropy.bounds import min_string_bytes, rans_slack
 from compresslab.entropy.ste import ste_round
 from compresslab.errors import ConfigError
 from compresslab.models.adaptive_stage import KODAK_PIXELS, AdaptiveStage
@@ -195,16 +194,9 @@ class AdaptiveOnBase(AdaptiveStage, CompressLabModel, CompressionModel):
         super().check_strings(strings, shape)
         if self.ideal:
             return
-        side = [s + bytes(rans_slack(len(s), self.side_layout())) for s in strings[self.side_group]]
-        pmfs = self.decode_pmf(self.pdf.entropy_bottleneck.decompress(side, (self.pdf.q_length,)))
         n_z = self.base.string_layout(shape)[self.z_group][0]
-        for i, s in enumerate(strings[self.z_group]):
-            with self._swapped_tables(self._tables(pmfs[i])) as eb:
-                least = min_string_bytes(n_z, eb)
-            if len(s) < least:
-                raise ValueError(f"string group {self.z_group} holds {len(s)} bytes, but the {n_z} z symbols the "
-                                 f"header asks for need at least {least} under the tables its side information "
-                                 f"gives")
+        self.check_adapted_strings(strings[self.z_group], strings[self.side_group], n_z, self.z_group,
+                                   f"{n_z} z symbols")
 
     @torch.no_grad()
     def decompress(self, strings, shape) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import torch
 from compressai.models import CompressionModel
 from torch import Tensor
 
-from compresslab.entropy.bounds import min_string_bytes, rans_slack
 from compresslab.entropy.ste import ste_round
 from compresslab.models.adaptive_stage import KODAK_PIXELS, AdaptiveStage
 from compresslab.models.base import CompressLabModel
@@ -151,16 +150,8 @@ class AdaptiveFactorized(AdaptiveStage, CompressLabModel, CompressionModel):
         super().check_strings(strings, shape)
         if self.ideal:
             return
-        n_q = self.string_layout(shape)[1][0]
-        side = [s + bytes(rans_slack(len(s), n_q)) for s in strings[1]]
-        pmfs = self.decode_pmf(self.pdf.entropy_bottleneck.decompress(side, (self.pdf.q_length,)))
-        for i, s in enumerate(strings[0]):
-            with self._swapped_tables(self._tables(pmfs[i])) as eb:
-                least = min_string_bytes(eb.channels * int(shape[0]) * int(shape[1]), eb)
-            if len(s) < least:
-                raise ValueError(f"string group 0 holds {len(s)} bytes, but the {eb.channels}x{shape[0]}x{shape[1]} "
-                                 f"symbols the header asks for need at least {least} under the tables its side "
-                                 f"information gives")
+        self.check_adapted_strings(strings[0], strings[1], self.M * int(shape[0]) * int(shape[1]), 0,
+                                   f"{self.M}x{shape[0]}x{shape[1]} symbols")
 
     @torch.no_grad()
     def decompress(self, strings, shape) -> dict[str, Any]:

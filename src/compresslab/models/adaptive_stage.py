@@ -121,6 +121,23 @@ class AdaptiveStage:
         finally:
             eb._quantized_cdf, eb._cdf_length, eb._offset = saved
 
+    @torch.no_grad()
+    def check_adapted_strings(self, coded: list[bytes], side: list[bytes], n_symbols: int, group: int,
+                              what: str) -> None:
+        """ValueError when a string coded under the per-image tables (one per image) is shorter than its
+        ``n_symbols`` allow under the tables that image's side string gives: q is decoded first (a few hundred
+        symbols, with the decoder's slack), then each string is bounded (entropy.bounds)."""
+        from compresslab.entropy.bounds import min_string_bytes, rans_slack
+
+        side = [s + bytes(rans_slack(len(s), self.side_layout())) for s in side]
+        pmfs = self.decode_pmf(self.pdf.entropy_bottleneck.decompress(side, (self.pdf.q_length,)))
+        for i, s in enumerate(coded):
+            with self._swapped_tables(self._tables(pmfs[i])) as eb:
+                least = min_string_bytes(n_symbols, eb)
+            if len(s) < least:
+                raise ValueError(f"string group {group} holds {len(s)} bytes, but the {what} the header asks for "
+                                 f"need at least {least} under the tables its side information gives")
+
 
 def pack_pmf(pmf: Tensor) -> bytes:
     """Ideal mode's oracle PMF (not counted as bits): the 2^-24 grid values as uint32."""
