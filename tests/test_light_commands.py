@@ -84,6 +84,9 @@ MISSING = {
     "compress": (["compress", "nothere.ckpt", "kodim01.png", "-o", "x.clab"], "checkpoint nothere.ckpt does not exist"),
     "decompress": (["decompress", "nothere.clab", "--ckpt", "nothere.ckpt", "-o", "x.png"],
                    "compressed file nothere.clab does not exist"),
+    "complexity": (["complexity", "hyperprior", "nothere"], "nothere: neither a checkpoint file nor a model config; "
+                   "the configs are: " + ", ".join(sorted(str(p.relative_to(REPO / "conf/model").with_suffix(""))
+                                                         for p in (REPO / "conf/model").rglob("*.yaml")))),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-COMMAND_MODULES = ("evaluate", "curves", "results", "data", "report", "runs")  # compresslab.cli.<module>.add_commands(sub)
+COMMAND_MODULES = ("evaluate", "curves", "results", "data", "report", "runs", "models")  # compresslab.cli.<module>.add_commands(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
