@@ -58,7 +58,14 @@ def cmd_complexity(args) -> int:
     if args.out:
         from compresslab.io.atomic import atomic_write_bytes
 
-        atomic_write_bytes(args.out, (json.dumps({"size": [width, height], "rows": rows}, indent=1) + "\n").encode())
+        import shlex
+
+        import compressai
+        import torch
+
+        doc = {"command": shlex.join(["compresslab", *sys.argv[1:]]), "torch": torch.__version__,
+               "compressai": compressai.__version__, "size": [width, height], "rows": rows}
+        atomic_write_bytes(args.out, (json.dumps(doc, indent=1) + "\n").encode())
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
