@@ -94,3 +94,25 @@ def test_step_values_of_speed_compile():
     m = models.build({"name": "factorized", "N": 8, "M": 8})
     info = apply_speed_settings(m, {"compile": "step"})
     assert info == {"channels_last": False, "compiled": [], "step": "inductor"}  # no part compiled on its own
+
+
+def test_adaptive_stage_on_cached_latents_is_one_graph(tmp_path):
+    """Stage 2 of the adaptive model trains on cached latents (data.latent_cache): its batch carries the crop size
+    as Python ints, so the traced step has no tensor-to-int break (it had two)."""
+    from compresslab.data.latent_cache import LatentDataset, collate_latents
+
+    torch.manual_seed(0)
+    base = models.build({"name": "factorized", "N": 8, "M": 8})
+    base.update(force=True)
+    torch.save({"state_dict": base.state_dict(), "compresslab": {"model": {"name": "factorized", "N": 8, "M": 8}}},
+               tmp_path / "base.ckpt")
+    m = models.build({"name": "adaptive", "N": 8, "M": 8, "base_ckpt": str(tmp_path / "base.ckpt")})
+    entropy_models_in_fp32(m)
+    m.train()
+    data = LatentDataset(torch.randn(4, 8, 4, 4) * 3, (64, 64))
+    batch = collate_latents([data[i] for i in range(2)])
+    assert batch["image_hw"] == (64, 64) and batch["y"].shape == (2, 8, 4, 4)
+    net, aux = torch.optim.Adam(net_parameters(m), lr=1e-3), torch.optim.Adam(aux_parameters(m), lr=1e-3)
+    step = FusedStep(m, RateDistortionLoss(0.01), net, aux, grad_clip=1.0, backend="eager")
+    graphs, breaks, reasons = count_graph_breaks(step, batch)
+    assert (graphs, breaks) == (1, 0), reasons

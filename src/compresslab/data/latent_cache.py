@@ -24,7 +24,13 @@ class LatentDataset(Dataset):
 
     def __getitem__(self, i: int | tuple[int, int]) -> dict:
         i, _ = split_index(i)  # a cached latent has no crop of its own to draw
-        return {"y": self.latents[i], "image_hw": torch.tensor(self.image_hw)}
+        return {"y": self.latents[i], "image_hw": tuple(self.image_hw)}
+
+
+def collate_latents(items: list[dict]) -> dict:
+    """The latents stacked; ``image_hw`` stays one pair of Python ints (a dataset has one crop size), so a traced
+    step (speed.compile=step) reads it without a tensor-to-int graph break."""
+    return {"y": torch.stack([it["y"] for it in items]), "image_hw": tuple(int(v) for v in items[0]["image_hw"])}
 
 
 class LatentCacheDataModule(ImageDataModule):
@@ -53,5 +59,7 @@ class LatentCacheDataModule(ImageDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if self.resumable and len(self.latent_set) >= self.batch_size:  # position saved with the checkpoint
-            return ResumableDataLoader(self.latent_set, self.batch_size, seed=self.seed, num_workers=0)
-        return DataLoader(self.latent_set, batch_size=self.batch_size, shuffle=True, drop_last=True, num_workers=0)
+            return ResumableDataLoader(self.latent_set, self.batch_size, seed=self.seed, num_workers=0,
+                                       collate_fn=collate_latents)
+        return DataLoader(self.latent_set, batch_size=self.batch_size, shuffle=True, drop_last=True, num_workers=0,
+                          collate_fn=collate_latents)

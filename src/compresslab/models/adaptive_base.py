@@ -131,7 +131,7 @@ class AdaptiveOnBase(AdaptiveStage, CompressLabModel, CompressionModel):
         if not isinstance(batch, dict):
             return super().training_losses(batch, criterion)
         z = batch["y"]  # cached z of the frozen base: y's rate and D are constants, omitted
-        h, w = (int(v) for v in batch["image_hw"][0])
+        h, w = batch["image_hw"]  # Python ints (data.latent_cache.collate_latents): no graph break
         losses = criterion.rate(self.rates_from_latent(z, (h, w), key="z"), z.shape[0] * h * w)
         losses["loss"] = losses["bpp_loss"]
         return losses, z.shape[0]

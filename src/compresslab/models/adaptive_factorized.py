@@ -92,7 +92,7 @@ class AdaptiveFactorized(AdaptiveStage, CompressLabModel, CompressionModel):
             return super().training_losses(batch, criterion)
         # cached latents (frozen g_a/g_s, see latent_cache.py): only rates change, D is a constant and omitted
         y = batch["y"]
-        h, w = (int(v) for v in batch["image_hw"][0])
+        h, w = batch["image_hw"]  # Python ints (data.latent_cache.collate_latents): no graph break
         losses = criterion.rate(self.rates_from_latent(y, (h, w)), y.shape[0] * h * w)
         losses["loss"] = losses["bpp_loss"]
         return losses, y.shape[0]
