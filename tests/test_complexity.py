@@ -54,11 +54,12 @@ def test_macs_by_part_equal_a_count_from_the_layer_shapes(cfg):
 
 def test_wider_models_cost_more_and_the_command_writes_its_json(tmp_path):
     out = tmp_path / "c.json"
-    r = run_py(["-m", "compresslab", "complexity", "hyperprior", "mbt2018-mean", "--set", "N=32", "M=48", "--size",
-                "256x128", "--out", str(out)])
+    r = run_py(["-m", "compresslab", "complexity", "hyperprior", "mbt2018-mean", "mbt2018-mean:M=64", "--set", "N=32",
+                "M=48", "--size", "256x128", "--out", str(out)])
     assert r.returncode == 0, r.stderr[-2000:]
     rows = {row["model"]: row for row in json.loads(out.read_text())["rows"]}
     assert rows["hyperprior"]["config"]["N"] == 32 and rows["mbt2018-mean"]["config"]["M"] == 48
+    assert rows["mbt2018-mean:M=64"]["config"]["M"] == 64 and rows["mbt2018-mean:M=64"]["config"]["N"] == 32
     # the mean-scale h_s outputs 2M channels where the scale one outputs M: the same g_a/g_s, more h_s
     assert rows["mbt2018-mean"]["kmac_by_part"]["h_s"] > rows["hyperprior"]["kmac_by_part"]["h_s"]
     assert rows["mbt2018-mean"]["kmac_by_part"]["g_a"] == rows["hyperprior"]["kmac_by_part"]["g_a"]

@@ -42,7 +42,9 @@ def cmd_complexity(args) -> int:
     specs = []
     for spec in args.models:
         is_file = Path(spec).is_file() or spec.startswith("zoo:")
-        specs.append((spec, None if is_file else model_config(spec, args.set)))  # every name checked before torch
+        name, _, own = spec.partition(":")  # name:KEY=VALUE,...: this model's own changes after --set's
+        cfg = None if is_file else model_config(name, [*args.set, *filter(None, own.split(","))])
+        specs.append((spec, cfg))  # every name checked before torch
     from compresslab import models
     from compresslab.models.complexity import complexity
     from compresslab.models.from_checkpoint import build_model_from_checkpoint
@@ -72,7 +74,8 @@ def cmd_complexity(args) -> int:
 
 def add_commands(sub) -> None:
     p = sub.add_parser("complexity", help="parameters and kMAC per pixel of models, by part")
-    p.add_argument("models", nargs="+", help="a model config name (e.g. mbt2018-mean, msp/fast_gdn) or a checkpoint")
+    p.add_argument("models", nargs="+", help="a model config name (e.g. mbt2018-mean, msp/fast_gdn; "
+                   "cheng2020-anchor:M=64 changes that model's keys only) or a checkpoint")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="change the configs' keys, e.g. N=64 M=96")
     p.add_argument("--size", default="768x512", help="image size WIDTHxHEIGHT (default: Kodak's 768x512)")
     p.add_argument("--out", help="also write the numbers as JSON here")
