@@ -10,7 +10,6 @@ Models: the smoke checkpoints of benchmarks/fuzz_decoder.py (--work). The inputs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -28,33 +27,18 @@ torch.set_num_threads(1)
 from compresslab.bitstream import codec  # noqa: E402
 from compresslab.bitstream.container import Container  # noqa: E402
 from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
+from forked_peak import in_forked_child  # noqa: E402
 from fuzz_decoder import MODELS, smoke_checkpoints  # noqa: E402
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith(key + ":"))
 
 
 def measure(data: bytes, model, meta) -> dict:
     """Decode in a forked child; its peak RSS above its RSS at the start, and seconds."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-        base, t0 = _status("VmRSS"), time.perf_counter()
+    def decode():
         codec.decode_bytes(data, model, meta, max_pixels=None, memory_mb=None)
-        out = {"peak_bytes": _status("VmHWM") - base, "seconds": time.perf_counter() - t0}
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
-    buf = b""
-    while chunk := os.read(r, 4096):
-        buf += chunk
-    os.waitpid(pid, 0)
-    return json.loads(buf)
+        return {}
+
+    out = in_forked_child(decode)
+    return {"peak_bytes": out["peak_mb"] * 2**20, "seconds": out["seconds"]}
 
 
 def main() -> None:

@@ -37,32 +37,8 @@ from compresslab.bitstream import codec  # noqa: E402
 from compresslab.bitstream.container import Container, ContainerError  # noqa: E402
 from compresslab.entropy.bounds import min_string_bytes  # noqa: E402
 from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
-from decode_estimate import _status  # noqa: E402
+from forked_peak import in_forked_child  # noqa: E402
 from fuzz_decoder import smoke_checkpoints  # noqa: E402
-
-
-def in_child(fn) -> dict:
-    """fn() in a forked child: its result, seconds and peak RSS above the child's start."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # VmHWM := VmRSS
-        base, t0 = _status("VmRSS"), time.perf_counter()
-        try:
-            out = fn()
-        except ContainerError as e:
-            out = {"outcome": "refused: " + str(e).split(": ", 1)[1][:100]}
-        out.update(seconds=time.perf_counter() - t0, peak_mb=(_status("VmHWM") - base) / 2**20)
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
-    buf = b""
-    while chunk := os.read(r, 4096):
-        buf += chunk
-    os.waitpid(pid, 0)
-    return json.loads(buf)
 
 
 def tiny_ckpt(path: Path, name: str) -> Path:
@@ -104,7 +80,7 @@ def peak_rows(tmp: Path, tiles: list[int]) -> list[dict]:
                     img = codec.decode_bytes(data, model, meta, max_pixels=None, memory_mb=None, tile=tile)
                     return {"sha256": hashlib.sha256(img.tobytes()).hexdigest()}
 
-                m = in_child(decode)
+                m = in_forked_child(decode, refused=ContainerError)
                 est = codec.estimate_decode(model, c, model.string_layout(c.shape), tile)
                 rows.append({"model": name, "image": f"{w}x{h}", "mp": w * h / 1e6, "tile": tile,
                              "peak_mb": m["peak_mb"], "peak_mb_per_mp": m["peak_mb"] / (w * h / 1e6),
@@ -131,7 +107,7 @@ def crafted_rows(ckpts: dict, sides: list[int]) -> list[dict]:
                 img = codec.decode_bytes(data, model, meta)
                 return {"outcome": "decoded", "out_mb": len(img.tobytes()) / 2**20}
 
-            m = in_child(decode)
+            m = in_forked_child(decode, refused=ContainerError)
             rows.append({"model": name, "side": side, "file_bytes": len(data), "outcome": m["outcome"],
                          "seconds": m["seconds"], "peak_mb": m["peak_mb"], "out_mb": m.get("out_mb", 0.0)})
             print(rows[-1], flush=True)

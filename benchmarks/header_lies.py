@@ -8,7 +8,6 @@ each in a forked child (VmHWM reset at its start).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -26,34 +25,17 @@ torch.set_num_threads(1)
 from compresslab.bitstream import codec  # noqa: E402
 from compresslab.bitstream.container import Container, ContainerError  # noqa: E402
 from compresslab.models.from_checkpoint import build_model_from_checkpoint  # noqa: E402
-from decode_estimate import _status  # noqa: E402
+from forked_peak import in_forked_child  # noqa: E402
 from fuzz_decoder import MODELS, smoke_checkpoints  # noqa: E402
 
-SIZES = ((1024, 1024), (4096, 4096), (8192, 8192), (16384, 16384), (32768, 8192))
-
-
 def attempt(data: bytes, model, meta) -> dict:
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        base, t0 = _status("VmRSS"), time.perf_counter()
-        try:
-            codec.decode_bytes(data, model, meta)
-            outcome = "decoded"
-        except ContainerError as e:
-            outcome = "refused: " + str(e).split(": ", 1)[1][:90]
-        os.write(w, json.dumps({"outcome": outcome, "seconds": time.perf_counter() - t0,
-                                "peak_mb": (_status("VmHWM") - base) / 2**20}).encode())
-        os._exit(0)
-    os.close(w)
-    buf = b""
-    while chunk := os.read(r, 4096):
-        buf += chunk
-    os.waitpid(pid, 0)
-    return json.loads(buf)
+    def decode():
+        codec.decode_bytes(data, model, meta)
+        return {"outcome": "decoded"}
+    return in_forked_child(decode, refused=ContainerError)
+
+
+SIZES = ((1024, 1024), (4096, 4096), (8192, 8192), (16384, 16384), (32768, 8192))
 
 
 def main() -> None:

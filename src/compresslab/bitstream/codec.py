@@ -18,9 +18,9 @@ from PIL import Image
 
 from compresslab.io.atomic import atomic_write_bytes
 from compresslab.io.checkpoints import CheckpointError, weights_hash
-from compresslab.io.inputs import InputFileError, check_regular_file, read_regular_file
+from compresslab.io.inputs import InputFileError, read_regular_file
 from compresslab.models.from_checkpoint import build_model_from_checkpoint
-from compresslab.data.images import ImageDecodeError, load_image_tensor
+from compresslab.data.images import load_image_tensor
 from compresslab.entropy.bounds import rans_slack
 from compresslab.bitstream.container import MAX_FILE_BYTES, Container, ContainerError
 from compresslab.models.base import pad_multiple_of
