@@ -330,7 +330,9 @@ def test_ddp_warned_six_times_at_random_moments_ends_at_max_steps_with_the_unint
         segs = segments()
         assert len(segs) == 4 and segs[-1]["end"] == "finished" and segs[-1]["to_step"] == 120, segs
         assert all(a["to_step"] == b["from_step"] for a, b in zip(segs, segs[1:])), segs
-        assert _losses(run) == ref
+        got = _losses(run)  # on failure: where the losses part, and the segments (the moments of the stops)
+        first = next((k for k in sorted(ref) if got.get(k) != ref[k]), None)
+        assert got == ref, f"seed {seed}: losses differ from step {first}; segments {segs}"
         stops.append([s["to_step"] for s in segs[:-1]])
     print(f"2-rank DDP warned 3 times in each of two runs (stops at {stops}), both ended at 120")
 
