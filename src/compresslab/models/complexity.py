@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from compresslab.models.base import pad_multiple_of
+
 
 def _parts(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return dict(model.named_children())
@@ -26,7 +28,7 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, Any]:
 @torch.no_grad()
 def mac_counts(model: torch.nn.Module, height: int = 512, width: int = 768) -> dict[str, Any]:
     """kMAC per pixel of one forward pass on a height x width image (Kodak's size by default), in all and by part."""
-    pad = getattr(model, "pad_multiple", 64)
+    pad = pad_multiple_of(model)
     h, w = -(-height // pad) * pad, -(-width // pad) * pad  # what evaluation pads to
     p = next(model.parameters())
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(p)
