@@ -5,7 +5,9 @@ corrupt) is named in the page and on stderr, and the next change rebuilds; the w
 from __future__ import annotations
 
 import html
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,13 +38,23 @@ def error_page(title: str, error: str, refresh_s: int) -> str:
 
 def watch(inputs: Sequence[str], out: Path, build: Callable[[], str], title: str, interval: float = 2.0,
           refresh_s: int = 30, max_s: float | None = None) -> int:
-    """Rebuild ``out`` from ``build()`` (the page's HTML) at every change of the inputs' files; until Ctrl-C (or
-    ``max_s`` seconds). One line per rebuild, or per error, on stdout / stderr."""
+    """Rebuild ``out`` from ``build()`` (the page's HTML) at every change of the inputs' files; until Ctrl-C or SIGTERM
+    (or ``max_s`` seconds). One line per rebuild, or per error, on stdout / stderr."""
     from compresslab.reporting.output import atomic_write_text
 
     start, last = time.monotonic(), None
+    stop: list[int] = []
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        # the flag too: a KeyboardInterrupt raised while a finalizer runs (gc during a rebuild) is printed and
+        # swallowed by Python, and the loop would watch on after Ctrl-C; the flag ends it at the next look
+        stop.append(signum)
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
-        while max_s is None or time.monotonic() - start < max_s:
+        while not stop and (max_s is None or time.monotonic() - start < max_s):
             sig = signature(inputs)
             if sig != last:
                 last = sig
@@ -61,6 +73,9 @@ def watch(inputs: Sequence[str], out: Path, build: Callable[[], str], title: str
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
