@@ -27,6 +27,7 @@ from compresslab.training.bases import resolve_base
 from compresslab.data.module import ImageDataModule, build_datamodule
 from compresslab.training.instantiate import instantiate_all
 from compresslab.training.progress import StepProgressBar
+from compresslab.training.restart import EpochEndRestart
 from compresslab.training.speed import apply_speed_settings
 from compresslab.provenance import config_hash, write_run_provenance
 from compresslab.training.module import RateDistortionModule
@@ -257,7 +258,7 @@ def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, 
                                          on_save=record.step if rank0 else None,
                                          requeue_margin_s=cfg.get("requeue_margin_s", 30))
     callbacks = [*build_callbacks(cfg.get("callbacks"), plain(cfg.get("optuna_trial"))), stopper,
-                 runstore_callback(record if rank0 else None)]
+                 runstore_callback(record if rank0 else None), EpochEndRestart()]
     trainer = build_trainer(cfg.trainer, run_dir, loggers, callbacks)
     if ckpt_path:
         log.info("resuming from %s (step %s, run %s)", ckpt_path, from_step, record.id)
