@@ -142,7 +142,8 @@ class MSP(CompressLabModel, CompressionModel):
         return ys
 
     def _step(self, net: nn.Module, latent: Tensor, mask: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        self.network_evaluations += 1
+        if not torch.compiler.is_compiling():  # a Python int in a compiled step is a guard: a recompile per step
+            self.network_evaluations += 1
         if self.grad_checkpoint and self.training and torch.is_grad_enabled():
             return checkpoint(net, latent, mask, context, use_reentrant=False)
         return net(latent, mask, context)
