@@ -67,3 +67,37 @@ def test_compile_is_in_place_and_unknown_keys_fail():
         assert "channel_last" in str(e) and "channels_last" in str(e)
     else:
         raise AssertionError("a misspelt speed key must fail")
+
+
+def test_the_nhwc_weight_gradient_hazard_is_named_refused_and_compiled_around(monkeypatch):
+    """torch 2.14's CPU weight gradient of a 1x1 stride-2 convolution with few input channels corrupts memory in
+    channels_last (msp's and cheng2020's g_a shortcut on the RGB input): speed.channels_last is refused for them on the
+    CPU, and inductor (which picks channels_last itself) compiles them with NCHW convolutions there."""
+    import pytest
+
+    from compresslab.errors import ConfigError
+    from compresslab.evaluation.losses import RateDistortionLoss
+    from compresslab.training import fused
+    from compresslab.training.module import aux_parameters, net_parameters
+    from compresslab.training.speed import inductor_options, nhwc_weight_grad_hazards
+
+    msp = models.build({"name": "msp", "N": 16, "M": 16})  # N=8: the inner strided shortcuts (8 channels) too
+    cheng = models.build({"name": "cheng2020-anchor", "N": 16, "M": 16})
+    plain = models.build({"name": "hyperprior", "N": 8, "M": 8})
+    assert nhwc_weight_grad_hazards(msp) == nhwc_weight_grad_hazards(cheng) == ["g_a.0.skip"]
+    assert nhwc_weight_grad_hazards(plain) == []
+    tiny = models.build({"name": "msp", "N": 8, "M": 8})
+    assert nhwc_weight_grad_hazards(tiny) == [f"g_a.{i}.skip" for i in (0, 2, 4)]
+    with pytest.raises(ConfigError, match=r"speed.channels_last=true on the CPU: .*g_a.0.skip.*channels_last=false"):
+        apply_speed_settings(msp, {"channels_last": True})
+    assert apply_speed_settings(cheng, {"channels_last": True}, cpu=False)["channels_last"]  # a GPU run keeps it
+    assert apply_speed_settings(plain, {"channels_last": True})["channels_last"]
+    assert inductor_options(msp, cpu=True) == {"layout_optimization": False}
+    assert inductor_options(msp, cpu=False) is None and inductor_options(plain, cpu=True) is None
+
+    seen = []
+    monkeypatch.setattr(fused.torch, "compile", lambda fn, **kw: seen.append(kw) or fn)
+    for m in (msp, plain):
+        net, aux = torch.optim.Adam(net_parameters(m), lr=1e-3), torch.optim.Adam(aux_parameters(m), lr=1e-3)
+        fused.FusedStep(m, RateDistortionLoss(0.01), net, aux, grad_clip=1.0, backend="inductor")
+    assert seen[0].get("options") == {"layout_optimization": False} and "options" not in seen[1]

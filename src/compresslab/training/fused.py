@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.optim.adam import adam as adam_update
 
 from compresslab.errors import NonFiniteLossError
-from compresslab.training.speed import to_memory_format
+from compresslab.training.speed import inductor_options, to_memory_format
 
 
 def _adam_state(opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
@@ -93,7 +93,11 @@ class FusedStep:
         self.aux = _adam_state(aux_opt) if aux_opt is not None and any(
             id(p) in aux_params for g in aux_opt.param_groups for p in g["params"]) else []
         self.backend = backend
-        self.compiled = torch.compile(self.eager_step, backend=backend, fullgraph=False) if backend != "none" \
+        params = next(model.parameters(), None)
+        options = inductor_options(model, params is None or params.device.type == "cpu") \
+            if backend == "inductor" else None
+        self.compiled = torch.compile(self.eager_step, backend=backend, fullgraph=False,
+                                      **({"options": options} if options else {})) if backend != "none" \
             else self.eager_step
 
     def eager_step(self, batch: Any, net_lr: Tensor, aux_lr: Tensor) -> tuple[dict[str, Tensor], Tensor, int]:

@@ -239,7 +239,9 @@ def _train(cfg: DictConfig, run_dir: Path, group: str | None, config: dict[str, 
     # the image folders (layout, lists) are checked now, before W&B and Lightning start: a missing dataset is one
     # line (DataLayoutError), not a traceback after the loggers; the base setup only lists files, and is idempotent
     ImageDataModule.setup(datamodule, "fit")
-    speed = apply_speed_settings(model, plain(cfg.get("speed")))
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    speed = apply_speed_settings(model, plain(cfg.get("speed")), cpu=on_cpu)
     module = RateDistortionModule(model, lmbda=float(cfg["lambda"]), loss=plain(cfg.loss), optim=plain(cfg.optim),
                                   model_cfg=model_cfg, channels_last=speed["channels_last"],
                                   fused_step=speed["step"])

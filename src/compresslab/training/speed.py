@@ -8,12 +8,31 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from compresslab.errors import ConfigError
+
 
 # The convolutional parts: compiling the entropy models would trace their CDF bookkeeping for nothing.
 COMPILED_PARTS = ("g_a", "g_s", "h_a", "h_s")
 
 
-def apply_speed_settings(model: nn.Module, speed: Mapping[str, Any] | None) -> dict[str, Any]:
+def nhwc_weight_grad_hazards(model: nn.Module) -> list[str]:
+    """The convolutions whose weight gradient, computed in channels_last on the CPU, corrupts the process's memory in
+    torch 2.14 (oneDNN): 1x1, stride 2, 2 to 15 input channels, the shortcut of a strided residual block on the RGB
+    input (msp's and cheng2020's g_a). Measured here with a bare ``nn.Conv2d``: 2, 3, 4, 8 and 12 input channels crash
+    ("double free or corruption", "corrupted double-linked list", a segfault); 1, 16 and more, stride 1, 3 or 4, and
+    3x3/5x5 kernels do not. Inductor chooses channels_last for convolutions on its own (its layout optimisation), so a
+    compiled step meets it too."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)
+            and m.stride == (2, 2) and 1 < m.in_channels < 16]
+
+
+def inductor_options(model: nn.Module, cpu: bool) -> dict[str, Any] | None:
+    """torch.compile options for ``model`` under inductor: NCHW convolutions on the CPU where a layer is one of
+    ``nhwc_weight_grad_hazards`` (the msp step compiled with them ran at the same speed once compiled)."""
+    return {"layout_optimization": False} if cpu and nhwc_weight_grad_hazards(model) else None
+
+
+def apply_speed_settings(model: nn.Module, speed: Mapping[str, Any] | None, cpu: bool = True) -> dict[str, Any]:
     """channels_last: weights (and, through ``to_memory_format``, inputs) in NHWC, which cuDNN's convolutions
     prefer on tensor-core GPUs. compile: ``nn.Module.compile`` in place on g_a/g_s/h_a/h_s, so parameter names and
     checkpoints are unchanged (a compiled wrapper module would rename every key to ``*._orig_mod.*``).
@@ -22,8 +41,14 @@ def apply_speed_settings(model: nn.Module, speed: Mapping[str, Any] | None) -> d
     speed = dict(speed or {})
     unknown = set(speed) - {"channels_last", "compile"}
     if unknown:
-        raise ValueError(f"unknown speed setting(s) {sorted(unknown)}; known: channels_last, compile")
+        raise ConfigError(f"unknown speed setting(s) {sorted(unknown)}; known: channels_last, compile")
     channels_last = bool(speed.get("channels_last", False))
+    hazards = nhwc_weight_grad_hazards(model) if cpu else []
+    if channels_last and hazards:
+        raise ConfigError(f"speed.channels_last=true on the CPU: the weight gradient of {hazards[0]} (a 1x1 stride-2 "
+                         f"convolution with few input channels) corrupts memory in channels_last with torch "
+                         f"{torch.__version__.split('+')[0]}'s CPU kernels; use speed.channels_last=false (it is meant "
+                         "for GPUs)")
     if channels_last:
         model.to(memory_format=torch.channels_last)
     backend = speed.get("compile", False)
@@ -36,7 +61,8 @@ def apply_speed_settings(model: nn.Module, speed: Mapping[str, Any] | None) -> d
         for name in COMPILED_PARTS:
             part = getattr(model, name, None)
             if isinstance(part, nn.Module):
-                part.compile(backend=backend, dynamic=None)
+                options = inductor_options(part, cpu) if backend == "inductor" else None
+                part.compile(backend=backend, dynamic=None, **({"options": options} if options else {}))
                 compiled.append(name)
     return {"channels_last": channels_last, "compiled": compiled, "step": None}
 
