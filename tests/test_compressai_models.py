@@ -94,6 +94,24 @@ def _reference(arch: str, model) -> torch.nn.Module:
     return ref.eval()
 
 
+def test_debug_smoke_as_typed_builds_every_registered_architecture():
+    """`python train.py model=<arch> lambda=0.0067 debug=smoke` with no size overrides: smoke's M follows the
+    architecture (N where it has one width, cheng2020; above 128 for ELIC's default groups), so the model's own check
+    passes and it builds (the tiny sizes of the other tests are overrides a user does not type)."""
+    from omegaconf import OmegaConf
+
+    from conftest import compose
+
+    for arch, cls in sorted(compressai.registry.MODELS.items()):
+        if cls.__module__.startswith(("test_", "tests.")) or ".pointcloud" in cls.__module__ \
+                or ".video" in cls.__module__ or arch in REFUSED:
+            continue
+        cfg = compose([f"model={arch}", "lambda=0.0067", "debug=smoke"])
+        m = OmegaConf.to_container(cfg.model, resolve=True)
+        models.get_model_class(m["name"]).check_config(m, int(cfg.trainer.max_steps))
+        assert models.build(m).hparams_dict["N"] == 32, arch
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_root):
     """Each architecture trained with debug=smoke (tiny sizes, 2 steps) through the training entry point, with its

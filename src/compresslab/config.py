@@ -1,5 +1,5 @@
-"""Config helpers that must exist before Hydra resolves anything: the ``${model_min_crop:}`` resolver (the model's own minimum training
-crop, used by ``debug=smoke``). Light on purpose: importing it does not import torch or CompressAI."""
+"""Config helpers that must exist before Hydra resolves anything: the ``${model_min_crop:}`` and ``${model_smoke_M:}``
+resolvers (the model's own minimum training crop and smoke latent width, used by ``debug=smoke``). Light on purpose: importing it does not import torch or CompressAI."""
 
 from __future__ import annotations
 
@@ -12,6 +12,20 @@ def model_min_crop(*, _root_) -> int:
 
     model = OmegaConf.to_container(_root_.model, resolve=True)
     return get_model_class(model["name"]).min_crop(model)
+
+
+def model_smoke_m(*, _root_) -> int:
+    """debug=smoke's model.M: the model class's ``smoke_width`` from its name, arch and smoke's N (only those keys
+    are read: model.M itself is this interpolation)."""
+    from compresslab.models import get_model_class
+
+    from compresslab.errors import ConfigError
+
+    cfg = {k: OmegaConf.select(_root_, f"model.{k}") for k in ("name", "arch", "N")}
+    try:
+        return get_model_class(cfg["name"]).smoke_width(cfg)
+    except ConfigError:  # an unknown or refused architecture: its check after composition says so in one line
+        return 48
 
 
 _RUN_ID: list[str] = []
@@ -32,6 +46,8 @@ def run_id() -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("model_min_crop"):
         OmegaConf.register_new_resolver("model_min_crop", model_min_crop)
+    if not OmegaConf.has_resolver("model_smoke_M"):
+        OmegaConf.register_new_resolver("model_smoke_M", model_smoke_m)
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", run_id)
 

@@ -107,6 +107,12 @@ class CompressLabModel(abc.ABC):
         return None
 
     @classmethod
+    def smoke_width(cls, cfg: Mapping[str, Any]) -> int:
+        """``debug=smoke``'s latent width M for this model, given its name (and arch) and smoke's N (32): 48 unless
+        the architecture ties M to N or needs more (the ``${model_smoke_M:}`` resolver)."""
+        return 48
+
+    @classmethod
     def min_crop(cls, cfg: Mapping[str, Any]) -> int:
         """Smallest training crop side for this model config (stride-16 latents: 64 px leaves a 4x4 y)."""
         return 64

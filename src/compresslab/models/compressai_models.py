@@ -111,7 +111,8 @@ def adapter_class(arch: str) -> type:
         cls = type(base.__name__ + "Adapter", (mixin, base), {"compressai_arch": None, "__module__": __name__})
     else:
         cls = type(base.__name__ + "Adapter", (mixin, base), {"__init__": _make_init(base), "__module__": __name__,
-                                                              "check_config": classmethod(_check_sizes)})
+                                                              "check_config": classmethod(_check_sizes),
+                                                              "smoke_width": classmethod(_smoke_width)})
     cls.source_arch = arch
     _CLASSES[arch] = cls
     return cls
@@ -142,6 +143,15 @@ def _make_init(base: type):
                                 else {})}
 
     return __init__
+
+
+def _smoke_width(cls, cfg: Mapping[str, Any]) -> int:
+    """debug=smoke's M: N where the architecture has one width (cheng2020), 160 where CompressAI's default channel
+    groups need M > 128 (ELIC), else 48 (what _check_sizes accepts)."""
+    base = cls.__bases__[1]
+    if not _takes(base, "M"):
+        return int(cfg["N"])
+    return 160 if _takes(base, "groups") else 48
 
 
 def _check_sizes(cls, cfg: Mapping[str, Any], max_steps: int) -> None:
@@ -205,6 +215,10 @@ class CompressAIModel(CompressLabModel, CompressionModel):
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any], max_steps: int) -> None:
         adapter_class(cls._arch(cfg)).check_config(cfg, max_steps)
+
+    @classmethod
+    def smoke_width(cls, cfg: Mapping[str, Any]) -> int:
+        return adapter_class(cls._arch(cfg)).smoke_width(cfg)
 
     # never called: __new__ returns an instance of the architecture's adapter class
     def encode_latents(self, x):
