@@ -112,6 +112,13 @@ def test_debug_smoke_as_typed_builds_every_registered_architecture():
         assert models.build(m).hparams_dict["N"] == 32, arch
 
 
+@pytest.mark.slow
+def test_a_one_width_architecture_trains_with_debug_smoke_exactly_as_typed(tmp_path, data_root):
+    r = run_py(["train.py", "model=cheng2020-anchor", "lambda=0.0067", "debug=smoke", f"hydra.run.dir={tmp_path}"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "done.json").read_text())["global_step"] == 8 and (tmp_path / "rd.json").is_file()
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_root):
     """Each architecture trained with debug=smoke (tiny sizes, 2 steps) through the training entry point, with its
