@@ -1,5 +1,6 @@
 """Config helpers that must exist before Hydra resolves anything: the ``${model_min_crop:}`` and ``${model_smoke_M:}``
-resolvers (the model's own minimum training crop and smoke latent width, used by ``debug=smoke``). Light on purpose: importing it does not import torch or CompressAI."""
+resolvers (the model's own minimum training crop and smoke latent width, used by ``debug=smoke``). Light on purpose:
+importing it does not import torch or CompressAI."""
 
 from __future__ import annotations
 

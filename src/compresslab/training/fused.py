@@ -14,7 +14,7 @@ Random numbers: inductor draws the quantisation noise with its own generator (sa
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
