@@ -28,7 +28,7 @@ def nhwc_weight_grad_hazards(model: nn.Module) -> list[str]:
 
 def inductor_options(model: nn.Module, cpu: bool) -> dict[str, Any] | None:
     """torch.compile options for ``model`` under inductor: NCHW convolutions on the CPU where a layer is one of
-    ``nhwc_weight_grad_hazards`` (the msp step compiled with them ran at the same speed once compiled)."""
+    ``nhwc_weight_grad_hazards`` (the channels_last layout inductor picks by itself is what crashes there)."""
     return {"layout_optimization": False} if cpu and nhwc_weight_grad_hazards(model) else None
 
 
