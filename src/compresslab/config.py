@@ -18,15 +18,15 @@ def model_min_crop(*, _root_) -> int:
 def model_smoke_m(*, _root_) -> int:
     """debug=smoke's model.M: the model class's ``smoke_width`` from its name, arch and smoke's N (only those keys
     are read: model.M itself is this interpolation)."""
-    from compresslab.models import get_model_class
-
     from compresslab.errors import ConfigError
+    from compresslab.models import get_model_class
+    from compresslab.models.base import CompressLabModel
 
     cfg = {k: OmegaConf.select(_root_, f"model.{k}") for k in ("name", "arch", "N")}
     try:
         return get_model_class(cfg["name"]).smoke_width(cfg)
     except ConfigError:  # an unknown or refused architecture: its check after composition says so in one line
-        return 48
+        return CompressLabModel.smoke_width(cfg)
 
 
 _RUN_ID: list[str] = []

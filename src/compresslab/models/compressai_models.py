@@ -151,7 +151,7 @@ def _smoke_width(cls, cfg: Mapping[str, Any]) -> int:
     base = cls.__bases__[1]
     if not _takes(base, "M"):
         return int(cfg["N"])
-    return 160 if _takes(base, "groups") else 48
+    return 160 if _takes(base, "groups") else CompressLabModel.smoke_width(cfg)
 
 
 def _check_sizes(cls, cfg: Mapping[str, Any], max_steps: int) -> None:

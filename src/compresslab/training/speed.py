@@ -43,7 +43,7 @@ def apply_speed_settings(model: nn.Module, speed: Mapping[str, Any] | None, cpu:
     if unknown:
         raise ConfigError(f"unknown speed setting(s) {sorted(unknown)}; known: channels_last, compile")
     channels_last = bool(speed.get("channels_last", False))
-    hazards = nhwc_weight_grad_hazards(model) if cpu else []
+    hazards = nhwc_weight_grad_hazards(model) if cpu and channels_last else []
     if channels_last and hazards:
         raise ConfigError(f"speed.channels_last=true on the CPU: the weight gradient of {hazards[0]} (a 1x1 stride-2 "
                          f"convolution with few input channels) corrupts memory in channels_last with torch "
